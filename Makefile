@@ -1,0 +1,30 @@
+# The README's quick start: `make lab` and `make test` work on a fresh machine.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup lab lab-status lab-down test lint typecheck check clean
+
+setup:
+	@./scripts/setup.sh
+
+lab: setup
+	$(BIN)/failover lab up
+
+lab-status: setup
+	$(BIN)/failover lab status
+
+lab-down: setup
+	$(BIN)/failover lab down
+
+lint: setup
+	$(BIN)/ruff check failover infra tests
+
+typecheck: setup
+	$(BIN)/mypy
+
+# Lint and types first: they take seconds and fail fast.
+test: setup lint typecheck
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,39 @@
+"""The root command group: one clear line per error, a traceback only with --debug."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from failover import __version__
+from failover.exceptions import FailoverError
+
+
+class FailoverGroup(click.Group):
+    """A command group that turns our errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FailoverError as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(f"failover: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("failover: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=FailoverGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(__version__, prog_name="failover")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Move a service between cloud providers in minutes, with proof.
+
+    With neither --config nor --state-dir, commands use the embedded local
+    lab in .failover/lab (or $FAILOVER_STATE_DIR).
+    """
+    ctx.obj = {"debug": debug}

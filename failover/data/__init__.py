@@ -1,0 +1,1 @@
+"""Data plane: PostgreSQL roles and replication, object storage."""

@@ -1,0 +1,1 @@
+"""DNS plane: providers that hold the app's records."""

@@ -1,0 +1,45 @@
+"""The error tree of the product: one root, a few kinds a user can act on.
+
+Every error carries a message written for the person at the terminal: what
+is wrong and what to do. The CLI prints it as one line (a traceback only
+with ``--debug``) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class FailoverError(Exception):
+    """Root of every error this tool raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(FailoverError):
+    """A configuration file, option or secret is missing or malformed."""
+
+    exit_code = 2
+
+
+class ProviderError(FailoverError):
+    """A provider (DNS, compute, data store) refused or failed a call."""
+
+    def __init__(
+        self, message: str, *, provider: str, code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.code = code
+        self.request_id = request_id
+
+
+class UnsafePlan(FailoverError):
+    """A plan was refused by a safety check before anything was touched."""
+
+
+class StepFailed(FailoverError):
+    """A step of a running plan failed."""
+
+
+class FatalError(FailoverError):
+    """Something that stops the tool outright (a bug or a broken machine)."""

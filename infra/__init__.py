@@ -1,0 +1,1 @@
+"""What gets deployed and where: the reference app, compute adapters, the local lab."""

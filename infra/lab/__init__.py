@@ -1,0 +1,1 @@
+"""The embedded local lab: real servers on loopback, one "cloud" per address."""

@@ -1,0 +1,256 @@
+"""The lab as a whole: ``up``, ``down`` and its state, in one directory.
+
+``up`` records every process in ``lab.json`` the moment it starts, so that
+whatever happens next (a failed step, Ctrl-C, a killed CLI) ``down`` can
+stop it by PID. A failed ``up`` stops what it started before it reports.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from failover.waiting import WaitTimeout
+from infra.lab import bind, moto, refapp
+from infra.lab.exceptions import LabError, LabNotRunning
+from infra.lab.layout import PRIMARY_SITE, STANDBY_SITE, LabLayout
+from infra.lab.paths import LabPaths
+from infra.lab.postgres import LabPostgres
+from infra.lab.processes import ProcessRecord, is_alive, log_tail, stop
+from infra.lab.secrets import LabSecrets
+from infra.lab.system import RunAs, check_free, named_binary, postgres_bindir
+
+STATE_VERSION = 1
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class LabState:
+    """What ``lab.json`` holds: the layout and every process started, in order."""
+
+    layout: LabLayout
+    started_at: str
+    processes: list[ProcessRecord] = field(default_factory=list)
+    complete: bool = False  # every part started and checked
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state as JSON-ready data."""
+        return {
+            "version": STATE_VERSION, "layout": self.layout.to_dict(),
+            "started_at": self.started_at, "complete": self.complete,
+            "processes": [p.to_dict() for p in self.processes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabState:
+        """The state saved by ``to_dict``."""
+        return cls(
+            LabLayout.from_dict(data["layout"]), data["started_at"],
+            [ProcessRecord.from_dict(p) for p in data["processes"]], bool(data["complete"]),
+        )
+
+    def process(self, name: str) -> ProcessRecord | None:
+        """The record of one part, e.g. ``postgres@aws``."""
+        return next((p for p in self.processes if p.name == name), None)
+
+
+class Lab:
+    """One lab, found by its state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.paths = LabPaths(state_dir.absolute())
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.lock_file, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LabError(
+                    f"another `failover lab` command is working on {self.paths.root}; "
+                    "wait for it to finish"
+                ) from None
+            yield
+
+    def state(self) -> LabState | None:
+        """The recorded state, or None when no lab was started here."""
+        try:
+            return LabState.from_dict(json.loads(self.paths.state_file.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabError(
+                f"{self.paths.state_file} is damaged ({exc}); stop any lab processes "
+                "listed in it by hand, then remove the state dir"
+            ) from exc
+
+    def running_state(self) -> LabState:
+        """The state of a lab whose processes all run; raises LabNotRunning otherwise."""
+        state = self.state()
+        if state is None or not state.complete:
+            raise LabNotRunning(
+                f"no lab is running in {self.paths.root}; start one: failover lab up"
+            )
+        dead = [p.name for p in state.processes if not is_alive(p)]
+        if dead:
+            raise LabNotRunning(
+                f"the lab in {self.paths.root} is not whole ({', '.join(dead)} stopped); "
+                "restart it: failover lab down && failover lab up"
+            )
+        return state
+
+    def _save(self, state: LabState) -> None:
+        tmp = self.paths.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
+        tmp.replace(self.paths.state_file)  # atomic: a reader sees the old or the new
+
+    def up(self, layout: LabLayout, progress: Progress = _quiet) -> tuple[LabState, bool]:
+        """Start the lab; returns its state and whether this call started it."""
+        with self._locked():
+            existing = self.state()
+            if existing is not None:
+                alive = [p.name for p in existing.processes if is_alive(p)]
+                if existing.complete and len(alive) == len(existing.processes):
+                    return existing, False
+                if alive:
+                    raise LabError(
+                        f"the lab in {self.paths.root} is partly running ({', '.join(alive)}); "
+                        "stop it first: failover lab down"
+                    )
+                self._wipe()  # left over from a lab whose processes are all gone
+            state = LabState(layout, datetime.now(UTC).isoformat(timespec="seconds"))
+            try:
+                self._start(state, progress)
+            except BaseException as exc:
+                progress("lab up failed: stopping what it started")
+                self._stop_all(state, _quiet)
+                self._wipe()
+                if isinstance(exc, WaitTimeout):
+                    raise LabError(f"lab up failed: {exc}; logs in {self.paths.logs}") from exc
+                raise
+            return state, True
+
+    def _preflight(self, layout: LabLayout, pg_user: RunAs, dns_user: RunAs) -> None:
+        for who, run_as in (("PostgreSQL", pg_user), ("BIND", dns_user)):
+            if not run_as.can_enter(self.paths.root):
+                raise LabError(
+                    f"{who} runs as user {run_as.user!r}, which cannot reach {self.paths.root}; "
+                    "choose a --state-dir whose parent folders others may enter (e.g. under /tmp)"
+                )
+        for part, address, port in layout.listeners():
+            check_free(part, address, port, udp=part == "bind9")
+
+    def _start(self, state: LabState, progress: Progress) -> None:
+        layout, paths = state.layout, self.paths
+        t0 = time.monotonic()
+
+        def say(message: str) -> None:
+            progress(f"[{time.monotonic() - t0:5.1f}s] {message}")
+
+        def started(record: ProcessRecord, where: str) -> None:
+            state.processes.append(record)
+            self._save(state)
+            say(f"started {record.name} (pid {record.pid}) on {where}")
+
+        bindir, named = postgres_bindir(), named_binary()
+        pg_user, dns_user = RunAs.service("postgres"), RunAs.service("bind")
+        self._preflight(layout, pg_user, dns_user)
+        paths.logs.mkdir(parents=True, exist_ok=True)
+        for old in paths.logs.glob("*.log"):
+            old.unlink()
+        secrets = LabSecrets.generate()
+        secrets.save(paths, [layout.address(s) for s in (PRIMARY_SITE, STANDBY_SITE)],
+                     layout.postgres_port)
+        pg = LabPostgres(layout, paths, secrets, bindir, pg_user)
+
+        for site in (PRIMARY_SITE, STANDBY_SITE):
+            started(moto.start(layout, paths, site), layout.s3_endpoint(site))
+        pg.initdb(PRIMARY_SITE)
+        say(f"initialised postgres@{PRIMARY_SITE} (data checksums on)")
+        started(pg.start(PRIMARY_SITE), f"{layout.address(PRIMARY_SITE)}:{layout.postgres_port}")
+        bind.configure(layout, paths, secrets.tsig, layout.address(PRIMARY_SITE), dns_user)
+        started(bind.start(str(named), paths, dns_user), f"{layout.dns_address}:{layout.dns_port}")
+
+        self._await(state, f"postgres@{PRIMARY_SITE}", partial(pg.wait_ready, PRIMARY_SITE))
+        pg.bootstrap(PRIMARY_SITE)
+        pg.base_backup(STANDBY_SITE, PRIMARY_SITE)
+        say(f"base backup of postgres@{PRIMARY_SITE} made for postgres@{STANDBY_SITE}")
+        started(pg.start(STANDBY_SITE), f"{layout.address(STANDBY_SITE)}:{layout.postgres_port}")
+
+        for site in (PRIMARY_SITE, STANDBY_SITE):
+            self._await(state, f"moto@{site}", partial(moto.wait_ready, layout, site))
+            moto.create_bucket(layout, secrets, site)
+        moto.create_zone(layout, secrets, PRIMARY_SITE, layout.address(PRIMARY_SITE))
+        say(f"created buckets and the Route 53 zone {layout.zone}")
+
+        for site in (PRIMARY_SITE, STANDBY_SITE):
+            started(refapp.start(layout, paths, site), layout.app_url(site))
+        self._await(state, "bind9", partial(bind.wait_ready, layout))
+        self._await(state, f"postgres@{STANDBY_SITE}",
+                    partial(pg.wait_streaming, PRIMARY_SITE, STANDBY_SITE))
+        say(f"postgres@{STANDBY_SITE} streams from postgres@{PRIMARY_SITE}")
+        for site, role in ((PRIMARY_SITE, "primary"), (STANDBY_SITE, "standby")):
+            self._await(state, f"app@{site}", partial(refapp.wait_ready, layout, site, role))
+        state.complete = True
+        self._save(state)
+        say("lab is up")
+
+    def _await(
+        self, state: LabState, name: str, wait: Callable[..., None], timeout: float = 30.0
+    ) -> None:
+        """Wait for a part in short rounds, failing at once when its process died."""
+        record = state.process(name)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                wait(timeout=1.0)
+                return
+            except WaitTimeout as exc:
+                if record is not None and not is_alive(record):
+                    raise LabError(
+                        f"{name} exited while starting: {log_tail(record, 3) or 'no output'} "
+                        f"(log: {record.log})"
+                    ) from exc
+                if time.monotonic() >= deadline:
+                    raise
+
+    def down(self, progress: Progress = _quiet) -> list[tuple[str, str]]:
+        """Stop every recorded process by PID and remove the lab's data (logs stay)."""
+        with self._locked():
+            state = self.state()
+            if state is None:
+                return []
+            outcomes = self._stop_all(state, progress)
+            self._wipe()
+            return outcomes
+
+    def _stop_all(self, state: LabState, progress: Progress) -> list[tuple[str, str]]:
+        outcomes = []
+        for record in reversed(state.processes):  # apps first, storage last
+            outcome = stop(record)
+            progress(f"{record.name} (pid {record.pid}): {outcome}")
+            outcomes.append((record.name, outcome))
+        still = [r.name for r in state.processes if is_alive(r)]
+        if still:
+            raise LabError(f"could not stop {', '.join(still)}; see `failover lab status`")
+        return outcomes
+
+    def _wipe(self) -> None:
+        for path in (self.paths.root / "sites", self.paths.dns, self.paths.secrets):
+            shutil.rmtree(path, ignore_errors=True)
+        self.paths.state_file.unlink(missing_ok=True)
+

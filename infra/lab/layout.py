@@ -1,0 +1,97 @@
+"""Where each part of the lab listens: addresses, ports, names.
+
+Sites sit on their own loopback addresses (``<subnet>.10.1``, ``.20.1``,
+``.30.1``) so that each can use the same well-known ports. BIND must listen
+on an address that an interface has, so DNS is on 127.0.0.1 with its own
+port. A second lab (the tests') picks another subnet and DNS port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from failover.exceptions import ConfigError
+
+SITE_OCTETS = {"aws": 10, "hetzner": 20, "spare": 30}
+PRIMARY_SITE = "aws"
+STANDBY_SITE = "hetzner"
+
+
+@dataclass(frozen=True)
+class LabLayout:
+    """The lab's addresses, ports and names; saved in the state dir at ``lab up``."""
+
+    subnet: str = "127.0"
+    dns_address: str = "127.0.0.1"
+    dns_port: int = 5353
+    postgres_port: int = 5432
+    app_port: int = 8080
+    moto_port: int = 5000
+    zone: str = "lab.failover.test."
+    app_label: str = "app"
+    ttl: int = 5
+    bucket: str = "media"
+    region: str = "eu-central-1"
+    sites: tuple[str, ...] = field(default=tuple(SITE_OCTETS))
+
+    def __post_init__(self) -> None:
+        problems = []
+        parts = self.subnet.split(".")
+        if len(parts) != 2 or parts[0] != "127" or not all(p.isdigit() for p in parts):
+            problems.append(f"subnet {self.subnet!r} must look like 127.N (loopback only)")
+        elif not 0 <= int(parts[1]) <= 255:
+            problems.append(f"subnet {self.subnet!r}: N must be 0-255")
+        if not ipaddress.ip_address(self.dns_address).is_loopback:
+            problems.append(f"DNS address {self.dns_address} is not a loopback address")
+        for name in ("dns_port", "postgres_port", "app_port", "moto_port"):
+            port = getattr(self, name)
+            if not 1 <= port <= 65535:
+                problems.append(f"{name} {port} is not a TCP/UDP port")
+        if not self.zone.endswith("."):
+            problems.append(f"zone {self.zone!r} must be absolute (end with a dot)")
+        if problems:
+            raise ConfigError("lab layout: " + "; ".join(problems))
+
+    def address(self, site: str) -> str:
+        """The loopback address of a site."""
+        return f"{self.subnet}.{SITE_OCTETS[site]}.1"
+
+    @property
+    def app_name(self) -> str:
+        """The fully qualified name users resolve to reach the app."""
+        return f"{self.app_label}.{self.zone}"
+
+    def app_url(self, site: str) -> str:
+        """The base URL of a site's app."""
+        return f"http://{self.address(site)}:{self.app_port}"
+
+    def s3_endpoint(self, site: str) -> str:
+        """The S3 (and, at aws, Route 53 and EC2) endpoint of a site's moto server."""
+        return f"http://{self.address(site)}:{self.moto_port}"
+
+    def listeners(self) -> list[tuple[str, str, int]]:
+        """Every (part, address, port) the running lab listens on."""
+        out = [("bind9", self.dns_address, self.dns_port)]
+        for site in (PRIMARY_SITE, STANDBY_SITE):
+            address = self.address(site)
+            out += [
+                (f"postgres@{site}", address, self.postgres_port),
+                (f"moto@{site}", address, self.moto_port),
+                (f"app@{site}", address, self.app_port),
+            ]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The layout as JSON-ready data."""
+        data = asdict(self)
+        data["sites"] = list(self.sites)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabLayout:
+        """The layout saved by ``to_dict``."""
+        data = dict(data)
+        data["sites"] = tuple(data.get("sites", SITE_OCTETS))
+        return cls(**data)

@@ -1,0 +1,62 @@
+"""Where the lab keeps its state: one directory, everything inside it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_STATE_DIR = Path(".failover") / "lab"
+
+
+def default_state_dir() -> Path:
+    """$FAILOVER_STATE_DIR, or .failover/lab under the working directory."""
+    return Path(os.environ.get("FAILOVER_STATE_DIR") or DEFAULT_STATE_DIR).absolute()
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    """The files and folders of one lab."""
+
+    root: Path
+
+    @property
+    def state_file(self) -> Path:
+        """The layout and the processes of the running lab (JSON)."""
+        return self.root / "lab.json"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held while the lab is being started or stopped."""
+        return self.root / ".lock"
+
+    @property
+    def secrets(self) -> Path:
+        """Per-lab secrets, 0700 with 0600 files."""
+        return self.root / "secrets"
+
+    @property
+    def logs(self) -> Path:
+        """One log per server; kept after ``lab down`` for post-mortems."""
+        return self.root / "logs"
+
+    @property
+    def dns(self) -> Path:
+        """BIND's configuration, zone and journal."""
+        return self.root / "dns"
+
+    def site(self, name: str) -> Path:
+        """A site's own directory."""
+        return self.root / "sites" / name
+
+    def pgdata(self, site: str) -> Path:
+        """A site's PostgreSQL data directory."""
+        return self.site(site) / "pgdata"
+
+    def pgrun(self, site: str) -> Path:
+        """A site's PostgreSQL socket directory."""
+        return self.site(site) / "run"
+
+    def log(self, part: str) -> Path:
+        """The log file of one part, e.g. ``postgres@aws``."""
+        return self.logs / f"{part}.log"

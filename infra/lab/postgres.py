@@ -1,0 +1,181 @@
+"""PostgreSQL servers of the lab: a primary made by initdb, standbys by base backup.
+
+Each server runs the ``postgres`` binary in the foreground, so the PID the lab
+records is the postmaster itself (no ``pg_ctl`` in between), and stops with
+SIGINT, PostgreSQL's fast shutdown. Per-site settings (address, port, socket
+dir, cluster_name) go on the command line so that a base backup's copied
+configuration serves every site alike; settings the failover engine changes
+at run time (synchronous_standby_names, primary_conninfo) stay in files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from psycopg import sql
+
+from failover.data.postgres import PgEndpoint
+from failover.secretfiles import write_private
+from failover.waiting import wait_for
+from infra.lab.exceptions import LabError
+from infra.lab.layout import LabLayout
+from infra.lab.paths import LabPaths
+from infra.lab.processes import ProcessRecord, spawn
+from infra.lab.secrets import LabSecrets, pgpass_file
+from infra.lab.system import RunAs
+
+APP_DATABASE = "social"
+APP_USER = "app"
+REPLICATION_USER = "replicator"
+
+SERVER_SETTINGS = """
+# failover lab settings
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+wal_keep_size = '256MB'
+hot_standby = on
+hot_standby_feedback = on
+wal_receiver_status_interval = '1s'
+wal_log_hints = on
+max_connections = 60
+shared_buffers = '32MB'
+password_encryption = 'scram-sha-256'
+log_line_prefix = '%m [%p] %q%u@%d '
+log_min_messages = warning
+"""
+
+HBA = """# failover lab: passwords only, loopback only
+local   all          all                       scram-sha-256
+host    all          all          127.0.0.0/8  scram-sha-256
+host    replication  replicator   127.0.0.0/8  scram-sha-256
+"""
+
+
+class LabPostgres:
+    """Makes, starts and queries the lab's PostgreSQL servers."""
+
+    def __init__(
+        self, layout: LabLayout, paths: LabPaths, secrets: LabSecrets, bindir: Path, run_as: RunAs
+    ) -> None:
+        self.layout = layout
+        self.paths = paths
+        self.secrets = secrets
+        self.bindir = bindir
+        self.run_as = run_as
+
+    def endpoint(self, site: str, user: str = "postgres", dbname: str = "postgres") -> PgEndpoint:
+        """How to reach a site's server (passwords come from the lab's pgpass)."""
+        return PgEndpoint(
+            self.layout.address(site), self.layout.postgres_port, user, dbname,
+            passfile=str(pgpass_file(self.paths)),
+        )
+
+    def _run(self, site: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = self.paths.log(f"postgres@{site}")
+        with open(log, "ab") as out:
+            done = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                user=self.run_as.user, env=env, check=False,
+            )
+        if done.returncode != 0:
+            tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+            raise LabError(f"{Path(argv[0]).name} for site {site} failed: {tail}")
+
+    def _site_dir(self, site: str) -> None:
+        for d in (self.paths.site(site), self.paths.pgrun(site)):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.run_as.user is not None:
+                os.chown(d, *self.run_as.owner)
+
+    def initdb(self, site: str) -> None:
+        """Create a primary's data directory (with checksums, so pg_rewind works)."""
+        self._site_dir(site)
+        pwfile = self.paths.site(site) / "initdb.pw"
+        write_private(pwfile, self.secrets.postgres_password + "\n", self.run_as.owner)
+        try:
+            self._run(site, [
+                str(self.bindir / "initdb"), "-D", str(self.paths.pgdata(site)),
+                "--data-checksums", "--username=postgres", f"--pwfile={pwfile}",
+                "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync",
+            ])
+        finally:
+            pwfile.unlink(missing_ok=True)
+        pgdata = self.paths.pgdata(site)
+        with open(pgdata / "postgresql.conf", "a") as conf:
+            conf.write(SERVER_SETTINGS)
+        (pgdata / "pg_hba.conf").write_text(HBA)
+
+    def argv(self, site: str) -> list[str]:
+        """The command line of a site's server."""
+        return [
+            str(self.bindir / "postgres"), "-D", str(self.paths.pgdata(site)),
+            "-c", f"listen_addresses={self.layout.address(site)}",
+            "-c", f"port={self.layout.postgres_port}",
+            "-c", f"unix_socket_directories={self.paths.pgrun(site)}",
+            "-c", f"cluster_name={site}",
+        ]
+
+    def start(self, site: str) -> ProcessRecord:
+        """Start a site's server (primary or standby, as its data dir says)."""
+        return spawn(
+            f"postgres@{site}", self.argv(site), log=self.paths.log(f"postgres@{site}"),
+            user=self.run_as.user, stop_signal=signal.SIGINT,
+        )
+
+    def wait_ready(self, site: str, timeout: float = 30.0) -> None:
+        """Wait until the server accepts connections."""
+        def ready() -> bool:
+            with self.endpoint(site).connect(timeout=1) as conn:
+                return conn.execute("SELECT 1").fetchone() is not None
+
+        wait_for(ready, timeout=timeout, what=f"postgres@{site} to accept connections")
+
+    def bootstrap(self, site: str) -> None:
+        """Create the replication and app roles and the app's database."""
+        with self.endpoint(site).connect() as conn:
+            for role, password, extra in (
+                (REPLICATION_USER, self.secrets.replication_password, "REPLICATION"),
+                (APP_USER, self.secrets.app_password, ""),
+            ):
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} WITH LOGIN {} PASSWORD {}").format(
+                        sql.Identifier(role), sql.SQL(extra), sql.Literal(password)
+                    )
+                )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(APP_DATABASE), sql.Identifier(APP_USER)
+                )
+            )
+
+    def base_backup(self, site: str, source: str) -> None:
+        """Make ``site`` a streaming standby of ``source`` (pg_basebackup -R)."""
+        self._site_dir(site)
+        self._run(
+            site,
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-h", self.layout.address(source), "-p", str(self.layout.postgres_port),
+                "-U", REPLICATION_USER, "-D", str(self.paths.pgdata(site)),
+                "-R", "-X", "stream", "-c", "fast", "-w",
+            ],
+            # The postgres user cannot read our 0600 pgpass; this one-off child
+            # gets the password in its environment, never on a command line.
+            env={"PGPASSWORD": self.secrets.replication_password, "PATH": "/usr/bin:/bin"},
+        )
+
+    def wait_streaming(self, primary: str, standby: str, timeout: float = 30.0) -> None:
+        """Wait until ``standby`` streams from ``primary``."""
+        def streaming() -> bool:
+            with self.endpoint(primary).connect(timeout=1) as conn:
+                row = conn.execute(
+                    "SELECT state FROM pg_stat_replication WHERE application_name = %s",
+                    (standby,),
+                ).fetchone()
+            return row is not None and row[0] == "streaming"
+
+        wait_for(streaming, timeout=timeout, what=f"postgres@{standby} to stream from {primary}")

@@ -1,0 +1,173 @@
+"""Processes the lab starts, remembered and stopped by their PID.
+
+A PID alone can be reused by an unrelated process after ours exits, so each
+record also keeps the process's start time (field 22 of /proc/PID/stat) and
+a signal is only ever sent when both still match. Nothing is killed by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from failover.waiting import WaitTimeout, wait_for
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One process the lab started."""
+
+    name: str  # e.g. "postgres@aws"
+    pid: int
+    start_ticks: int
+    argv: tuple[str, ...]
+    log: str
+    stop_signal: int = signal.SIGTERM
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        data = asdict(self)
+        data["argv"] = list(self.argv)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProcessRecord:
+        """A record saved by ``to_dict``."""
+        return cls(**{**data, "argv": tuple(data["argv"])})
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after it.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot; None when it is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def _reap(pid: int) -> None:
+    # Our own children stay zombies until waited for; reaping them is harmless
+    # when they are not ours (ChildProcessError).
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def is_alive(record: ProcessRecord) -> bool:
+    """Whether the recorded process (same PID, same start time) still runs."""
+    _reap(record.pid)
+    fields = _stat_fields(record.pid)
+    if fields is None or int(fields[19]) != record.start_ticks:
+        return False
+    return fields[0] not in ("Z", "X")  # a zombie is dead but not yet reaped
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+    stop_signal: int = signal.SIGTERM,
+) -> ProcessRecord:
+    """Start a long-running process in its own session, output to ``log``."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            user=user,
+            cwd=cwd,
+            start_new_session=True,  # the terminal's Ctrl-C is not meant for servers
+        )
+    ticks = start_ticks(proc.pid)
+    if ticks is None:  # it died at once; its log says why
+        proc.wait()
+        ticks = 0
+    return ProcessRecord(name, proc.pid, ticks, tuple(argv), str(log), stop_signal)
+
+
+def send(record: ProcessRecord, sig: int) -> bool:
+    """Signal the recorded process if it is still the same process."""
+    if not is_alive(record):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, sig)
+        return True
+    return False
+
+
+def stop(record: ProcessRecord, timeout: float = 15.0) -> str:
+    """Stop a process by PID: its stop signal, then SIGKILL. Returns how it ended."""
+    if not send(record, record.stop_signal):
+        return "not running"
+    try:
+        wait_for(lambda: not is_alive(record), timeout=timeout, what=f"{record.name} to stop")
+        return "stopped"
+    except WaitTimeout:
+        send(record, signal.SIGKILL)
+        wait_for(lambda: not is_alive(record), timeout=5, what=f"{record.name} to die")
+        return "killed"
+
+
+def log_tail(record: ProcessRecord, lines: int = 5) -> str:
+    """The last lines a process wrote, to explain why it failed."""
+    try:
+        text = Path(record.log).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def uptime(record: ProcessRecord) -> float:
+    """Seconds since the process started."""
+    ticks_per_second = os.sysconf("SC_CLK_TCK")
+    boot_seconds = float(Path("/proc/uptime").read_text().split()[0])
+    return max(0.0, boot_seconds - record.start_ticks / ticks_per_second)
+
+
+def _rss_of(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_bytes(record: ProcessRecord) -> int:
+    """Resident memory of the process and all its descendants (0 when gone).
+
+    PostgreSQL's memory lives mostly in the backends and background workers
+    that the postmaster forks, so the tree is what counts.
+    """
+    if not is_alive(record):
+        return 0
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [record.pid]
+    while todo:
+        pid = todo.pop()
+        total += _rss_of(pid)
+        todo += children.get(pid, [])
+    return total

@@ -1,0 +1,96 @@
+"""The lab's secrets, generated fresh at every ``lab up``.
+
+Passwords, the TSIG key and the S3/AWS keys are random per lab, written into
+0600 files under the state dir, and handed to servers through files
+(pgpass, an AWS credentials file, BIND's key clause), not command lines.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from failover.dns.tsig import TsigKey
+from failover.secretfiles import read_private, write_private
+from infra.lab.paths import LabPaths
+
+TSIG_KEY_NAME = "failover-lab."
+
+
+@dataclass(frozen=True)
+class LabSecrets:
+    """Every secret of one lab."""
+
+    postgres_password: str
+    replication_password: str
+    app_password: str
+    aws_access_key_id: str
+    aws_secret_access_key: str
+    tsig: TsigKey
+
+    def __repr__(self) -> str:
+        return "LabSecrets(<hidden>)"
+
+    @classmethod
+    def generate(cls) -> LabSecrets:
+        """Fresh random secrets."""
+        return cls(
+            postgres_password=secrets.token_urlsafe(24),
+            replication_password=secrets.token_urlsafe(24),
+            app_password=secrets.token_urlsafe(24),
+            aws_access_key_id="AKIA" + secrets.token_hex(8).upper(),
+            aws_secret_access_key=secrets.token_urlsafe(30),
+            tsig=TsigKey.generate(TSIG_KEY_NAME),
+        )
+
+    def save(self, paths: LabPaths, addresses: list[str], pg_port: int) -> None:
+        """Write the secret files (0600 in a 0700 directory)."""
+        paths.secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
+        paths.secrets.chmod(0o700)
+        for name in ("postgres", "replication", "app"):
+            write_private(paths.secrets / f"{name}.password", getattr(self, f"{name}_password"))
+        self.tsig.save(paths.secrets / "tsig.key")
+        write_private(
+            paths.secrets / "aws-credentials",
+            "[default]\n"
+            f"aws_access_key_id = {self.aws_access_key_id}\n"
+            f"aws_secret_access_key = {self.aws_secret_access_key}\n",
+        )
+        users = (("postgres", self.postgres_password), ("app", self.app_password),
+                 ("replicator", self.replication_password))
+        # libpq's own password file, so DSNs and command lines carry no password.
+        write_private(
+            pgpass_file(paths),
+            "".join(f"{a}:{pg_port}:*:{u}:{pw}\n" for a in addresses for u, pw in users),
+        )
+
+    @classmethod
+    def load(cls, paths: LabPaths) -> LabSecrets:
+        """Read the secrets of a lab started earlier."""
+        d = paths.secrets
+
+        def read(name: str) -> str:
+            return read_private(d / name, "lab secret file").strip()
+
+        creds = dict(
+            line.split(" = ", 1) for line in read("aws-credentials").splitlines() if " = " in line
+        )
+        return cls(
+            postgres_password=read("postgres.password"),
+            replication_password=read("replication.password"),
+            app_password=read("app.password"),
+            aws_access_key_id=creds["aws_access_key_id"],
+            aws_secret_access_key=creds["aws_secret_access_key"],
+            tsig=TsigKey.load(d / "tsig.key"),
+        )
+
+
+def pgpass_file(paths: LabPaths) -> Path:
+    """The lab's libpq password file."""
+    return paths.secrets / "pgpass"
+
+
+def aws_credentials_file(paths: LabPaths) -> Path:
+    """The lab's AWS shared-credentials file."""
+    return paths.secrets / "aws-credentials"

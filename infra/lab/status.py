@@ -1,0 +1,174 @@
+"""What the lab looks like right now: each part's health and role, replication, DNS.
+
+Every probe has a short timeout and they run side by side, so a frozen site
+costs one timeout, not one per part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from failover.data.postgres import PgEndpoint, server_state, standby_lags
+from infra.lab import bind, moto, refapp
+from infra.lab.lab import Lab, LabState
+from infra.lab.layout import LabLayout
+from infra.lab.paths import LabPaths
+from infra.lab.processes import ProcessRecord, is_alive, tree_rss_bytes, uptime
+from infra.lab.secrets import LabSecrets, pgpass_file
+
+PROBE_TIMEOUT = 2.0
+
+
+def _pg(layout: LabLayout, paths: LabPaths, site: str) -> PgEndpoint:
+    return PgEndpoint(layout.address(site), layout.postgres_port,
+                      passfile=str(pgpass_file(paths)))
+
+
+def _probe_part(
+    record: ProcessRecord, layout: LabLayout, paths: LabPaths, secrets: LabSecrets
+) -> dict[str, Any]:
+    kind, _, site = record.name.partition("@")
+    address, port = {
+        "postgres": (layout.address(site or "aws"), layout.postgres_port),
+        "moto": (layout.address(site or "aws"), layout.moto_port),
+        "app": (layout.address(site or "aws"), layout.app_port),
+        "bind9": (layout.dns_address, layout.dns_port),
+    }[kind]
+    part: dict[str, Any] = {
+        "name": record.name, "kind": kind, "site": site or None, "address": address,
+        "port": port, "pid": record.pid, "alive": is_alive(record), "health": "down",
+        "role": None, "detail": None, "rss_bytes": tree_rss_bytes(record),
+        "uptime_seconds": round(uptime(record), 1) if is_alive(record) else None,
+    }
+    if not part["alive"]:
+        part["detail"] = "process not running"
+        return part
+    try:
+        if kind == "postgres":
+            with _pg(layout, paths, site).connect(timeout=PROBE_TIMEOUT) as conn:
+                server = server_state(conn)
+            part.update(role=server.role, detail=f"lsn {server.lsn}")
+        elif kind == "app":
+            ready = refapp.readiness(layout, site, timeout=PROBE_TIMEOUT)
+            part.update(role=ready.get("role"),
+                        detail="writable" if ready.get("writable") else "read-only")
+            if ready["http_status"] != 200:
+                raise RuntimeError(str(ready.get("database") or ready.get("error")))
+        elif kind == "moto":
+            httpx.get(f"{layout.s3_endpoint(site)}/moto-api/", timeout=PROBE_TIMEOUT)
+        elif kind == "bind9":
+            bind.wait_ready(layout, timeout=PROBE_TIMEOUT)
+        part["health"] = "ok"
+    except Exception as exc:  # a probe reports, it never raises
+        part.update(health="failing", detail=str(exc).splitlines()[0][:200] if str(exc) else
+                    type(exc).__name__)
+    return part
+
+
+def _dns(layout: LabLayout, secrets: LabSecrets) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    sources: dict[str, tuple[str, Callable[[], tuple[list[str], int | None]]]] = {
+        "bind9": (f"{layout.dns_address}:{layout.dns_port}",
+                  lambda: bind.answer(layout, layout.app_name)),
+        "route53": (f"moto at {layout.s3_endpoint('aws')}",
+                    lambda: moto.route53_answer(layout, secrets, "aws")),
+    }
+    for provider, (server, ask) in sources.items():
+        try:
+            addresses, ttl = ask()
+            out[provider] = {"server": server, "name": layout.app_name,
+                             "answer": addresses, "ttl": ttl, "error": None}
+        except Exception as exc:
+            out[provider] = {"server": server, "name": layout.app_name, "answer": [],
+                             "ttl": None, "error": str(exc) or type(exc).__name__}
+    return out
+
+
+def lab_status(lab: Lab) -> dict[str, Any]:
+    """The lab's status as JSON-ready data (also what ``lab status --json`` prints)."""
+    state: LabState | None = lab.state()
+    base: dict[str, Any] = {"state_dir": str(lab.paths.root)}
+    if state is None:
+        return {**base, "running": False, "primary": None, "sites": {}, "dns": {}, "parts": []}
+    layout, paths = state.layout, lab.paths
+    secrets = LabSecrets.load(paths)
+    with ThreadPoolExecutor(max_workers=len(state.processes) + 1) as pool:
+        dns_future = pool.submit(_dns, layout, secrets)
+        parts = list(pool.map(lambda r: _probe_part(r, layout, paths, secrets), state.processes))
+        dns = dns_future.result()
+    db_roles = {p["site"]: p["role"] for p in parts if p["kind"] == "postgres"}
+    primaries = [site for site, role in db_roles.items() if role == "primary"]
+    lags: dict[str, Any] = {}
+    if len(primaries) == 1:
+        try:
+            with _pg(layout, paths, primaries[0]).connect(timeout=PROBE_TIMEOUT) as conn:
+                lags = {lag.name: lag for lag in standby_lags(conn)}
+        except Exception:
+            lags = {}
+    sites: dict[str, Any] = {}
+    for site in layout.sites:
+        lag = lags.get(site)
+        sites[site] = {
+            "address": layout.address(site),
+            "role": db_roles.get(site) or ("empty" if site not in db_roles else "down"),
+            "app_url": layout.app_url(site) if site in db_roles else None,
+            "replication": lag.state if lag else None,
+            "sync_state": lag.sync_state if lag else None,
+            "lag_bytes": lag.lag_bytes if lag else None,
+            "lag_seconds": round(lag.lag_seconds, 3) if lag else None,
+        }
+    return {
+        **base,
+        "running": state.complete and all(p["alive"] for p in parts),
+        "healthy": state.complete and all(p["health"] == "ok" for p in parts),
+        "started_at": state.started_at,
+        "primary": primaries[0] if len(primaries) == 1 else None,
+        "primaries": primaries,
+        "app_name": layout.app_name,
+        "sites": sites,
+        "dns": dns,
+        "parts": parts,
+        "memory_rss_bytes": sum(p["rss_bytes"] for p in parts),
+    }
+
+
+def render(status: dict[str, Any]) -> str:
+    """The status as a few lines for a terminal."""
+    if not status["parts"]:
+        return f"no lab in {status['state_dir']} (start one: failover lab up)"
+    verdict = "healthy" if status["healthy"] else ("running, degraded" if status["running"]
+                                                   else "NOT running")
+    lines = [
+        f"lab in {status['state_dir']}: {verdict}; primary: {status['primary'] or 'NONE'}"
+        + (f" (several: {', '.join(status['primaries'])})" if len(status["primaries"]) > 1 else ""),
+        "",
+        f"  {'PART':<18}{'ADDRESS':<22}{'PID':>8}  {'HEALTH':<9}{'ROLE':<9}{'RSS':>8}  DETAIL",
+    ]
+    for p in status["parts"]:
+        lines.append(
+            f"  {p['name']:<18}{p['address'] + ':' + str(p['port']):<22}{p['pid']:>8}  "
+            f"{p['health']:<9}{p['role'] or '-':<9}{p['rss_bytes'] / 2**20:>6.0f}Mi  "
+            f"{p['detail'] or ''}"
+        )
+    lines += ["", "  replication"]
+    for name, site in status["sites"].items():
+        if site["replication"]:
+            lines.append(
+                f"    {name}: {site['replication']} ({site['sync_state']}), lag "
+                f"{site['lag_bytes']} bytes / {site['lag_seconds']:.3f} s"
+            )
+        elif site["role"] == "standby":
+            lines.append(f"    {name}: standby, NOT streaming")
+        elif site["role"] == "empty":
+            lines.append(f"    {name}: empty site at {site['address']} (target for rebuilds)")
+    lines += ["", f"  dns {status['app_name']}"]
+    for provider, d in status["dns"].items():
+        answer = ", ".join(d["answer"]) or "no answer"
+        detail = f"error: {d['error']}" if d["error"] else f"{answer} (ttl {d['ttl']})"
+        lines.append(f"    {provider:<9} at {d['server']:<30} {detail}")
+    lines.append(f"\n  memory (RSS, all processes): {status['memory_rss_bytes'] / 2**20:.0f} MiB")
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""Waiting on conditions with one deadline, on an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from failover.waiting import WaitTimeout, wait_for
+
+
+class FakeClock:
+    """A clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_returns_the_first_truthy_value() -> None:
+    answers = iter([None, 0, "ready"])
+    clock = FakeClock()
+    result = wait_for(lambda: next(answers), timeout=5, what="x", clock=clock, sleep=clock.sleep)
+    assert result == "ready"
+    assert clock.sleeps == [0.05, 0.05]
+
+
+def test_exceptions_count_as_not_yet_and_are_named_on_timeout() -> None:
+    clock = FakeClock()
+
+    def refuse() -> bool:
+        raise ConnectionRefusedError("connection refused")
+
+    with pytest.raises(WaitTimeout, match=r"after 1s waiting for the server.*connection refused"):
+        wait_for(refuse, timeout=1, what="the server", clock=clock, sleep=clock.sleep)
+    assert clock.now >= 1

@@ -1,0 +1,30 @@
+"""The lab's layout: loopback only, every problem named at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from failover.exceptions import ConfigError
+from infra.lab.layout import LabLayout
+
+
+def test_sites_have_their_own_loopback_addresses() -> None:
+    layout = LabLayout(subnet="127.77")
+    assert [layout.address(s) for s in ("aws", "hetzner", "spare")] == [
+        "127.77.10.1", "127.77.20.1", "127.77.30.1",
+    ]
+    assert layout.app_name == "app.lab.failover.test."
+
+
+def test_round_trips_through_json_data() -> None:
+    layout = LabLayout(subnet="127.5", dns_port=5999)
+    assert LabLayout.from_dict(layout.to_dict()) == layout
+
+
+def test_refuses_anything_but_loopback_and_names_every_problem() -> None:
+    with pytest.raises(ConfigError) as info:
+        LabLayout(subnet="10.0", dns_port=0, zone="no-dot")
+    message = str(info.value)
+    assert "subnet '10.0' must look like 127.N" in message
+    assert "dns_port 0" in message
+    assert "must be absolute" in message

@@ -1,0 +1,44 @@
+"""Processes are known and stopped by PID and start time, never by name."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from failover.waiting import wait_for
+from infra.lab.processes import ProcessRecord, is_alive, spawn, stop, tree_rss_bytes
+
+IGNORES_SIGTERM = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
+    "print('ready', flush=True)\ntime.sleep(60)\n"
+
+
+def test_spawn_and_stop(tmp_path: Path) -> None:
+    record = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"],
+                   log=tmp_path / "sleeper.log")
+    assert is_alive(record)
+    assert tree_rss_bytes(record) > 0
+    assert stop(record) == "stopped"
+    assert not is_alive(record)
+    assert stop(record) == "not running"
+
+
+def test_a_process_that_ignores_its_stop_signal_is_killed(tmp_path: Path) -> None:
+    log = tmp_path / "stubborn.log"
+    record = spawn("stubborn", [sys.executable, "-c", IGNORES_SIGTERM], log=log)
+    wait_for(lambda: "ready" in log.read_text(), timeout=10, what="the child to ignore SIGTERM")
+    assert stop(record, timeout=0.5) == "killed"
+    assert not is_alive(record)
+
+
+def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
+    record = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"],
+                   log=tmp_path / "s.log")
+    try:
+        impostor = ProcessRecord("sleeper", record.pid, record.start_ticks + 1, record.argv,
+                                 record.log, signal.SIGTERM)
+        assert not is_alive(impostor)
+        assert stop(impostor) == "not running"
+        assert is_alive(record)
+    finally:
+        stop(record)
