@@ -141,33 +141,41 @@ def uptime(record: ProcessRecord) -> float:
     return max(0.0, boot_seconds - record.start_ticks / ticks_per_second)
 
 
-def _rss_of(pid: int) -> int:
+def _memory_of(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of one process in bytes; PSS needs smaps_rollup (our own or root)."""
+    rss = pss = 0
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return rss, pss
 
 
-def tree_rss_bytes(record: ProcessRecord) -> int:
-    """Resident memory of the process and all its descendants (0 when gone).
+def tree_memory(record: ProcessRecord) -> tuple[int, int]:
+    """(RSS, PSS) of the process and all its descendants, in bytes; (0, 0) when gone.
 
     PostgreSQL's memory lives mostly in the backends and background workers
-    that the postmaster forks, so the tree is what counts.
+    that the postmaster forks, so the tree is what counts. RSS counts shared
+    pages (shared_buffers) once per process that touched them; PSS divides
+    them among those processes, so PSS adds up to what the machine really gives.
     """
     if not is_alive(record):
-        return 0
+        return 0, 0
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _stat_fields(int(entry.name))
             if fields:
                 children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0, [record.pid]
+    rss = pss = 0
+    todo = [record.pid]
     while todo:
         pid = todo.pop()
-        total += _rss_of(pid)
+        one_rss, one_pss = _memory_of(pid)
+        rss, pss = rss + one_rss, pss + one_pss
         todo += children.get(pid, [])
-    return total
+    return rss, pss

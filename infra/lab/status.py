@@ -17,7 +17,7 @@ from infra.lab import bind, moto, refapp
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.processes import ProcessRecord, is_alive, tree_rss_bytes, uptime
+from infra.lab.processes import ProcessRecord, is_alive, tree_memory, uptime
 from infra.lab.secrets import LabSecrets, pgpass_file
 
 PROBE_TIMEOUT = 2.0
@@ -38,10 +38,11 @@ def _probe_part(
         "app": (layout.address(site or "aws"), layout.app_port),
         "bind9": (layout.dns_address, layout.dns_port),
     }[kind]
+    rss, pss = tree_memory(record)
     part: dict[str, Any] = {
         "name": record.name, "kind": kind, "site": site or None, "address": address,
         "port": port, "pid": record.pid, "alive": is_alive(record), "health": "down",
-        "role": None, "detail": None, "rss_bytes": tree_rss_bytes(record),
+        "role": None, "detail": None, "rss_bytes": rss, "pss_bytes": pss,
         "uptime_seconds": round(uptime(record), 1) if is_alive(record) else None,
     }
     if not part["alive"]:
@@ -133,6 +134,7 @@ def lab_status(lab: Lab) -> dict[str, Any]:
         "dns": dns,
         "parts": parts,
         "memory_rss_bytes": sum(p["rss_bytes"] for p in parts),
+        "memory_pss_bytes": sum(p["pss_bytes"] for p in parts),
     }
 
 
@@ -170,5 +172,8 @@ def render(status: dict[str, Any]) -> str:
         answer = ", ".join(d["answer"]) or "no answer"
         detail = f"error: {d['error']}" if d["error"] else f"{answer} (ttl {d['ttl']})"
         lines.append(f"    {provider:<9} at {d['server']:<30} {detail}")
-    lines.append(f"\n  memory (RSS, all processes): {status['memory_rss_bytes'] / 2**20:.0f} MiB")
+    lines.append(
+        f"\n  memory of all processes: RSS {status['memory_rss_bytes'] / 2**20:.0f} MiB, "
+        f"PSS {status['memory_pss_bytes'] / 2**20:.0f} MiB (shared pages counted once)"
+    )
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from failover.waiting import wait_for
-from infra.lab.processes import ProcessRecord, is_alive, spawn, stop, tree_rss_bytes
+from infra.lab.processes import ProcessRecord, is_alive, spawn, stop, tree_memory
 
 IGNORES_SIGTERM = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
     "print('ready', flush=True)\ntime.sleep(60)\n"
@@ -17,7 +17,7 @@ def test_spawn_and_stop(tmp_path: Path) -> None:
     record = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"],
                    log=tmp_path / "sleeper.log")
     assert is_alive(record)
-    assert tree_rss_bytes(record) > 0
+    assert all(m > 0 for m in tree_memory(record))
     assert stop(record) == "stopped"
     assert not is_alive(record)
     assert stop(record) == "not running"

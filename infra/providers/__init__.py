@@ -1,0 +1,1 @@
+"""Compute adapters: aws (boto3), hetzner (hcloud), lab (local processes)."""

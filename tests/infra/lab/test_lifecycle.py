@@ -1,0 +1,115 @@
+"""``lab up`` and ``lab down`` on a lab of their own: idempotent, refusing, leaving nothing.
+
+These start their own small labs on another subnet, so they do not disturb
+the session's lab.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.lab import refapp
+from infra.lab.exceptions import PortTaken
+from infra.lab.lab import Lab, LabState
+from infra.lab.layout import LabLayout
+from infra.lab.processes import ProcessRecord, is_alive
+from tests.conftest import free_port, private_tmpdir
+
+SUBNET = "127.78"
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    path = private_tmpdir("failover-test-lifecycle-")
+    try:
+        yield path
+    finally:
+        Lab(path).down()  # whatever a test left running
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[ProcessRecord]:
+    """Every process any lab records while the test runs (spied on the state file)."""
+    seen: list[ProcessRecord] = []
+    original = Lab._save
+
+    def spy(self: Lab, state: LabState) -> None:
+        seen.extend(p for p in state.processes if p not in seen)
+        original(self, state)
+
+    monkeypatch.setattr(Lab, "_save", spy)
+    return seen
+
+
+def _gone(record: ProcessRecord) -> bool:
+    """The process is gone (its PID, if in use at all, now has another start time)."""
+    return not is_alive(record)
+
+
+def test_up_is_idempotent_and_down_leaves_no_process(
+    state_dir: Path, recorded: list[ProcessRecord]
+) -> None:
+    lab = Lab(state_dir)
+    state, started = lab.up(LabLayout(subnet=SUBNET, dns_port=free_port()))
+    assert started
+    assert {p.name for p in state.processes} == {
+        "moto@aws", "moto@hetzner", "postgres@aws", "postgres@hetzner", "bind9",
+        "app@aws", "app@hetzner",
+    }
+    assert all(is_alive(p) for p in state.processes)
+
+    again, started_again = lab.up(LabLayout(subnet=SUBNET, dns_port=free_port()))
+    assert not started_again
+    assert again.processes == state.processes
+
+    outcomes = lab.down()
+    assert sorted(name for name, _ in outcomes) == sorted(p.name for p in state.processes)
+    assert all(outcome == "stopped" for _, outcome in outcomes), outcomes
+    assert all(_gone(p) for p in recorded)
+    assert not lab.paths.state_file.exists()
+    assert not lab.paths.secrets.exists()
+    assert lab.down() == []  # nothing running: still fine
+
+
+def test_a_taken_port_is_refused_before_anything_starts(
+    state_dir: Path, recorded: list[ProcessRecord]
+) -> None:
+    layout = LabLayout(subnet=SUBNET, dns_port=free_port())
+    with socket.socket() as squatter:
+        squatter.bind((layout.address("hetzner"), layout.postgres_port))
+        squatter.listen()
+        with pytest.raises(PortTaken, match=rf"{layout.address('hetzner')}:5432/tcp is taken"):
+            Lab(state_dir).up(layout)
+    assert recorded == []
+    assert not Lab(state_dir).paths.state_file.exists()
+
+
+def test_a_failure_half_way_stops_everything_already_started(
+    state_dir: Path, recorded: list[ProcessRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_start(*args: object, **kwargs: object) -> ProcessRecord:
+        raise RuntimeError("injected failure starting the app")
+
+    monkeypatch.setattr(refapp, "start", broken_start)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        Lab(state_dir).up(LabLayout(subnet=SUBNET, dns_port=free_port()))
+    assert {p.name for p in recorded} >= {"postgres@aws", "postgres@hetzner", "bind9"}
+    assert all(_gone(p) for p in recorded)
+    assert not Lab(state_dir).paths.state_file.exists()
+
+
+def test_status_of_no_lab_says_so_and_exits_non_zero(state_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "failover", "lab", "status", "--state-dir", str(state_dir)],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 1
+    assert f"no lab in {state_dir}" in done.stdout
