@@ -19,8 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from failover.config import CONFIG_FILE_NAME
 from failover.waiting import WaitTimeout
 from infra.lab import bind, moto, refapp
+from infra.lab.config import write_lab_config
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.layout import PRIMARY_SITE, STANDBY_SITE, LabLayout
 from infra.lab.paths import LabPaths
@@ -175,6 +177,7 @@ class Lab:
         secrets = LabSecrets.generate()
         secrets.save(paths, [layout.address(s) for s in (PRIMARY_SITE, STANDBY_SITE)],
                      layout.postgres_port)
+        write_lab_config(layout, paths)
         pg = LabPostgres(layout, paths, secrets, bindir, pg_user)
 
         for site in (PRIMARY_SITE, STANDBY_SITE):
@@ -253,4 +256,5 @@ class Lab:
         for path in (self.paths.root / "sites", self.paths.dns, self.paths.secrets):
             shutil.rmtree(path, ignore_errors=True)
         self.paths.state_file.unlink(missing_ok=True)
+        (self.paths.root / CONFIG_FILE_NAME).unlink(missing_ok=True)
 

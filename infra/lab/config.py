@@ -1,0 +1,57 @@
+"""The failover configuration of a lab, written by ``lab up`` into its state dir.
+
+With no ``--config``, every command reads this file, so the engine drives the
+lab through exactly the same configuration a real deployment would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from failover.config import CONFIG_FILE_NAME
+from infra.lab.layout import PRIMARY_SITE, STANDBY_SITE, LabLayout
+from infra.lab.paths import LabPaths
+from infra.lab.secrets import aws_credentials_file, pgpass_file
+
+OBJECTIVES = {"rto_seconds": 15.0, "rpo_writes": 0}
+
+
+def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
+    """The configuration of the lab as YAML-ready data (paths relative to the state dir)."""
+    secrets = paths.secrets.relative_to(paths.root)
+    pgpass = str(pgpass_file(paths).relative_to(paths.root))
+    credentials = str(aws_credentials_file(paths).relative_to(paths.root))
+    sites = {
+        site: {
+            "provider": site,
+            "address": layout.address(site),
+            "app_url": layout.app_url(site),
+            "database": {"host": layout.address(site), "port": layout.postgres_port,
+                         "user": "postgres", "dbname": "postgres", "passfile": pgpass},
+            "objects": {"endpoint_url": layout.s3_endpoint(site), "bucket": layout.bucket,
+                        "region": layout.region, "credentials_file": credentials},
+        }
+        for site in (PRIMARY_SITE, STANDBY_SITE)
+    }
+    return {
+        "sites": sites,
+        "dns_providers": {
+            "bind9": {"kind": "rfc2136", "zone": layout.zone, "server": layout.dns_address,
+                      "port": layout.dns_port, "tsig_key_file": str(secrets / "tsig.key")},
+            "route53": {"kind": "route53", "zone": layout.zone,
+                        "endpoint_url": layout.s3_endpoint(PRIMARY_SITE),
+                        "region": layout.region, "credentials_file": credentials},
+        },
+        "dns": {"zone": layout.zone, "low_ttl": layout.ttl,
+                "records": [{"name": layout.app_label, "type": "A", "ttl": layout.ttl}]},
+        "objectives": OBJECTIVES,
+    }
+
+
+def write_lab_config(layout: LabLayout, paths: LabPaths) -> None:
+    """Write ``failover.yaml`` into the lab's state dir (it names secret files, holds none)."""
+    text = "# written by `failover lab up`; the engine reads it when no --config is given\n"
+    text += yaml.safe_dump(lab_config(layout, paths), sort_keys=False)
+    (paths.root / CONFIG_FILE_NAME).write_text(text)

@@ -1,0 +1,89 @@
+"""Configuration files: valid ones load, bad ones are refused with every problem named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from failover.config import load_config, parse_config
+from failover.exceptions import ConfigError
+from infra.lab.config import lab_config
+from infra.lab.layout import LabLayout
+from infra.lab.paths import LabPaths
+
+
+def _write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "failover.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def _lab_data(tmp_path: Path) -> dict[str, Any]:
+    return lab_config(LabLayout(), LabPaths(tmp_path))
+
+
+def test_the_lab_config_loads_and_paths_are_taken_relative_to_the_file(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, _lab_data(tmp_path)))
+    assert set(config.sites) == {"aws", "hetzner"}
+    assert str(config.sites["hetzner"].address) == "127.0.20.1"
+    assert config.sites["aws"].database.passfile == tmp_path / "secrets" / "pgpass"
+    assert config.dns.zone == "lab.failover.test."
+    assert config.dns_providers["bind9"].kind == "rfc2136"
+    assert config.dns_providers["route53"].kind == "route53"
+
+
+def test_every_problem_is_reported_at_once_with_its_field_path(tmp_path: Path) -> None:
+    data = _lab_data(tmp_path)
+    data["sites"]["aws"]["address"] = "not-an-ip"
+    del data["sites"]["hetzner"]["objects"]["bucket"]
+    data["sites"]["hetzner"]["app_url"] = "ftp://x"
+    data["dns_providers"]["bind9"]["port"] = "fifty-three"
+    data["dns"]["zone"] = "no-dot"
+    data["surprise"] = 1
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, data))
+    message = str(info.value)
+    assert "has 6 problems" in message
+    for where in ("sites.aws.address:", "sites.hetzner.objects.bucket: is required",
+                  "sites.hetzner.app_url: must start with http://",
+                  "dns_providers.bind9.port:", "dns.zone: must be absolute", "surprise:"):
+        assert where in message, (where, message)
+
+
+def test_cross_field_rules_are_checked_together(tmp_path: Path) -> None:
+    data = _lab_data(tmp_path)
+    data["sites"]["hetzner"]["address"] = data["sites"]["aws"]["address"]
+    data["dns_providers"]["route53"]["zone"] = "other.test."
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "cfg", tmp_path)
+    message = str(info.value)
+    assert "sites.hetzner.address: 127.0.10.1 is also the address of site 'aws'" in message
+    assert "dns_providers.route53.zone: 'other.test.' is not the zone" in message
+
+
+def test_an_unknown_dns_provider_kind_is_named(tmp_path: Path) -> None:
+    data = _lab_data(tmp_path)
+    data["dns_providers"]["bind9"]["kind"] = "powerdns"
+    with pytest.raises(ConfigError, match=r"dns_providers\.bind9"):
+        parse_config(data, "cfg", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sites: [unclosed", r"not valid YAML at line 1"),
+        ("- a list", r"expected a mapping"),
+        ("{}", r"sites: is required"),
+    ],
+)
+def test_malformed_files_get_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read configuration .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
