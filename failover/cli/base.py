@@ -21,9 +21,19 @@ class FailoverGroup(click.Group):
                 raise
             click.echo(f"failover: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("failover: interrupted", err=True)
+        except KeyboardInterrupt as exc:
+            click.echo(f"failover: {str(exc) or 'interrupted'}", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(
+                f"failover: unexpected error: {type(exc).__name__}: {exc} "
+                "(run with --debug for a traceback)", err=True,
+            )
+            ctx.exit(1)
 
 
 @click.group(cls=FailoverGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -42,7 +42,7 @@ def lab() -> None:
 @state_dir_option
 @click.option("--subnet", default="127.0", show_default=True,
               help="Sites listen on SUBNET.10.1 (aws), .20.1 (hetzner), .30.1 (spare).")
-@click.option("--dns-port", type=int, default=5353, show_default=True,
+@click.option("--dns-port", type=int, default=5300, show_default=True,
               help="BIND's port on 127.0.0.1.")
 @json_option
 def up(state_dir: Path | None, subnet: str, dns_port: int, as_json: bool) -> None:

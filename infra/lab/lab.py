@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from failover.config import CONFIG_FILE_NAME
+from failover.exceptions import FailoverError
 from failover.waiting import WaitTimeout
 from infra.lab import bind, moto, refapp
 from infra.lab.config import write_lab_config
@@ -37,6 +40,28 @@ Progress = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived while the lab was starting."""
+
+
+@contextmanager
+def _terminations_interrupt() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into an exception, so a killed ``lab up`` still cleans up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise Terminated(f"lab up stopped by signal {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -127,6 +152,12 @@ class Lab:
             if existing is not None:
                 alive = [p.name for p in existing.processes if is_alive(p)]
                 if existing.complete and len(alive) == len(existing.processes):
+                    if existing.layout != layout:
+                        raise LabError(
+                            f"a lab with another layout (subnet {existing.layout.subnet}, DNS "
+                            f"port {existing.layout.dns_port}) runs in {self.paths.root}; "
+                            "stop it first (failover lab down) or use another --state-dir"
+                        )
                     return existing, False
                 if alive:
                     raise LabError(
@@ -136,14 +167,17 @@ class Lab:
                 self._wipe()  # left over from a lab whose processes are all gone
             state = LabState(layout, datetime.now(UTC).isoformat(timespec="seconds"))
             try:
-                self._start(state, progress)
+                with _terminations_interrupt():
+                    self._start(state, progress)
             except BaseException as exc:
                 progress("lab up failed: stopping what it started")
                 self._stop_all(state, _quiet)
                 self._wipe()
-                if isinstance(exc, WaitTimeout):
-                    raise LabError(f"lab up failed: {exc}; logs in {self.paths.logs}") from exc
-                raise
+                if isinstance(exc, FailoverError | KeyboardInterrupt | SystemExit):
+                    raise
+                raise LabError(
+                    f"lab up failed: {type(exc).__name__}: {exc}; logs in {self.paths.logs}"
+                ) from exc
             return state, True
 
     def _preflight(self, layout: LabLayout, pg_user: RunAs, dns_user: RunAs) -> None:
@@ -171,7 +205,8 @@ class Lab:
         bindir, named = postgres_bindir(), named_binary()
         pg_user, dns_user = RunAs.service("postgres"), RunAs.service("bind")
         self._preflight(layout, pg_user, dns_user)
-        paths.logs.mkdir(parents=True, exist_ok=True)
+        paths.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        paths.logs.chmod(0o700)
         for old in paths.logs.glob("*.log"):
             old.unlink()
         secrets = LabSecrets.generate()
@@ -244,7 +279,10 @@ class Lab:
     def _stop_all(self, state: LabState, progress: Progress) -> list[tuple[str, str]]:
         outcomes = []
         for record in reversed(state.processes):  # apps first, storage last
-            outcome = stop(record)
+            try:
+                outcome = stop(record)
+            except (OSError, WaitTimeout) as exc:  # e.g. not ours to signal: go on
+                outcome = f"NOT stopped: {exc}"
             progress(f"{record.name} (pid {record.pid}): {outcome}")
             outcomes.append((record.name, outcome))
         still = [r.name for r in state.processes if is_alive(r)]

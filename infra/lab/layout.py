@@ -25,7 +25,7 @@ class LabLayout:
 
     subnet: str = "127.0"
     dns_address: str = "127.0.0.1"
-    dns_port: int = 5353
+    dns_port: int = 5300
     postgres_port: int = 5432
     app_port: int = 8080
     moto_port: int = 5000

@@ -53,10 +53,6 @@ class LabPaths:
         """A site's PostgreSQL data directory."""
         return self.site(site) / "pgdata"
 
-    def pgrun(self, site: str) -> Path:
-        """A site's PostgreSQL socket directory."""
-        return self.site(site) / "run"
-
     def log(self, part: str) -> Path:
         """The log file of one part, e.g. ``postgres@aws``."""
         return self.logs / f"{part}.log"

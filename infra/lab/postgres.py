@@ -49,7 +49,6 @@ log_min_messages = warning
 """
 
 HBA = """# failover lab: passwords only, loopback only
-local   all          all                       scram-sha-256
 host    all          all          127.0.0.0/8  scram-sha-256
 host    replication  replicator   127.0.0.0/8  scram-sha-256
 """
@@ -79,17 +78,18 @@ class LabPostgres:
         with open(log, "ab") as out:
             done = subprocess.run(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                user=self.run_as.user, env=env, check=False,
+                user=self.run_as.user, group=self.run_as.group, extra_groups=self.run_as.groups,
+                env=env, check=False,
             )
         if done.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-3:])
             raise LabError(f"{Path(argv[0]).name} for site {site} failed: {tail}")
 
     def _site_dir(self, site: str) -> None:
-        for d in (self.paths.site(site), self.paths.pgrun(site)):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if self.run_as.user is not None:
-                os.chown(d, *self.run_as.owner)
+        site_dir = self.paths.site(site)
+        site_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.run_as.user is not None:
+            os.chown(site_dir, *self.run_as.owner)
 
     def initdb(self, site: str) -> None:
         """Create a primary's data directory (with checksums, so pg_rewind works)."""
@@ -115,7 +115,8 @@ class LabPostgres:
             str(self.bindir / "postgres"), "-D", str(self.paths.pgdata(site)),
             "-c", f"listen_addresses={self.layout.address(site)}",
             "-c", f"port={self.layout.postgres_port}",
-            "-c", f"unix_socket_directories={self.paths.pgrun(site)}",
+            # TCP only: a socket path under a deep state dir would exceed 107 bytes.
+            "-c", "unix_socket_directories=",
             "-c", f"cluster_name={site}",
         ]
 
@@ -123,7 +124,7 @@ class LabPostgres:
         """Start a site's server (primary or standby, as its data dir says)."""
         return spawn(
             f"postgres@{site}", self.argv(site), log=self.paths.log(f"postgres@{site}"),
-            user=self.run_as.user, stop_signal=signal.SIGINT,
+            user=self.run_as.user, group=self.run_as.group, stop_signal=signal.SIGINT,
         )
 
     def wait_ready(self, site: str, timeout: float = 30.0) -> None:
@@ -137,6 +138,8 @@ class LabPostgres:
     def bootstrap(self, site: str) -> None:
         """Create the replication and app roles and the app's database."""
         with self.endpoint(site).connect() as conn:
+            # Were a statement to fail, PostgreSQL would log its text, password included.
+            conn.execute("SET log_min_error_statement = panic")
             for role, password, extra in (
                 (REPLICATION_USER, self.secrets.replication_password, "REPLICATION"),
                 (APP_USER, self.secrets.app_password, ""),

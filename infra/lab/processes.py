@@ -80,6 +80,7 @@ def spawn(
     log: Path,
     env: Mapping[str, str] | None = None,
     user: str | None = None,
+    group: int | None = None,
     cwd: Path | None = None,
     stop_signal: int = signal.SIGTERM,
 ) -> ProcessRecord:
@@ -92,6 +93,9 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             user=user,
+            # subprocess changes only the uid for `user`; drop root's groups too.
+            group=group if user is not None else None,
+            extra_groups=[] if user is not None else None,
             cwd=cwd,
             start_new_session=True,  # the terminal's Ctrl-C is not meant for servers
         )

@@ -77,6 +77,16 @@ class RunAs:
         return cls(name, entry.pw_uid, entry.pw_gid)
 
     @property
+    def group(self) -> int | None:
+        """The gid to run as (None: our own)."""
+        return self.gid if self.user is not None else None
+
+    @property
+    def groups(self) -> list[int] | None:
+        """Supplementary groups: none of root's for a service user."""
+        return [] if self.user is not None else None
+
+    @property
     def owner(self) -> tuple[int, int]:
         """(uid, gid) for chown."""
         return self.uid, self.gid
@@ -93,7 +103,10 @@ class RunAs:
         """Whether this user can reach ``path`` (search permission on it and its parents)."""
         if self.user is None:
             return os.access(path, os.X_OK)
-        probe = subprocess.run(["test", "-x", str(path)], user=self.user, check=False)
+        probe = subprocess.run(
+            ["test", "-x", str(path)], user=self.user, group=self.group,
+            extra_groups=self.groups, check=False,
+        )
         return probe.returncode == 0
 
 
@@ -102,8 +115,10 @@ def check_free(part: str, address: str, port: int, udp: bool = False) -> None:
     kinds = [socket.SOCK_STREAM, socket.SOCK_DGRAM] if udp else [socket.SOCK_STREAM]
     for kind in kinds:
         with socket.socket(socket.AF_INET, kind) as sock:
-            # Servers set SO_REUSEADDR too, so a socket in TIME_WAIT is no obstacle.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if kind == socket.SOCK_STREAM:
+                # Servers set SO_REUSEADDR too, so a socket in TIME_WAIT is no obstacle.
+                # Not for UDP: there it would let us bind beside a live server.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((address, port))
             except OSError as exc:

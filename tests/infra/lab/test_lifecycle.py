@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from infra.lab import refapp
-from infra.lab.exceptions import PortTaken
+from infra.lab.exceptions import LabError, PortTaken
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
 from infra.lab.processes import ProcessRecord, is_alive
@@ -58,7 +58,8 @@ def test_up_is_idempotent_and_down_leaves_no_process(
     state_dir: Path, recorded: list[ProcessRecord]
 ) -> None:
     lab = Lab(state_dir)
-    state, started = lab.up(LabLayout(subnet=SUBNET, dns_port=free_port()))
+    layout = LabLayout(subnet=SUBNET, dns_port=free_port())
+    state, started = lab.up(layout)
     assert started
     assert {p.name for p in state.processes} == {
         "moto@aws", "moto@hetzner", "postgres@aws", "postgres@hetzner", "bind9",
@@ -66,9 +67,12 @@ def test_up_is_idempotent_and_down_leaves_no_process(
     }
     assert all(is_alive(p) for p in state.processes)
 
-    again, started_again = lab.up(LabLayout(subnet=SUBNET, dns_port=free_port()))
+    again, started_again = lab.up(layout)
     assert not started_again
     assert again.processes == state.processes
+    with pytest.raises(LabError, match="another layout"):
+        lab.up(LabLayout(subnet=SUBNET, dns_port=free_port()))
+    assert all(is_alive(p) for p in state.processes)
 
     outcomes = lab.down()
     assert sorted(name for name, _ in outcomes) == sorted(p.name for p in state.processes)
@@ -99,7 +103,7 @@ def test_a_failure_half_way_stops_everything_already_started(
         raise RuntimeError("injected failure starting the app")
 
     monkeypatch.setattr(refapp, "start", broken_start)
-    with pytest.raises(RuntimeError, match="injected failure"):
+    with pytest.raises(LabError, match="lab up failed: RuntimeError: injected failure"):
         Lab(state_dir).up(LabLayout(subnet=SUBNET, dns_port=free_port()))
     assert {p.name for p in recorded} >= {"postgres@aws", "postgres@hetzner", "bind9"}
     assert all(_gone(p) for p in recorded)
