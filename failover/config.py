@@ -41,6 +41,9 @@ class DatabaseConfig(_Strict):
     user: str = "postgres"
     dbname: str = "postgres"
     passfile: Path | None = None  # libpq password file, 0600
+    application_name: str | None = Field(
+        None, description="the name this server streams under as a standby (default: the site)"
+    )
 
 
 class ObjectStoreConfig(_Strict):
@@ -52,6 +55,16 @@ class ObjectStoreConfig(_Strict):
     credentials_file: Path | None = None  # AWS shared-credentials file, 0600
 
 
+class LabComputeConfig(_Strict):
+    """A site whose processes the embedded lab runs (its state dir holds lab.json)."""
+
+    kind: Literal["lab"]
+    state_dir: Path
+
+
+ComputeConfig = Annotated[LabComputeConfig, Field(discriminator="kind")]
+
+
 class SiteConfig(_Strict):
     """One deployment of the app on one provider in one place."""
 
@@ -60,6 +73,10 @@ class SiteConfig(_Strict):
     app_url: str
     database: DatabaseConfig
     objects: ObjectStoreConfig
+    compute: ComputeConfig | None = Field(
+        None, description="how the engine restarts and rebuilds the site's database server; "
+        "without it, a former primary must be rejoined by hand",
+    )
 
     @field_validator("app_url")
     @classmethod
@@ -109,6 +126,7 @@ class FailoverConfig(_Strict):
     dns_providers: dict[str, DnsProviderConfig]
     dns: DnsConfig
     objectives: Objectives = Objectives()
+    journal: Path = Field(description="the run journal (default: journal.sqlite beside the file)")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> FailoverConfig:
@@ -152,11 +170,14 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+PATH_KEYS = ("file", "state_dir", "journal")
+
+
 def _resolve_paths(data: Any, base: Path) -> Any:
     """Make relative file paths absolute against the config file's folder."""
     if isinstance(data, dict):
         return {
-            k: (str(base / v) if k.endswith(("file", "passfile")) and isinstance(v, str)
+            k: (str(base / v) if k.endswith(PATH_KEYS) and isinstance(v, str)
                 and not Path(v).is_absolute() else _resolve_paths(v, base))
             for k, v in data.items()
         }
@@ -170,6 +191,8 @@ def parse_config(data: Any, source: str, base: Path) -> FailoverConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with sites, dns_providers and dns")
     try:
+        # The journal lives beside the file unless the file says otherwise.
+        data = {"journal": "journal.sqlite", **data}
         return FailoverConfig.model_validate(_resolve_paths(data, base))
     except ValidationError as exc:
         problems = []

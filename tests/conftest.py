@@ -11,6 +11,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,15 +84,22 @@ class RunningLab:
         return httpx.Client(base_url=self.layout.app_url(site), timeout=10)
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[RunningLab]:
-    """The session's lab: started once, stopped by PID at the end whatever happened."""
-    state_dir = private_tmpdir("failover-test-lab-")
+@contextmanager
+def running_lab(subnet: str, prefix: str = "failover-test-lab-") -> Iterator[RunningLab]:
+    """A lab of its own on ``subnet``, stopped by PID on the way out whatever happened."""
+    state_dir = private_tmpdir(prefix)
     the_lab = Lab(state_dir)
-    layout = LabLayout(subnet=TEST_SUBNET, dns_port=free_port())
+    layout = LabLayout(subnet=subnet, dns_port=free_port())
     try:
         the_lab.up(layout)
         yield RunningLab(the_lab, layout, LabSecrets.load(the_lab.paths))
     finally:
         the_lab.down()
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[RunningLab]:
+    """The session's lab: started once, stopped by PID at the end whatever happened."""
+    with running_lab(TEST_SUBNET) as started:
+        yield started

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from failover.cli.base import cli
+from failover.cli.engine import COMMANDS
 from failover.cli.lab import lab
 
 cli.add_command(lab)
+for command in COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:

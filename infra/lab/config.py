@@ -16,6 +16,9 @@ from infra.lab.paths import LabPaths
 from infra.lab.secrets import aws_credentials_file, pgpass_file
 
 OBJECTIVES = {"rto_seconds": 15.0, "rpo_writes": 0}
+# The records' TTL stays the layout's (5 s: what clients cache when there was
+# no warning); ahead of a planned move it drops to 1 s, so the cut is quick.
+LOW_TTL = 1
 
 
 def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
@@ -32,6 +35,7 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
                          "user": "postgres", "dbname": "postgres", "passfile": pgpass},
             "objects": {"endpoint_url": layout.s3_endpoint(site), "bucket": layout.bucket,
                         "region": layout.region, "credentials_file": credentials},
+            "compute": {"kind": "lab", "state_dir": "."},
         }
         for site in (PRIMARY_SITE, STANDBY_SITE)
     }
@@ -44,7 +48,7 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
                         "endpoint_url": layout.s3_endpoint(PRIMARY_SITE),
                         "region": layout.region, "credentials_file": credentials},
         },
-        "dns": {"zone": layout.zone, "low_ttl": layout.ttl,
+        "dns": {"zone": layout.zone, "low_ttl": LOW_TTL,
                 "records": [{"name": layout.app_label, "type": "A", "ttl": layout.ttl}]},
         "objectives": OBJECTIVES,
     }

@@ -23,7 +23,7 @@ from typing import Any
 
 from failover.config import CONFIG_FILE_NAME
 from failover.exceptions import FailoverError
-from failover.waiting import WaitTimeout
+from failover.waiting import WaitTimeout, wait_for
 from infra.lab import bind, moto, refapp
 from infra.lab.config import write_lab_config
 from infra.lab.exceptions import LabError, LabNotRunning
@@ -101,12 +101,22 @@ class Lab:
         self.paths = LabPaths(state_dir.absolute())
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, wait: float = 0.0) -> Iterator[None]:
+        """Hold the lab's lock; ``wait`` seconds for it when another command has it."""
         self.paths.root.mkdir(parents=True, exist_ok=True)
         with open(self.paths.lock_file, "w") as lock:
+
+            def take() -> bool:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                return True
+
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                if not take():
+                    wait_for(take, timeout=wait, what=f"the lock on {self.paths.root}")
+            except WaitTimeout:
                 raise LabError(
                     f"another `failover lab` command is working on {self.paths.root}; "
                     "wait for it to finish"
@@ -139,6 +149,29 @@ class Lab:
                 "restart it: failover lab down && failover lab up"
             )
         return state
+
+    def replace_process(self, record: ProcessRecord, wait: float = 10.0) -> LabState:
+        """Record a restarted part in place of its earlier, stopped record (same name).
+
+        For the compute adapter, which restarts a site's database: the new PID
+        takes the old one's place, so ``status`` probes it and ``down`` stops it.
+        Waits up to ``wait`` seconds for a ``lab`` command that holds the lock.
+        """
+        with self._locked(wait):
+            state = self.state()
+            if state is None:
+                raise LabNotRunning(f"no lab in {self.paths.root} to record {record.name} in")
+            index = next(
+                (i for i, p in enumerate(state.processes) if p.name == record.name), None
+            )
+            if index is None:
+                raise LabError(f"the lab in {self.paths.root} has no part {record.name}")
+            old = state.processes[index]
+            if old != record and is_alive(old):  # never lose track of a live process
+                raise LabError(f"{record.name} still runs as pid {old.pid}; stop it first")
+            state.processes[index] = record
+            self._save(state)
+            return state
 
     def _save(self, state: LabState) -> None:
         tmp = self.paths.state_file.with_suffix(".tmp")
@@ -295,4 +328,7 @@ class Lab:
             shutil.rmtree(path, ignore_errors=True)
         self.paths.state_file.unlink(missing_ok=True)
         (self.paths.root / CONFIG_FILE_NAME).unlink(missing_ok=True)
+        # The run journal describes this lab's servers; a new lab starts a new one.
+        for journal in self.paths.root.glob("journal.*"):
+            journal.unlink(missing_ok=True)
 

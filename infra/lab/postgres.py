@@ -11,6 +11,7 @@ at run time (synchronous_standby_names, primary_conninfo) stay in files.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -54,6 +55,32 @@ host    replication  replicator   127.0.0.0/8  scram-sha-256
 """
 
 
+# Lines of postgresql.auto.conf that configure_standby replaces or drops.
+_STANDBY_REPLACED = frozenset({"primary_conninfo", "synchronous_standby_names",
+                               "synchronous_commit"})
+
+
+def _setting_name(line: str) -> str | None:
+    """The parameter a configuration line sets (lower case), None for comments."""
+    match = re.match(r"\s*([A-Za-z_][\w.]*)\s*=?", line)
+    return match.group(1).lower() if match else None
+
+
+def _conninfo(**params: str) -> str:
+    """A libpq key=value string, values quoted where libpq needs it (as pg_basebackup -R)."""
+    def quote(value: str) -> str:
+        if re.fullmatch(r"[\w.-]+", value, re.ASCII):
+            return value
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return " ".join(f"{key}={quote(value)}" for key, value in params.items())
+
+
+def _conf_quote(value: str) -> str:
+    """A string as a postgresql.conf value (quotes and backslashes doubled, as ALTER SYSTEM)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 class LabPostgres:
     """Makes, starts and queries the lab's PostgreSQL servers."""
 
@@ -73,17 +100,31 @@ class LabPostgres:
             passfile=str(pgpass_file(self.paths)),
         )
 
-    def _run(self, site: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def _run(
+        self, site: str, argv: list[str], env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Run a tool as the server's user, output to the site's log; returns that output."""
         log = self.paths.log(f"postgres@{site}")
         with open(log, "ab") as out:
-            done = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                user=self.run_as.user, group=self.run_as.group, extra_groups=self.run_as.groups,
-                env=env, check=False,
-            )
+            start = out.tell()
+            try:
+                done = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    user=self.run_as.user, group=self.run_as.group,
+                    extra_groups=self.run_as.groups, env=env, check=False, timeout=timeout,
+                )
+            except subprocess.TimeoutExpired:  # run() has killed it
+                raise LabError(
+                    f"{Path(argv[0]).name} for site {site} did not finish in {timeout:g}s"
+                ) from None
+        with open(log, "rb") as written:
+            written.seek(start)
+            output = written.read().decode(errors="replace")
         if done.returncode != 0:
-            tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+            tail = "\n".join(output.strip().splitlines()[-3:])
             raise LabError(f"{Path(argv[0]).name} for site {site} failed: {tail}")
+        return output
 
     def _site_dir(self, site: str) -> None:
         site_dir = self.paths.site(site)
@@ -155,7 +196,7 @@ class LabPostgres:
                 )
             )
 
-    def base_backup(self, site: str, source: str) -> None:
+    def base_backup(self, site: str, source: str, timeout: float | None = None) -> None:
         """Make ``site`` a streaming standby of ``source`` (pg_basebackup -R)."""
         self._site_dir(site)
         self._run(
@@ -169,7 +210,59 @@ class LabPostgres:
             # The postgres user cannot read our 0600 pgpass; this one-off child
             # gets the password in its environment, never on a command line.
             env={"PGPASSWORD": self.secrets.replication_password, "PATH": "/usr/bin:/bin"},
+            timeout=timeout,
         )
+
+    def rewind(self, site: str, source: str, timeout: float | None = None) -> str:
+        """Rewind a stopped server to follow ``source`` (pg_rewind); returns what it said.
+
+        pg_rewind (PostgreSQL >= 13) first runs crash recovery in single-user
+        mode when the target was not shut down cleanly. Raises LabError when it
+        cannot rewind (e.g. the WAL back to where the timelines split is gone).
+        """
+        conninfo = _conninfo(
+            host=self.layout.address(source), port=str(self.layout.postgres_port),
+            user="postgres", dbname="postgres", connect_timeout="10",
+        )
+        return self._run(
+            site,
+            [
+                str(self.bindir / "pg_rewind"), f"--target-pgdata={self.paths.pgdata(site)}",
+                f"--source-server={conninfo}",
+            ],
+            # As for base_backup: the password in the environment, never in argv.
+            env={"PGPASSWORD": self.secrets.postgres_password, "PATH": "/usr/bin:/bin"},
+            timeout=timeout,
+        )
+
+    def configure_standby(self, site: str, primary: str) -> None:
+        """Set a stopped server up as a streaming standby of ``primary``.
+
+        Writes standby.signal and one primary_conninfo (as the replication user)
+        into postgresql.auto.conf, dropping any earlier primary_conninfo and the
+        synchronous settings a former primary may carry (pg_rewind and
+        pg_basebackup copy the source's auto.conf). The file holds a password:
+        0600, owned by the server's user, as pg_basebackup -R leaves it.
+        """
+        pgdata = self.paths.pgdata(site)
+        auto = pgdata / "postgresql.auto.conf"
+        try:
+            lines = auto.read_text().splitlines()
+        except FileNotFoundError:
+            lines = ["# Do not edit this file manually!",
+                     "# It will be overwritten by the ALTER SYSTEM command."]
+        kept = [line for line in lines if _setting_name(line) not in _STANDBY_REPLACED]
+        conninfo = _conninfo(
+            host=self.layout.address(primary), port=str(self.layout.postgres_port),
+            user=REPLICATION_USER, password=self.secrets.replication_password,
+        )
+        kept.append(f"primary_conninfo = {_conf_quote(conninfo)}")
+        write_private(auto, "\n".join(kept) + "\n", self.run_as.owner)
+        write_private(pgdata / "standby.signal", "", self.run_as.owner)
+
+    def write_hba(self, site: str, text: str) -> None:
+        """Replace a server's pg_hba.conf (read at start and on SIGHUP)."""
+        write_private(self.paths.pgdata(site) / "pg_hba.conf", text, self.run_as.owner)
 
     def wait_streaming(self, primary: str, standby: str, timeout: float = 30.0) -> None:
         """Wait until ``standby`` streams from ``primary``."""

@@ -1,0 +1,1 @@
+"""Drills: a workload that uses the app the way its users do, measured."""

@@ -1,0 +1,1 @@
+"""The failover engine: plans, their steps, the executor and its journal, status."""

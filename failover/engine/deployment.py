@@ -1,0 +1,192 @@
+"""A deployment: the configuration and the handles the engine acts through.
+
+``open_deployment`` finds the configuration the way every command does
+(``--config``, else the lab in ``--state-dir`` / ``$FAILOVER_STATE_DIR`` /
+``.failover/lab``); ``observe`` asks every site's database who it is, all at
+once, so that plans are made from what the servers say now.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from failover.config import CONFIG_FILE_NAME, FailoverConfig, load_config
+from failover.data.postgres import PgEndpoint, StandbyLag, server_state, standby_lags
+from failover.dns.base import DnsProvider
+from failover.dns.factory import build_providers
+from failover.dns.records import Record
+from failover.engine.journal import Journal
+from failover.exceptions import ConfigError
+from infra.lab.paths import default_state_dir
+
+
+class Compute(Protocol):
+    """What the engine needs from a site's compute: its database server's process and files."""
+
+    def database_running(self, site: str) -> bool:
+        """Whether the site's database server process runs."""
+        ...
+
+    def rejoin_database(
+        self, site: str, primary: str, *, hba: str | None = None, timeout: float = 120
+    ) -> str:
+        """Make ``site`` a streaming standby of ``primary``; say how (rewound, rebuilt...)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SiteView:
+    """What one site's database said when asked (or why it could not be asked)."""
+
+    name: str
+    role: str | None = None  # primary | standby | None when unreachable
+    lsn: str | None = None
+    upstream: str | None = None  # for a standby: the site it streams from, if any
+    standbys: tuple[StandbyLag, ...] = ()
+    error: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the server answered."""
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every site's view, taken at one moment."""
+
+    sites: dict[str, SiteView] = field(default_factory=dict)
+
+    @property
+    def primaries(self) -> list[str]:
+        """The sites whose servers say they are primary."""
+        return [s.name for s in self.sites.values() if s.role == "primary"]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """A site's app as its own /readyz reports it."""
+
+    ready: bool
+    detail: str
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class Deployment:
+    """The configuration plus the providers, endpoints and journal built from it."""
+
+    def __init__(self, config: FailoverConfig, source: str) -> None:
+        self.config = config
+        self.source = source  # where the configuration came from, for messages
+
+    def endpoint(self, site: str) -> PgEndpoint:
+        """How the engine reaches a site's database (as a superuser)."""
+        db = self.config.site(site).database
+        return PgEndpoint(
+            db.host, db.port, db.user, db.dbname,
+            passfile=str(db.passfile) if db.passfile else None,
+        )
+
+    def application_name(self, site: str) -> str:
+        """The name a site's server streams under as a standby."""
+        return self.config.site(site).database.application_name or site
+
+    @cached_property
+    def dns_providers(self) -> list[DnsProvider]:
+        """Every configured DNS provider, in the file's order."""
+        return build_providers(self.config.dns_providers)
+
+    def records(self, site: str, ttl: int | None = None) -> tuple[Record, ...]:
+        """The records that follow the primary, pointing at ``site``."""
+        zone = self.config.dns.zone
+        address = str(self.config.site(site).address)
+        return tuple(
+            Record(zone if r.name == "@" else f"{r.name}.{zone}", r.type,
+                   r.ttl if ttl is None else ttl, (address,))
+            for r in self.config.dns.records
+        )
+
+    @property
+    def normal_ttl(self) -> int:
+        """The longest TTL the records normally carry: how long caches may hold them."""
+        return max(r.ttl for r in self.config.dns.records)
+
+    def compute(self, site: str) -> Compute | None:
+        """The site's compute adapter, or None when the configuration names none."""
+        spec = self.config.site(site).compute
+        if spec is None:
+            return None
+        from infra.providers.lab import LabCompute  # the lab's adapter, only when configured
+
+        return LabCompute(spec.state_dir)
+
+    @cached_property
+    def journal(self) -> Journal:
+        """The run journal."""
+        return Journal(self.config.journal)
+
+    def site_of_host(self, host: str) -> str | None:
+        """The site whose database or address is ``host``."""
+        for name, site in self.config.sites.items():
+            if host in (site.database.host, str(site.address)):
+                return name
+        return None
+
+    def view(self, site: str, timeout: float = 2.0) -> SiteView:
+        """Ask one site's database who it is."""
+        try:
+            with self.endpoint(site).connect(timeout=timeout) as conn:
+                state = server_state(conn)
+                if state.role == "primary":
+                    return SiteView(site, state.role, state.lsn, standbys=tuple(standby_lags(conn)))
+                row = conn.execute(
+                    "SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+                ).fetchone()
+                upstream = self.site_of_host(row[0]) if row and row[0] else None
+                return SiteView(site, state.role, state.lsn, upstream=upstream)
+        except Exception as exc:  # any failure to ask is an answer: unreachable
+            return SiteView(site, error=f"{type(exc).__name__}: {str(exc).strip()}")
+
+    def observe(self, timeout: float = 2.0) -> Topology:
+        """Every site's view, asked in parallel."""
+        names = list(self.config.sites)
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            views = list(pool.map(lambda s: self.view(s, timeout), names))
+        return Topology({v.name: v for v in views})
+
+    def readiness(self, site: str, timeout: float = 3.0) -> Readiness:
+        """The site's app's own readiness check (200 from /readyz naming the site)."""
+        url = f"{self.config.site(site).app_url}/readyz"
+        try:
+            response = httpx.get(url, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return Readiness(False, f"{url} did not answer: {type(exc).__name__}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200:
+            return Readiness(False, f"{url} answered {response.status_code}", body)
+        return Readiness(True, f"{url}: role {body.get('role', '?')}", body)
+
+
+def open_deployment(config: Path | None, state_dir: Path | None) -> Deployment:
+    """The deployment named by ``--config``, else the lab in the state dir."""
+    if config is not None:
+        if state_dir is not None:
+            raise ConfigError("give --config or --state-dir, not both")
+        return Deployment(load_config(config), str(config))
+    root = state_dir or default_state_dir()
+    path = root.absolute() / CONFIG_FILE_NAME
+    if not path.exists():
+        raise ConfigError(
+            f"no configuration: {path} does not exist; start the lab (failover lab up) "
+            "or pass --config FILE"
+        )
+    return Deployment(load_config(path), str(path))

@@ -1,0 +1,156 @@
+"""The executor: runs a plan's steps in order, journals each, resumes after a crash.
+
+Resuming is running the same command again: the executor finds the run that
+did not finish, checks that it is the same move, and carries on from the
+first step that did not end well, with the plan it started with. Steps are
+idempotent, so the one that was cut short simply runs again. Only one run at
+a time: a lock beside the journal keeps a second one out.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import psycopg
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from failover.engine.deployment import Deployment
+from failover.engine.journal import RunRecord
+from failover.engine.plan import Plan, Step
+from failover.engine.steps import ACTIONS, StepContext
+from failover.exceptions import FailoverError, ProviderError, StepFailed
+
+Progress = Callable[[str], None]
+CRASH_AFTER_STEP = "FAILOVER_CRASH_AFTER_STEP"  # chaos tests: an action's name
+
+# Errors worth another try: the network or a server blinked. A StepFailed is a
+# judgement (the standby is too far behind), and judgements are not retried.
+TRANSIENT = (psycopg.OperationalError, OSError, httpx.TransportError, ProviderError)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class RunBusy(FailoverError):
+    """Another run holds the journal's lock."""
+
+
+@contextmanager
+def run_lock(deployment: Deployment) -> Iterator[None]:
+    """Hold the deployment's run lock (one run at a time), or fail at once."""
+    path = deployment.journal.path.with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(
+                f"another failover run is in progress for {deployment.source} "
+                f"(lock {path}); wait for it, or see `failover status`"
+            ) from None
+        yield
+
+
+def unfinished_run(deployment: Deployment) -> RunRecord | None:
+    """The newest run, if it did not end well and had begun to change things."""
+    last = deployment.journal.last()
+    if last is None or last.settled or not last.changed_anything():
+        return None
+    return last
+
+
+def _run_step(ctx: StepContext, progress: Progress) -> dict[str, Any]:
+    act = ACTIONS[ctx.step.action]
+    if not ctx.step.retry:
+        return act(ctx)
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        progress(f"  {ctx.step.action}: {type(error).__name__}: {error}; trying again")
+
+    retrying = Retrying(
+        stop=stop_after_delay(ctx.step.timeout),
+        wait=wait_exponential(multiplier=0.1, max=2.0),
+        retry=retry_if_exception_type(TRANSIENT),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return retrying(act, ctx)
+
+
+def execute(
+    deployment: Deployment, plan: Plan, *, resume: RunRecord | None = None,
+    progress: Progress = _quiet,
+) -> RunRecord:
+    """Run ``plan`` (or finish ``resume``), journaling every step; returns the run's record.
+
+    Raises StepFailed naming the step when one fails; the journal then holds
+    everything needed to resume.
+    """
+    journal = deployment.journal
+    if resume is not None:
+        run_id, plan = resume.id, resume.plan
+        journal.resumed(run_id)
+        done = resume.done()
+        results = {s.action: s.result for s in resume.steps() if s.outcome == "ok"}
+        progress(f"resuming run {run_id} ({plan.kind} {plan.from_site} -> {plan.to_site}); "
+                 f"{len(done)} of {len(plan.steps)} steps already done")
+    else:
+        run_id = journal.begin(plan)
+        done, results = set(), {}
+        progress(f"run {run_id}: {plan.kind} {plan.from_site} -> {plan.to_site}, "
+                 f"{len(plan.steps)} steps")
+    t0 = time.monotonic()
+    for index, step in enumerate(plan.steps):
+        if index in done:
+            continue
+        _one(deployment, plan, run_id, index, step, results, progress, t0)
+    journal.ended(run_id, "ok")
+    return journal.run(run_id)
+
+
+def _one(
+    deployment: Deployment, plan: Plan, run_id: str, index: int, step: Step,
+    results: dict[str, dict[str, Any]], progress: Progress, t0: float,
+) -> None:
+    journal = deployment.journal
+    label = f"{index + 1}/{len(plan.steps)} {step.action}"
+    progress(f"[{time.monotonic() - t0:6.2f}s] {label}: {step.title}")
+    journal.step_started(run_id, index, step.action)
+    started = time.monotonic()
+    ctx = StepContext(
+        deployment, plan, index, step, dict(results), started + step.timeout,
+        lambda message: progress(f"          {message}"),
+    )
+    try:
+        result = _run_step(ctx, progress)
+    except Exception as exc:
+        error = str(exc) if isinstance(exc, FailoverError) else f"{type(exc).__name__}: {exc}"
+        journal.step_ended(run_id, index, step.action, "failed", error=error)
+        journal.ended(run_id, "failed", f"step {label} failed: {error}")
+        raise StepFailed(
+            f"step {label} failed after {time.monotonic() - started:.1f}s: {error} "
+            f"(run {run_id}; fix the cause and run the same command again to resume)"
+        ) from exc
+    journal.step_ended(run_id, index, step.action, "ok", result=result)
+    if os.environ.get(CRASH_AFTER_STEP) == step.action:
+        # Chaos hook: die as a kill -9 would, right after the journal took the step.
+        os.kill(os.getpid(), signal.SIGKILL)
+    results[step.action] = result
+    for warning in result.get("warnings", []):
+        progress(f"          warning: {warning}")
+    progress(f"[{time.monotonic() - t0:6.2f}s] {label}: ok in {time.monotonic() - started:.2f}s")

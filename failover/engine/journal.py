@@ -1,0 +1,289 @@
+"""The journal: an append-only SQLite record of every run and every step.
+
+A run is resumed from it after a crash, ``failover status`` reports the last
+one, and drills read step durations from it. Rows are only ever inserted
+(triggers refuse UPDATE and DELETE), so the journal is also an audit trail:
+what ran, when, and how it ended. SQLite's WAL mode with ``synchronous=FULL``
+makes each row durable before the step it describes goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from failover.engine.plan import Plan
+from failover.exceptions import ConfigError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    from_site TEXT NOT NULL,
+    to_site TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER,              -- NULL for events of the run as a whole
+    action TEXT NOT NULL,
+    event TEXT NOT NULL,       -- start | end
+    outcome TEXT,              -- ok | failed | abandoned (end events)
+    at REAL NOT NULL,          -- seconds since the epoch
+    error TEXT,
+    result TEXT                -- JSON: what the step found or made
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id, seq);
+CREATE TRIGGER IF NOT EXISTS runs_append_only_u BEFORE UPDATE ON runs
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS runs_append_only_d BEFORE DELETE ON runs
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_append_only_u BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_append_only_d BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+"""
+
+Outcome = Literal["ok", "failed", "abandoned"]
+RUN = "run"  # the action name of run-level events
+
+
+@dataclass(frozen=True)
+class Event:
+    """One row of the journal."""
+
+    step: int | None
+    action: str
+    event: str
+    outcome: str | None
+    at: float
+    error: str | None
+    result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What the journal knows of one step of a run (its last attempt)."""
+
+    index: int
+    action: str
+    started: float | None = None
+    ended: float | None = None
+    outcome: str | None = None  # None: never started, or started and never ended
+    error: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the last attempt took, if it ended."""
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        """The step as JSON-ready data."""
+        return {
+            "index": self.index, "action": self.action, "outcome": self.outcome,
+            "started": self.started, "ended": self.ended, "seconds": self.seconds,
+            "attempts": self.attempts, "error": self.error, "result": self.result,
+        }
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as the journal tells it: its plan and every event so far."""
+
+    id: str
+    plan: Plan
+    created: float
+    events: tuple[Event, ...]
+
+    def _last_run_event(self) -> Event | None:
+        return next((e for e in reversed(self.events) if e.step is None), None)
+
+    @property
+    def outcome(self) -> str:
+        """ok, failed, or interrupted (its last attempt never ended: a crash or a kill)."""
+        last = self._last_run_event()
+        if last is None or last.event == "start":
+            return "interrupted"
+        return last.outcome or "failed"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run ended well."""
+        return self.outcome == "ok"
+
+    @property
+    def settled(self) -> bool:
+        """Whether nothing is left to resume: it ended well or was abandoned."""
+        return self.outcome in ("ok", "abandoned")
+
+    @property
+    def error(self) -> str | None:
+        """The error the run ended with, if any."""
+        last = self._last_run_event()
+        return last.error if last is not None and last.event == "end" else None
+
+    @property
+    def started(self) -> float:
+        """When the run's first attempt began."""
+        return self.created
+
+    @property
+    def ended(self) -> float | None:
+        """When the run last ended (well or not)."""
+        ends = [e.at for e in self.events if e.step is None and e.event == "end"]
+        return ends[-1] if ends else None
+
+    def steps(self) -> list[StepRecord]:
+        """Every step of the plan with its last attempt's times and outcome."""
+        records = {
+            i: StepRecord(i, step.action) for i, step in enumerate(self.plan.steps)
+        }
+        for e in self.events:
+            if e.step is None or e.step not in records:
+                continue
+            old = records[e.step]
+            if e.event == "start":
+                records[e.step] = StepRecord(
+                    e.step, e.action, started=e.at, attempts=old.attempts + 1,
+                )
+            else:
+                records[e.step] = StepRecord(
+                    e.step, e.action, old.started, e.at, e.outcome, e.error, e.result or {},
+                    old.attempts,
+                )
+        return [records[i] for i in sorted(records)]
+
+    def done(self) -> set[int]:
+        """The indexes of the steps that ended well."""
+        return {s.index for s in self.steps() if s.outcome == "ok"}
+
+    def changed_anything(self) -> bool:
+        """Whether any step that changes something was started."""
+        return any(
+            s.attempts and self.plan.steps[s.index].changes for s in self.steps()
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON-ready data (what ``status`` and drills report)."""
+        return {
+            "id": self.id, "kind": self.plan.kind, "from_site": self.plan.from_site,
+            "to_site": self.plan.to_site, "checksum": self.plan.checksum(),
+            "outcome": self.outcome, "error": self.error,
+            "started": self.started, "ended": self.ended,
+            "steps": [s.to_dict() for s in self.steps()],
+        }
+
+
+class Journal:
+    """One journal file; every method opens its own short connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open the journal {self.path}: {exc}") from None
+        with closing(conn):
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(SCHEMA)
+            yield conn
+
+    def begin(self, plan: Plan) -> str:
+        """Record a new run of ``plan``; returns its id."""
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, plan.kind, plan.from_site, plan.to_site, plan.checksum(),
+                 json.dumps(plan.to_dict()), time.time()),
+            )
+        self._event(run_id, None, RUN, "start")
+        return run_id
+
+    def _event(
+        self, run_id: str, step: int | None, action: str, event: str,
+        outcome: Outcome | None = None, error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO events (run_id, step, action, event, outcome, at, error, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, step, action, event, outcome, time.time(), error,
+                 json.dumps(result) if result is not None else None),
+            )
+
+    def resumed(self, run_id: str) -> None:
+        """Record that a run is being attempted again."""
+        self._event(run_id, None, RUN, "start")
+
+    def step_started(self, run_id: str, index: int, action: str) -> None:
+        """Record the start of a step (before it touches anything)."""
+        self._event(run_id, index, action, "start")
+
+    def step_ended(
+        self, run_id: str, index: int, action: str, outcome: Outcome, *,
+        error: str | None = None, result: dict[str, Any] | None = None,
+    ) -> None:
+        """Record how a step ended and what it found or made."""
+        self._event(run_id, index, action, "end", outcome, error, result)
+
+    def ended(self, run_id: str, outcome: Outcome, error: str | None = None) -> None:
+        """Record how the run ended."""
+        self._event(run_id, None, RUN, "end", outcome, error)
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        if not self.path.exists():
+            return []
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT id, plan, created FROM runs ORDER BY created DESC, rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [self._record(db, *row) for row in rows]
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run by its id."""
+        with self._db() as db:
+            row = db.execute(
+                "SELECT id, plan, created FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise ConfigError(f"no run {run_id!r} in the journal {self.path}")
+            return self._record(db, *row)
+
+    def last(self) -> RunRecord | None:
+        """The newest run, if any."""
+        runs = self.runs(limit=1)
+        return runs[0] if runs else None
+
+    @staticmethod
+    def _record(db: sqlite3.Connection, run_id: str, plan: str, created: float) -> RunRecord:
+        events = tuple(
+            Event(step, action, event, outcome, at, error, json.loads(result) if result else None)
+            for step, action, event, outcome, at, error, result in db.execute(
+                "SELECT step, action, event, outcome, at, error, result FROM events "
+                "WHERE run_id = ? ORDER BY seq", (run_id,),
+            )
+        )
+        return RunRecord(run_id, Plan.from_dict(json.loads(plan)), created, events)

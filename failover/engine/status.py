@@ -1,0 +1,122 @@
+"""``failover status``: who is primary, how far each standby lags, what DNS answers.
+
+Everything is asked of the servers themselves at the moment of asking: the
+databases for their roles, each DNS provider's authoritative servers for
+their answers, each app for its readiness, and the journal for the last run.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from failover.dns.base import DnsProvider
+from failover.engine.deployment import Deployment
+
+
+def _dns_answers(
+    deployment: Deployment, provider: DnsProvider, primary: str | None
+) -> dict[str, Any]:
+    site = primary or next(iter(deployment.config.sites))
+    desired = deployment.records(site)
+    result = provider.verify(desired)
+    answers = sorted({v for check in result.servers for r in check.answered for v in r.values})
+    by_address = {str(s.address): name for name, s in deployment.config.sites.items()}
+    errors = [f"{c.server}: {c.error}" for c in result.servers if c.error]
+    return {
+        "answers": answers,
+        "sites": [by_address.get(a, "?") for a in answers],  # the site of each answer
+        "points_at_primary": (
+            primary is not None and answers == [str(deployment.config.site(primary).address)]
+        ),
+        "servers": {c.server: [v for r in c.answered for v in r.values] for c in result.servers},
+        "ttl": sorted({r.ttl for c in result.servers for r in c.answered}),
+        "error": "; ".join(errors) or None,
+    }
+
+
+def deployment_status(deployment: Deployment) -> dict[str, Any]:
+    """The deployment's state as JSON-ready data (see DESIGN.md, "Commands")."""
+    topology = deployment.observe()
+    primaries = topology.primaries
+    primary = primaries[0] if len(primaries) == 1 else None
+    lags = {
+        lag.name: lag for name in primaries for lag in topology.sites[name].standbys
+    }
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ready = dict(zip(
+            deployment.config.sites,
+            pool.map(lambda s: deployment.readiness(s, timeout=2.0), deployment.config.sites),
+            strict=True,
+        ))
+        dns = dict(zip(
+            [p.name for p in deployment.dns_providers],
+            pool.map(lambda p: _dns_answers(deployment, p, primary), deployment.dns_providers),
+            strict=True,
+        ))
+    sites: dict[str, Any] = {}
+    for name, view in topology.sites.items():
+        lag = lags.get(deployment.application_name(name))
+        sites[name] = {
+            "role": view.role or "unreachable",
+            "address": str(deployment.config.site(name).address),
+            "provider": deployment.config.site(name).provider,
+            "lsn": view.lsn,
+            "upstream": view.upstream,
+            "lag_bytes": lag.lag_bytes if lag else None,
+            "lag_seconds": lag.lag_seconds if lag else None,
+            "sync_state": lag.sync_state if lag else None,
+            "app_ready": ready[name].ready,
+            "app": ready[name].detail,
+            "error": view.error,
+        }
+    warnings = []
+    if len(primaries) > 1:
+        warnings.append(f"{' and '.join(primaries)} both answer as primary: fence one now")
+    if not primaries:
+        warnings.append("no site answers as primary")
+    for name, answer in dns.items():
+        if primary and not answer["points_at_primary"]:
+            warnings.append(f"DNS provider {name} does not answer {primary} "
+                            f"({answer['error'] or ', '.join(answer['answers']) or 'nothing'})")
+    for name, site in sites.items():
+        if site["role"] == "standby" and site["upstream"] is None:
+            warnings.append(f"{name} is a standby that streams from no one")
+    last = deployment.journal.last()
+    return {
+        "config": deployment.source,
+        "primary": primary,
+        "healthy": not warnings,
+        "sites": sites,
+        "dns": dns,
+        "last_run": last.to_dict() if last else None,
+        "warnings": warnings,
+    }
+
+
+def render(status: dict[str, Any]) -> str:
+    """The status as a few lines for a terminal."""
+    lines = [f"primary: {status['primary'] or 'NONE'}   ({status['config']})"]
+    for name, site in status["sites"].items():
+        lag = ""
+        if site["lag_bytes"] is not None:
+            lag = (f", lag {site['lag_bytes']} bytes / {site['lag_seconds']:.2f}s "
+                   f"({site['sync_state']})")
+        where = f", streams from {site['upstream']}" if site["upstream"] else ""
+        app = "app ready" if site["app_ready"] else f"app NOT ready: {site['app']}"
+        lines.append(f"  {name:<10} {site['role']:<11} {site['address']:<15}{where}{lag}; {app}")
+        if site["error"]:
+            lines.append(f"  {'':<10} {site['error']}")
+    for name, answer in status["dns"].items():
+        said = ", ".join(f"{a} ({s})" for a, s in zip(answer["answers"], answer["sites"],
+                                                       strict=False))
+        ttl = f" ttl {'/'.join(map(str, answer['ttl']))}" if answer["ttl"] else ""
+        lines.append(f"  dns {name:<10} answers {said or 'nothing'}{ttl}"
+                     + (f"; error: {answer['error']}" if answer["error"] else ""))
+    run = status["last_run"]
+    if run:
+        error = f" ({run['error']})" if run["error"] else ""
+        lines.append(f"  last run {run['id']}: {run['kind']} {run['from_site']} -> "
+                     f"{run['to_site']}: {run['outcome']}{error}")
+    lines.extend(f"  WARNING: {w}" for w in status["warnings"])
+    return "\n".join(lines)

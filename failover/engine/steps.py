@@ -1,0 +1,367 @@
+"""The actions a plan's steps name: each idempotent, bounded by its step's timeout.
+
+An action looks before it acts, so running it again after a crash (or after
+it already succeeded) does no harm: a fence finds the server fenced, a
+promote finds a primary, a publish finds the records in place. Each returns
+JSON-ready facts for the journal; later steps read earlier ones' facts
+(the catch-up waits for the LSN the fence recorded).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from failover.data import objects, postgres
+from failover.dns.publish import PublishResult, publish
+from failover.engine.deployment import Deployment
+from failover.engine.plan import Plan, Step
+from failover.exceptions import FailoverError, StepFailed
+from failover.waiting import WaitTimeout, wait_for
+
+Progress = Callable[[str], None]
+RPO_REPLAY_WAIT = 5.0  # seconds a standby gets to replay what it received before promotion
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What an action gets: the deployment, its step, earlier results, its deadline."""
+
+    deployment: Deployment
+    plan: Plan
+    index: int
+    step: Step
+    results: Mapping[str, dict[str, Any]]  # earlier steps' results by action (last wins)
+    deadline: float  # time.monotonic() by which the step must be done
+    progress: Progress
+
+    def remaining(self) -> float:
+        """Seconds left before the step's deadline (at least a little)."""
+        return max(0.5, self.deadline - time.monotonic())
+
+    def param(self, name: str) -> Any:
+        """A parameter of the step."""
+        return self.step.params[name]
+
+    def earlier(self, action: str) -> dict[str, Any]:
+        """The result of the latest earlier step of ``action``; fails if it never ran."""
+        if action not in self.results:
+            raise StepFailed(f"step {self.step.action} needs the result of {action}, which has "
+                             "not run")
+        return self.results[action]
+
+
+Action = Callable[[StepContext], dict[str, Any]]
+ACTIONS: dict[str, Action] = {}
+
+
+def action(name: str) -> Callable[[Action], Action]:
+    """Register an action under the name plans use."""
+    def register(fn: Action) -> Action:
+        ACTIONS[name] = fn
+        return fn
+    return register
+
+
+# --- checks ---------------------------------------------------------------
+
+
+def _require_ready(ctx: StepContext, site: str) -> str:
+    ready = ctx.deployment.readiness(site, timeout=min(5.0, ctx.remaining()))
+    if not ready.ready:
+        raise StepFailed(f"site {site} fails its own readiness check: {ready.detail}")
+    return ready.detail
+
+
+@action("check_switchover")
+def check_switchover(ctx: StepContext) -> dict[str, Any]:
+    """The primary is the only primary, the target streams from it, the target's app answers."""
+    source, target = ctx.param("from"), ctx.param("to")
+    topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
+    primaries = topology.primaries
+    if primaries != [source]:
+        raise StepFailed(
+            f"expected {source} to be the only primary, found {', '.join(primaries) or 'none'}"
+        )
+    name = ctx.deployment.application_name(target)
+    lag = next((s for s in topology.sites[source].standbys if s.name == name), None)
+    if lag is None or lag.state != "streaming":
+        raise StepFailed(f"{target} does not stream from {source}; it cannot take over safely")
+    if lag.lag_bytes > ctx.param("max_lag_bytes"):
+        raise StepFailed(
+            f"{target} is {lag.lag_bytes} bytes behind {source} (limit "
+            f"{ctx.param('max_lag_bytes')}); wait for it to catch up"
+        )
+    return {"lag_bytes": lag.lag_bytes, "target_app": _require_ready(ctx, target)}
+
+
+@action("check_emergency")
+def check_emergency(ctx: StepContext) -> dict[str, Any]:
+    """The target answers as a standby, no other site answers as a primary."""
+    target = ctx.param("to")
+    topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
+    others = [p for p in topology.primaries if p != target]
+    if others:
+        raise StepFailed(
+            f"{', '.join(others)} answers as a primary: an emergency promote would leave two "
+            f"primaries; use `failover switchover --to {target}` instead"
+        )
+    view = topology.sites[target]
+    if not view.reachable:
+        raise StepFailed(f"{target}'s database does not answer: {view.error}")
+    return {"role": view.role, "lsn": view.lsn, "target_app": _require_ready(ctx, target)}
+
+
+@action("check_rejoin")
+def check_rejoin(ctx: StepContext) -> dict[str, Any]:
+    """The new primary is the only primary and answers."""
+    primary, site = ctx.param("primary"), ctx.param("site")
+    topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
+    if topology.sites[primary].role != "primary":
+        raise StepFailed(f"{primary} is not a primary; it cannot take {site} as a standby")
+    if ctx.deployment.compute(site) is None:
+        raise StepFailed(
+            f"site {site} has no compute adapter in {ctx.deployment.source}: make it a standby "
+            f"of {primary} by hand (pg_rewind, standby.signal, primary_conninfo)"
+        )
+    return {"site_role": topology.sites[site].role, "site_error": topology.sites[site].error}
+
+
+@action("check_result")
+def check_result(ctx: StepContext) -> dict[str, Any]:
+    """The new primary is the only primary, standbys stream from it, DNS answers it."""
+    primary = ctx.param("primary")
+    topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
+    if topology.primaries != [primary]:
+        raise StepFailed(
+            f"expected {primary} to be the only primary, found "
+            f"{', '.join(topology.primaries) or 'none'}"
+        )
+    for standby in ctx.param("standbys"):
+        view = topology.sites[standby]
+        if view.upstream != primary:
+            raise StepFailed(
+                f"{standby} does not stream from {primary} ({view.error or view.role})"
+            )
+    desired = ctx.deployment.records(primary, ctx.param("ttl"))
+    answers = {p.name: p.verify(desired) for p in ctx.deployment.dns_providers}
+    wrong = [name for name, result in answers.items() if not result.ok]
+    return {
+        "dns": {name: result.ok for name, result in answers.items()},
+        "warnings": [f"DNS provider {name} does not answer {primary}" for name in wrong],
+    }
+
+
+# --- DNS ------------------------------------------------------------------
+
+
+def _published(ctx: StepContext, site: str, ttl: int) -> dict[str, Any]:
+    result: PublishResult = publish(ctx.deployment.dns_providers, ctx.deployment.records(site, ttl))
+    providers = {o.provider: ("ok" if o.ok else o.error or "not verified") for o in result.outcomes}
+    if not any(o.ok for o in result.outcomes):
+        raise StepFailed(
+            "no DNS provider took the change: "
+            + "; ".join(f"{name}: {why}" for name, why in providers.items())
+        )
+    return {
+        "providers": providers,
+        "warnings": [f"DNS provider {n} failed: {providers[n]}" for n in result.failed],
+    }
+
+
+@action("lower_ttl")
+def lower_ttl(ctx: StepContext) -> dict[str, Any]:
+    """Publish the records unchanged but with the low TTL; note when old caches expire."""
+    result = _published(ctx, ctx.param("site"), ctx.param("ttl"))
+    # Caches may hold the old answer with the normal TTL from the moment before this.
+    return {**result, "caches_expire_at": time.time() + ctx.deployment.normal_ttl}
+
+
+@action("wait_low_ttl")
+def wait_low_ttl(ctx: StepContext) -> dict[str, Any]:
+    """Wait until answers cached with the old, longer TTL have expired everywhere."""
+    wait = ctx.earlier("lower_ttl")["caches_expire_at"] - time.time()
+    if wait > 0:
+        ctx.progress(f"waiting {wait:.1f}s for answers cached with the old TTL to expire")
+        time.sleep(min(wait, ctx.remaining()))
+    return {"waited": round(max(wait, 0.0), 3)}
+
+
+@action("switch_dns")
+def switch_dns(ctx: StepContext) -> dict[str, Any]:
+    """Point the records at the new primary at every provider, and verify each."""
+    return _published(ctx, ctx.param("site"), ctx.param("ttl"))
+
+
+@action("restore_ttl")
+def restore_ttl(ctx: StepContext) -> dict[str, Any]:
+    """Publish the records with their normal TTL again."""
+    return _published(ctx, ctx.param("site"), ctx.deployment.normal_ttl)
+
+
+# --- objects --------------------------------------------------------------
+
+
+@action("sync_objects")
+def sync_objects(ctx: StepContext) -> dict[str, Any]:
+    """Copy what the source bucket has and the target lacks; verify by listing both."""
+    source, target = ctx.param("from"), ctx.param("to")
+    config = ctx.deployment.config
+    started = time.monotonic()
+    last = [0.0]
+
+    def report(p: objects.SyncProgress) -> None:
+        if time.monotonic() - last[0] >= 1.0 or p.done == p.total:
+            last[0] = time.monotonic()
+            ctx.progress(f"objects {p.done}/{p.total}, {p.bytes_done}/{p.bytes_total} bytes")
+
+    try:
+        result = objects.sync_bucket(
+            config.site(source).objects, config.site(target).objects, progress=report
+        )
+        verify = objects.verify_bucket(config.site(source).objects, config.site(target).objects)
+    except StepFailed:
+        raise
+    except Exception as exc:
+        if not ctx.param("best_effort"):
+            raise
+        return {"warnings": [f"objects not synced from {source}: {exc}"]}
+    if result.failed or not verify.ok:
+        problems = list(result.failed) + [f"missing at {target}: {k}" for k in verify.missing]
+        problems += [f"differs at {target}: {k}" for k in verify.differing]
+        raise StepFailed(f"{len(problems)} objects did not sync: {'; '.join(problems[:5])}")
+    return {**result.to_dict(), "verified": verify.checked,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+# --- PostgreSQL -----------------------------------------------------------
+
+
+@action("synchronous_replication")
+def synchronous_replication(ctx: StepContext) -> dict[str, Any]:
+    """Make commits at the primary wait until the standby has applied them."""
+    primary, standby = ctx.param("primary"), ctx.param("standby")
+    name = ctx.deployment.application_name(standby)
+    with ctx.deployment.endpoint(primary).connect(timeout=min(5.0, ctx.remaining())) as conn:
+        postgres.set_synchronous(conn, name)
+        postgres.wait_synchronous(conn, name, timeout=ctx.remaining())
+    return {"standby": name, "synchronous_commit": "remote_apply"}
+
+
+@action("fence")
+def fence(ctx: StepContext) -> dict[str, Any]:
+    """Refuse every connection but replication and ours, end every session; note the LSN."""
+    site = ctx.param("site")
+    endpoint = ctx.deployment.endpoint(site)
+    try:
+        conn = endpoint.connect(timeout=min(5.0, ctx.remaining()))
+    except Exception as exc:
+        if ctx.param("best_effort"):
+            return {"fenced": False, "warnings": [
+                f"{site} could not be fenced: its database does not answer ({exc}); it must "
+                f"not come back as a primary: rejoin it (failover rejoin --site {site})"
+            ]}
+        raise
+    with conn:
+        if postgres.server_state(conn).role != "primary":
+            if ctx.param("best_effort"):
+                return {"fenced": False, "warnings": [f"{site} is not a primary: not fenced"]}
+            raise StepFailed(f"{site} is not a primary; there is nothing to fence")
+        note = f"{ctx.plan.kind} to {ctx.plan.to_site}"
+        fenced = postgres.fence(conn, endpoint.user, note)
+    return {
+        "fenced": True, "lsn": fenced.lsn, "original_hba": fenced.original_hba,
+        "terminated": fenced.terminated, "already": fenced.already,
+    }
+
+
+@action("catch_up")
+def catch_up(ctx: StepContext) -> dict[str, Any]:
+    """Wait until the standby has replayed everything up to the fenced LSN."""
+    lsn = ctx.earlier("fence")["lsn"]
+    with ctx.deployment.endpoint(ctx.param("site")).connect(timeout=min(5.0, ctx.remaining())) \
+            as conn:
+        if postgres.server_state(conn).role == "primary":
+            # Promoted in an earlier attempt: it replayed up to the LSN before that.
+            return {"replayed": postgres.server_state(conn).lsn, "fenced_lsn": lsn, "already": True}
+        replayed = postgres.wait_replayed(conn, lsn, timeout=ctx.remaining())
+    return {"replayed": replayed, "fenced_lsn": lsn}
+
+
+@action("promote")
+def promote(ctx: StepContext) -> dict[str, Any]:
+    """Promote the standby (asynchronous commits first: it has no standby of its own yet)."""
+    site = ctx.param("site")
+    with ctx.deployment.endpoint(site).connect(timeout=min(5.0, ctx.remaining())) as conn:
+        # A former primary's own settings may still name a synchronous standby; with
+        # none streaming, every commit would wait for ever.
+        postgres.set_asynchronous(conn)
+        promoted = postgres.promote(conn, timeout=ctx.remaining())
+        state = postgres.server_state(conn)
+    if state.role != "primary":
+        raise StepFailed(f"{site} still reports {state.role} after promotion")
+    return {"promoted": promoted, "lsn": state.lsn}
+
+
+@action("wait_writable")
+def wait_writable(ctx: StepContext) -> dict[str, Any]:
+    """Wait until the new primary's app reports itself writable."""
+    site = ctx.param("site")
+    body = wait_for(
+        lambda: (r := ctx.deployment.readiness(site, timeout=1.0)).body.get("writable") and r,
+        timeout=ctx.remaining(), what=f"{site}'s app to accept writes",
+    )
+    return {"app": body.detail}
+
+
+@action("rejoin")
+def rejoin(ctx: StepContext) -> dict[str, Any]:
+    """Turn the former primary into a streaming standby of the new one."""
+    site, primary = ctx.param("site"), ctx.param("primary")
+    compute = ctx.deployment.compute(site)
+    if compute is None:
+        raise StepFailed(
+            f"site {site} has no compute adapter in {ctx.deployment.source}: make it a standby "
+            f"of {primary} by hand, then run the command again"
+        )
+    fenced = ctx.results.get("fence", {})
+    how = compute.rejoin_database(
+        site, primary, hba=fenced.get("original_hba"), timeout=ctx.remaining()
+    )
+    return {"how": how}
+
+
+@action("asynchronous_replication")
+def asynchronous_replication(ctx: StepContext) -> dict[str, Any]:
+    """Commits at the new primary stop waiting for a standby (the normal mode)."""
+    with ctx.deployment.endpoint(ctx.param("primary")).connect(
+        timeout=min(5.0, ctx.remaining())
+    ) as conn:
+        postgres.set_asynchronous(conn)
+    return {"synchronous_commit": "default"}
+
+
+@action("check_rpo")
+def check_rpo(ctx: StepContext) -> dict[str, Any]:
+    """Let the standby replay all it received; record what is known of what it lacks."""
+    site = ctx.param("site")
+    with ctx.deployment.endpoint(site).connect(timeout=min(5.0, ctx.remaining())) as conn:
+        receiver = postgres.wal_receiver(conn)
+        replay_gap = None
+        if receiver is not None and receiver.received_lsn:
+            # A record cut off mid-stream is received but can never be replayed:
+            # wait a little, not for ever; promotion replays all that can be.
+            try:
+                postgres.wait_replayed(conn, receiver.received_lsn, timeout=min(
+                    RPO_REPLAY_WAIT, ctx.remaining()))
+            except (FailoverError, WaitTimeout) as exc:
+                replay_gap = str(exc)
+        receiver = postgres.wal_receiver(conn)
+    return {
+        "receiver": receiver.to_dict() if receiver else None,
+        "replay_gap": replay_gap,
+        "synchronous": ctx.param("synchronous"),
+        "accept_data_loss": ctx.param("accept_data_loss"),
+    }

@@ -1,0 +1,366 @@
+"""The compute adapter of the lab: the engine's hands on a site's processes and files.
+
+SQL can promote a standby but cannot turn the old primary into a standby of
+the new one: that takes stopping the server, rewinding its files and
+starting it again. Every process is reached through the PID recorded in the
+lab's ``lab.json`` (never by name), and a restarted server's new record
+replaces the old one there, so ``lab status`` probes it and ``lab down``
+stops it.
+
+Every call is idempotent: stopping a stopped server, starting a running one
+or rejoining a standby that already streams from the right primary does
+nothing and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+from failover.exceptions import ProviderError
+from failover.waiting import WaitTimeout, wait_for
+from infra.lab.exceptions import LabError, LabNotRunning
+from infra.lab.lab import Lab, LabState
+from infra.lab.postgres import LabPostgres
+from infra.lab.processes import ProcessRecord, is_alive, log_tail, send, stop
+from infra.lab.secrets import LabSecrets
+from infra.lab.system import RunAs
+
+log = logging.getLogger("failover.compute")
+
+REWOUND = "rewound"
+REBUILT = "rebuilt (fresh base backup)"
+ALREADY = "already a standby of {primary}"
+
+
+def log_event(event: str, **fields: object) -> None:
+    """Log one structured line: ``event=compute.rejoin site=aws outcome=rewound``."""
+    parts = [f"event={event}"]
+    for key, value in fields.items():
+        text = str(value)
+        if not text or any(c.isspace() or c in '="' for c in text):
+            text = json.dumps(text)
+        parts.append(f"{key}={text}")
+    log.info(" ".join(parts))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first found, grandchildren after)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:  # exited while we looked
+            continue
+        ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        found.append(child)
+        todo += children.get(child, [])
+    return found
+
+
+def _signal_tree(record: ProcessRecord, sig: int) -> int:
+    """Signal a recorded process and everything it forked; returns how many got it.
+
+    A stopped postmaster alone would leave its backends answering on open
+    connections and its WAL receiver streaming, so a site is only frozen
+    when the whole tree is. The root is stopped first (it forks no more) and
+    continued last; until then its exited children stay zombies, so their
+    PIDs cannot be reused under us.
+    """
+    if sig == signal.SIGSTOP:
+        if not send(record, sig):  # checks the start time: still our process
+            return 0
+        return 1 + _signal_pids(_descendants(record.pid), sig)
+    if not is_alive(record):
+        return 0
+    count = _signal_pids(list(reversed(_descendants(record.pid))), sig)
+    return count + int(send(record, sig))
+
+
+def _signal_pids(pids: list[int], sig: int) -> int:
+    count = 0
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            continue
+        count += 1
+    return count
+
+
+class LabCompute:
+    """Compute adapter for the lab's sites: the engine's hands on processes and files."""
+
+    provider = "lab"
+    CAN_REWIND = True  # the lab's data dirs have checksums and wal_log_hints
+    CAN_FREEZE = True
+
+    def __init__(self, state_dir: Path) -> None:
+        self.lab = Lab(state_dir)
+
+    # -- reading the lab -----------------------------------------------------
+
+    def _state(self) -> LabState:
+        state = self.lab.state()
+        if state is None or not state.complete:
+            raise LabNotRunning(
+                f"no lab is running in {self.lab.paths.root}; start one: failover lab up"
+            )
+        return state
+
+    def _record(self, state: LabState, site: str) -> ProcessRecord:
+        record = state.process(f"postgres@{site}")
+        if record is None:
+            known = sorted(p.name.split("@", 1)[1] for p in state.processes
+                           if p.name.startswith("postgres@"))
+            raise ProviderError(
+                f"site {site!r} has no database in the lab in {self.lab.paths.root} "
+                f"(sites with one: {', '.join(known)})",
+                provider=self.provider, code="unknown-site",
+            )
+        return record
+
+    def _postgres(self, state: LabState, record: ProcessRecord) -> LabPostgres:
+        # The binaries the lab started this server with, whatever is newest now.
+        bindir = Path(record.argv[0]).parent
+        return LabPostgres(state.layout, self.lab.paths, LabSecrets.load(self.lab.paths),
+                           bindir, RunAs.service("postgres"))
+
+    def database_running(self, site: str) -> bool:
+        """Whether the site's recorded PostgreSQL process runs (it may still be starting)."""
+        return is_alive(self._record(self._state(), site))
+
+    # -- stop and start ------------------------------------------------------
+
+    def stop_database(self, site: str, timeout: float = 30) -> None:
+        """Stop the site's server by PID (fast shutdown, SIGINT; SIGKILL after ``timeout``)."""
+        record = self._record(self._state(), site)
+        # A frozen server cannot act on SIGINT, and SIGKILL would leave its
+        # frozen backends behind: let the tree run again first.
+        _signal_tree(record, signal.SIGCONT)
+        outcome = stop(record, timeout=timeout)
+        log_event("compute.stop", site=site, pid=record.pid, outcome=outcome)
+
+    def start_database(self, site: str, timeout: float = 30) -> None:
+        """Start the site's server if it is not running, record it, wait until it accepts."""
+        state = self._state()
+        record = self._record(state, site)
+        pg = self._postgres(state, record)
+        started = not is_alive(record)
+        if started:
+            record = self._spawn(pg, site)
+        self._await(record, partial(pg.wait_ready, site), timeout, "accept connections")
+        log_event("compute.start", site=site, pid=record.pid,
+                  outcome="started" if started else "already running")
+
+    def _spawn(self, pg: LabPostgres, site: str) -> ProcessRecord:
+        record = pg.start(site)
+        try:
+            self.lab.replace_process(record)
+        except BaseException:
+            stop(record)  # not recorded, so nothing else would ever stop it
+            raise
+        return record
+
+    def _await(
+        self, record: ProcessRecord, wait: Callable[..., None], timeout: float, what: str
+    ) -> None:
+        """Wait in short rounds, failing at once when the server died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                wait(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+                return
+            except WaitTimeout as exc:
+                if not is_alive(record):
+                    raise ProviderError(
+                        f"{record.name} exited instead of coming up: "
+                        f"{log_tail(record, 3) or 'no output'} (log: {record.log})",
+                        provider=self.provider, code="exited",
+                    ) from exc
+                if time.monotonic() >= deadline:
+                    raise ProviderError(
+                        f"{record.name} did not {what} within {timeout:g}s: {exc}",
+                        provider=self.provider, code="timeout",
+                    ) from exc
+
+    # -- rejoin --------------------------------------------------------------
+
+    def rejoin_database(
+        self, site: str, primary: str, *, hba: str | None = None, timeout: float = 120
+    ) -> str:
+        """Make ``site`` a streaming standby of ``primary``; returns how.
+
+        "already a standby of P" when it streams from P already (then only
+        ``hba`` is applied), "rewound" when pg_rewind made its files follow
+        P's timeline (or found nothing to rewind), "rebuilt (fresh base
+        backup)" when pg_rewind could not: the old data dir is moved aside
+        and removed only once the new one streams. ``hba``, when given,
+        becomes the site's pg_hba.conf (the engine fenced the old primary by
+        rewriting it and hands the original back here).
+        """
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+
+        def left() -> float:
+            return max(1.0, deadline - time.monotonic())
+
+        if site == primary:
+            raise ProviderError(f"cannot make {site} a standby of itself",
+                                provider=self.provider, code="same-site")
+        state = self._state()
+        record = self._record(state, site)
+        self._record(state, primary)
+        pg = self._postgres(state, record)
+        timeline = self._primary_timeline(pg, primary)
+
+        if is_alive(record) and self._following(pg, site, primary, timeline):
+            if hba is not None and self._hba(pg, site) != hba:
+                pg.write_hba(site, hba)
+                send(record, signal.SIGHUP)  # pg_hba.conf is re-read on reload
+            log_event("compute.rejoin", site=site, primary=primary, outcome="already",
+                      seconds=f"{time.monotonic() - t0:.2f}")
+            return ALREADY.format(primary=primary)
+
+        # pg_rewind reads the source's timeline from its control file, which a
+        # freshly promoted server updates only at its next checkpoint: before
+        # that it says "no rewind required" of a target that diverged.
+        self._primary_timeline(pg, primary, checkpoint=True)
+        self.stop_database(site, timeout=min(30.0, left()))
+        how, aside = self._rewind_or_rebuild(pg, site, primary, left)
+        pg.configure_standby(site, primary)
+        if hba is not None:
+            pg.write_hba(site, hba)
+        new = self._spawn(pg, site)
+        self._await(new, partial(pg.wait_ready, site), left(), "accept connections")
+        self._await(new, partial(self._wait_following, pg, site, primary, timeline), left(),
+                    f"stream from {primary} on its timeline {timeline}")
+        if aside is not None:
+            shutil.rmtree(aside)  # the new data dir works: the old one can go
+        log_event("compute.rejoin", site=site, primary=primary, outcome=how, pid=new.pid,
+                  seconds=f"{time.monotonic() - t0:.2f}")
+        return how
+
+    def _primary_timeline(self, pg: LabPostgres, primary: str, checkpoint: bool = False) -> int:
+        """The timeline ``primary`` writes on; refuses when it is no reachable primary."""
+        try:
+            with pg.endpoint(primary).connect(timeout=3) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                if row is None or row[0]:
+                    raise ProviderError(
+                        f"postgres@{primary} is a standby, not a primary; promote it first",
+                        provider=self.provider, code="not-primary",
+                    )
+                if checkpoint:
+                    conn.execute("CHECKPOINT")
+                wal = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise ProviderError(
+                f"cannot reach postgres@{primary} to follow it: {exc}",
+                provider=self.provider, code="primary-unreachable",
+            ) from exc
+        assert wal is not None
+        return int(wal[0][:8], 16)  # a WAL file's name starts with its timeline
+
+    def _following(self, pg: LabPostgres, site: str, primary: str, timeline: int) -> bool:
+        """Whether ``site`` streams from ``primary`` on the primary's timeline.
+
+        The primary's pg_stat_replication alone is not proof: a standby stuck
+        on a timeline that forked off (it cannot follow) reconnects every few
+        seconds and shows as "streaming" for a moment each time.
+        """
+        try:
+            with pg.endpoint(site).connect(timeout=1) as conn:
+                row = conn.execute(
+                    "SELECT status, received_tli, sender_host FROM pg_stat_wal_receiver"
+                ).fetchone()
+            pg.wait_streaming(primary, site, timeout=0)
+        except Exception:  # not reachable, not streaming: not following
+            return False
+        return row is not None and tuple(row) == (
+            "streaming", timeline, pg.layout.address(primary)
+        )
+
+    def _wait_following(
+        self, pg: LabPostgres, site: str, primary: str, timeline: int, timeout: float
+    ) -> None:
+        wait_for(lambda: self._following(pg, site, primary, timeline), timeout=timeout,
+                 what=f"postgres@{site} to stream from {primary}")
+
+    def _hba(self, pg: LabPostgres, site: str) -> str | None:
+        try:
+            return (pg.paths.pgdata(site) / "pg_hba.conf").read_text()
+        except FileNotFoundError:
+            return None
+
+    def _rewind_or_rebuild(
+        self, pg: LabPostgres, site: str, primary: str, left: Callable[[], float]
+    ) -> tuple[str, Path | None]:
+        """pg_rewind, else a fresh base backup; returns how and the old data dir set aside."""
+        try:
+            said = pg.rewind(site, primary, timeout=left())
+        except LabError as exc:
+            log_event("compute.rewind", site=site, primary=primary, outcome="failed",
+                      error=str(exc).splitlines()[-1])
+        else:
+            detail = ("no rewind required" if "no rewind required" in said
+                      else "crash recovery, rewound" if "crash recovery" in said
+                      else "rewound")
+            log_event("compute.rewind", site=site, primary=primary, outcome=detail)
+            return REWOUND, None
+
+        pgdata = pg.paths.pgdata(site)
+        aside: Path | None = None
+        if pgdata.exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            aside = pgdata.with_name(f"pgdata.before-rebuild-{stamp}")
+            pgdata.rename(aside)
+        try:
+            pg.base_backup(site, primary, timeout=left())
+        except BaseException:
+            shutil.rmtree(pgdata, ignore_errors=True)  # a partial copy
+            if aside is not None:
+                aside.rename(pgdata)
+            raise
+        log_event("compute.rebuild", site=site, primary=primary, aside=aside or "-")
+        return REBUILT, aside
+
+    # -- freeze and thaw (drills) -------------------------------------------
+
+    def _site_records(self, site: str) -> list[ProcessRecord]:
+        records = [p for p in self._state().processes if p.name.endswith(f"@{site}")]
+        if not records:
+            raise ProviderError(f"the lab has no processes at site {site!r}",
+                                provider=self.provider, code="unknown-site")
+        return records
+
+    def freeze_site(self, site: str) -> str:
+        """SIGSTOP every recorded process of the site and what it forked; returns a sentence."""
+        records = self._site_records(site)
+        count = sum(_signal_tree(r, signal.SIGSTOP) for r in records)
+        log_event("compute.freeze", site=site, processes=count)
+        return f"froze {', '.join(r.name for r in records)} ({count} processes)"
+
+    def thaw_site(self, site: str) -> str:
+        """SIGCONT what ``freeze_site`` stopped; returns a sentence."""
+        records = self._site_records(site)
+        count = sum(_signal_tree(r, signal.SIGCONT) for r in records)
+        log_event("compute.thaw", site=site, processes=count)
+        return f"thawed {', '.join(r.name for r in records)} ({count} processes)"

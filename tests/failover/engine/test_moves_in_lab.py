@@ -1,0 +1,254 @@
+"""Switchover, emergency promote, resume and refusals, end to end on a lab of their own.
+
+The tests run in file order and each leaves the lab whole (one primary, one
+streaming standby); each finds the current primary rather than assuming it.
+Commands run as the user runs them, through ``python -m failover``, so exit
+codes and a real kill -9 are what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from failover.config import CONFIG_FILE_NAME
+from failover.data.postgres import PgEndpoint
+from failover.drill.resolver import CachingResolver
+from failover.drill.workload import Writer, missing_posts
+from failover.engine.deployment import open_deployment
+from failover.engine.executor import CRASH_AFTER_STEP
+from infra.providers.lab import LabCompute
+from tests.conftest import RunningLab, free_port, running_lab
+
+SUBNET = os.environ.get("FAILOVER_ENGINE_TEST_SUBNET", "127.66")
+OTHER = {"aws": "hetzner", "hetzner": "aws"}
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[RunningLab]:
+    """This module's own lab: the tests move its primary back and forth."""
+    with running_lab(SUBNET, "failover-test-engine-") as started:
+        yield started
+
+
+def failover(lab: RunningLab, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the CLI against the lab, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "failover", *args], capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL,
+        env={**os.environ, "FAILOVER_STATE_DIR": str(lab.lab.paths.root), **(env or {})},
+    )
+
+
+def status(lab: RunningLab, *args: str) -> dict[str, Any]:
+    """``failover status --json``, parsed."""
+    done = failover(lab, "status", "--json", *args)
+    parsed: dict[str, Any] = json.loads(done.stdout)
+    return parsed
+
+
+def primary(lab: RunningLab) -> str:
+    """The site that answers as the only primary."""
+    current = status(lab)["primary"]
+    assert current in OTHER, f"no single primary: {current}"
+    return str(current)
+
+
+def assert_whole(lab: RunningLab, expected_primary: str) -> None:
+    """One primary, the other site streaming from it, every DNS provider answering it."""
+    report = status(lab)
+    assert report["primary"] == expected_primary, report["warnings"]
+    standby = OTHER[expected_primary]
+    assert report["sites"][standby]["role"] == "standby"
+    assert report["sites"][standby]["upstream"] == expected_primary
+    for name, answer in report["dns"].items():
+        assert answer["sites"] == [expected_primary], (name, answer)
+    assert report["healthy"], report["warnings"]
+
+
+def app_db(lab: RunningLab, site: str) -> PgEndpoint:
+    """The app's database at one site, as the superuser."""
+    return replace(open_deployment(None, lab.lab.paths.root).endpoint(site), dbname="social")
+
+
+def writer(lab: RunningLab) -> Writer:
+    """A writer that finds the app through the lab's DNS, honouring the TTL."""
+    resolver = CachingResolver(lab.layout.app_name, [(lab.layout.dns_address, lab.layout.dns_port)])
+    return Writer(resolver, port=lab.layout.app_port, host_header=lab.layout.app_name.rstrip("."))
+
+
+def test_plan_prints_the_steps_with_a_stable_checksum_and_touches_nothing(lab: RunningLab) -> None:
+    source = primary(lab)
+    first = failover(lab, "plan", "switchover", "--to", OTHER[source], "--json")
+    second = failover(lab, "plan", "switchover", "--to", OTHER[source], "--json")
+    assert first.returncode == 0, first.stderr
+    plan, again = json.loads(first.stdout), json.loads(second.stdout)
+    assert plan["checksum"] == again["checksum"]
+    actions = [s["action"] for s in plan["steps"]]
+    assert actions.index("fence") < actions.index("catch_up") < actions.index("promote")
+    assert actions.index("promote") < actions.index("switch_dns") < actions.index("rejoin")
+    assert actions[0] == "check_switchover" and actions[-1] == "check_result"
+    text = failover(lab, "plan", "switchover", "--to", OTHER[source])
+    assert f"plan: switchover {source} -> {OTHER[source]}" in text.stdout
+    assert plan["checksum"][:12] in text.stdout
+    assert status(lab)["last_run"] is None  # nothing ran
+    assert_whole(lab, source)
+
+
+def test_commands_that_cannot_or_need_not_run_say_so_and_change_nothing(lab: RunningLab) -> None:
+    source = primary(lab)
+    same = failover(lab, "switchover", "--to", source, "--yes")
+    assert same.returncode == 0 and "already the primary" in same.stderr
+    unknown = failover(lab, "switchover", "--to", "nowhere", "--yes")
+    assert unknown.returncode == 2
+    assert "no site 'nowhere'" in unknown.stderr and "aws, hetzner" in unknown.stderr
+    unconfirmed = failover(lab, "switchover", "--to", OTHER[source])
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
+    while_primary_answers = failover(lab, "promote", "--site", OTHER[source], "--yes")
+    assert while_primary_answers.returncode == 1
+    assert "two" in while_primary_answers.stderr and "switchover" in while_primary_answers.stderr
+    assert status(lab)["last_run"] is None
+    assert_whole(lab, source)
+
+
+def test_bad_config_is_rejected_with_every_problem(lab: RunningLab, tmp_path: Path) -> None:
+    config = yaml.safe_load((lab.lab.paths.root / CONFIG_FILE_NAME).read_text())
+    config["sites"]["aws"]["database"]["port"] = 70000
+    del config["sites"]["hetzner"]["app_url"]
+    config["dns"]["low_ttl"] = 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    done = failover(lab, "status", "--config", str(bad))
+    assert done.returncode == 2
+    assert "3 problems" in done.stderr
+    for where in ("sites.aws.database.port", "sites.hetzner.app_url", "dns.low_ttl"):
+        assert where in done.stderr
+
+
+def test_switchover_there_and_back_loses_no_acknowledged_write(lab: RunningLab) -> None:
+    source = primary(lab)
+    w = writer(lab)
+    w.start()
+    try:
+        w.wait_acks(20, timeout=30)
+        for target in (OTHER[source], source):
+            done = failover(lab, "switchover", "--to", target, "--yes", "--json")
+            assert done.returncode == 0, done.stderr
+            run = json.loads(done.stdout)
+            assert run["outcome"] == "ok" and run["to_site"] == target
+            assert all(s["outcome"] == "ok" for s in run["steps"])
+            w.wait_acks(20, timeout=30)  # writes go on at the new primary
+    finally:
+        log = w.stop()
+    assert len(log.acks) >= 60
+    assert {a.address for a in log.acks} == {lab.layout.address(s) for s in OTHER}
+    ids = [a.id for a in log.acks]
+    assert missing_posts(app_db(lab, source), ids) == []
+    assert_whole(lab, source)
+
+
+@pytest.mark.parametrize("crash_after", ["fence", "promote", "switch_dns"])
+def test_a_run_killed_mid_plan_is_resumed_by_the_same_command(
+    lab: RunningLab, crash_after: str
+) -> None:
+    source = primary(lab)
+    target = OTHER[source]
+    killed = failover(lab, "switchover", "--to", target, "--yes",
+                      env={CRASH_AFTER_STEP: crash_after})
+    assert killed.returncode == -9, killed.stderr
+    last = status(lab)["last_run"]
+    assert last["outcome"] == "interrupted"
+    done_steps = [s["action"] for s in last["steps"] if s["outcome"] == "ok"]
+    assert done_steps[-1] == crash_after
+    # Any other move is refused until this one is finished.
+    other = failover(lab, "switchover", "--to", source, "--yes")
+    assert other.returncode == 1 and "did not finish" in other.stderr
+    resumed = failover(lab, "switchover", "--to", target, "--yes", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    run = json.loads(resumed.stdout)
+    assert run["id"] == last["id"] and run["outcome"] == "ok"
+    # The steps done before the kill ran once; the rest once more.
+    attempts = {s["action"]: s["attempts"] for s in run["steps"]}
+    assert attempts["check_switchover"] == 1 and attempts["check_result"] == 1
+    assert_whole(lab, target)
+
+
+def test_one_dns_provider_down_the_other_is_switched_and_the_result_names_it(
+    lab: RunningLab, tmp_path: Path
+) -> None:
+    source = primary(lab)
+    target = OTHER[source]
+    config = yaml.safe_load((lab.lab.paths.root / CONFIG_FILE_NAME).read_text())
+    root = lab.lab.paths.root
+    for site in config["sites"].values():  # the copy lives elsewhere: make its paths absolute
+        site["database"]["passfile"] = str(root / site["database"]["passfile"])
+        site["objects"]["credentials_file"] = str(root / site["objects"]["credentials_file"])
+        site["compute"]["state_dir"] = str(root)
+    for provider in config["dns_providers"].values():
+        for key in ("tsig_key_file", "credentials_file"):
+            if key in provider:
+                provider[key] = str(root / provider[key])
+    config["dns_providers"]["route53"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
+    config["journal"] = str(root / "journal.sqlite")
+    broken = tmp_path / "failover.yaml"
+    broken.write_text(yaml.safe_dump(config))
+
+    done = failover(lab, "switchover", "--to", target, "--yes", "--json", "--config", str(broken))
+    assert done.returncode == 3, done.stderr
+    run = json.loads(done.stdout)
+    assert run["outcome"] == "ok"
+    assert any("route53" in w for w in run["warnings"])
+    switch = next(s for s in run["steps"] if s["action"] == "switch_dns")
+    assert switch["result"]["providers"]["bind9"] == "ok"
+    assert switch["result"]["providers"]["route53"] != "ok"
+    report = status(lab)
+    assert report["dns"]["bind9"]["sites"] == [target]
+    assert report["dns"]["route53"]["sites"] == [source]  # still the old answer
+    assert not report["healthy"]
+    # With both providers back, moving again sets both right.
+    back = failover(lab, "switchover", "--to", source, "--yes")
+    assert back.returncode == 0, back.stderr
+    assert_whole(lab, source)
+
+
+def test_emergency_promote_with_the_primary_stopped(lab: RunningLab) -> None:
+    source = primary(lab)
+    target = OTHER[source]
+    compute = LabCompute(lab.lab.paths.root)
+    compute.stop_database(source)
+    refused = failover(lab, "promote", "--site", target, "--yes")
+    assert refused.returncode == 1
+    assert "--accept-data-loss" in refused.stderr
+    assert status(lab)["sites"][target]["role"] == "standby"  # untouched
+
+    done = failover(lab, "promote", "--site", target, "--accept-data-loss", "--yes", "--json")
+    assert done.returncode in (0, 3), done.stderr
+    run = json.loads(done.stdout)
+    assert run["outcome"] == "ok"
+    assert any("cannot be fenced" in n for n in run["notes"])
+    report = status(lab)
+    assert report["primary"] == target
+    assert all(a["sites"] == [target] for a in report["dns"].values())
+
+    w = writer(lab)
+    w.start()
+    try:
+        w.wait_acks(5, timeout=30)
+    finally:
+        log = w.stop()
+    assert {a.address for a in log.acks} == {lab.layout.address(target)}
+
+    rejoined = failover(lab, "rejoin", "--site", source, "--yes")
+    assert rejoined.returncode == 0, rejoined.stderr
+    assert_whole(lab, target)
