@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -325,9 +325,12 @@ class _EndpointDown(Exception):
 
 def sync_bucket(
     source: ObjectStoreConfig, target: ObjectStoreConfig, *, workers: int = 8,
-    progress: Callable[[SyncProgress], None] | None = None,
+    progress: Callable[[SyncProgress], None] | None = None, only_missing: bool = False,
 ) -> SyncResult:
     """Copy every object missing or different at the target; delete nothing.
+
+    With ``only_missing``, objects the target has are left alone even when they
+    differ: after a move the target is where writes go, and its copy is newer.
 
     ``progress`` is called from the calling thread, once before the first copy
     and once as each object is done (copied or failed).
@@ -353,6 +356,12 @@ def sync_bucket(
 
     with ThreadPoolExecutor(workers, thread_name_prefix="objects-sync") as pool:
         plan = _compare(src, dst, src_objects, dst_objects, pool)
+        if only_missing:
+            missing = set(plan.missing)
+            plan = replace(
+                plan, to_copy=tuple(o for o in plan.to_copy if o.key in missing),
+                same=plan.same + len(plan.differing), differing=(),
+            )
         # Largest first, so one big object does not start last and finish alone.
         todo = sorted(plan.to_copy, key=lambda o: (-o.size, o.key))
         total_bytes = sum(o.size for o in todo)

@@ -44,17 +44,29 @@ class WriterLog:
     acks: list[Ack] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
 
-    def unavailable_windows(self) -> list[tuple[float, float]]:
-        """Each stretch from the first failure after an ack to the next ack (start, end)."""
+    def unavailable_windows(self, until: float | None = None) -> list[tuple[float, float]]:
+        """Each stretch in which writes failed, as (start, end).
+
+        A stretch runs from the last acknowledged write before the failures (the
+        writer could not tell it apart from an outage that began right after it)
+        to the next acknowledged write. Failures before the first ack start at
+        the first failure; failures never followed by an ack end at ``until``
+        (default: the last failure), so an outage that never ended still counts.
+        """
         events = sorted([(a.at, True) for a in self.acks] + [(f.at, False) for f in self.failures])
-        windows, last_ack, failing = [], None, False
+        windows: list[tuple[float, float]] = []
+        start: float | None = None  # start of the current failing stretch
+        last_ack: float | None = None
         for at, ok in events:
             if ok:
-                if failing and last_ack is not None:
-                    windows.append((last_ack, at))
-                last_ack, failing = at, False
-            else:
-                failing = True
+                if start is not None:
+                    windows.append((start, at))
+                    start = None
+                last_ack = at
+            elif start is None:
+                start = last_ack if last_ack is not None else at
+        if start is not None:
+            windows.append((start, until if until is not None else events[-1][0]))
         return windows
 
     def longest_unavailable(self) -> float:
@@ -63,8 +75,8 @@ class WriterLog:
 
 
 def _cause(response: httpx.Response) -> str:
-    if response.status_code == 503:
-        return "read-only" if "standby" in response.text or "read" in response.text else "5xx"
+    if response.status_code == 503 and "read-only" in response.text:
+        return "read-only"  # the app's own words for a write that reached a standby
     return "5xx" if response.status_code >= 500 else "4xx"
 
 
@@ -133,7 +145,12 @@ class Writer:
             self.log.failures.append(Failure(time.time(), "connect", str(exc)))
             return
         if response.status_code == 201:
-            self.log.acks.append(Ack(response.json()["id"], time.time(), address))
+            try:
+                post_id = response.json()["id"]
+            except (ValueError, KeyError, TypeError) as exc:
+                self.log.failures.append(Failure(time.time(), "bad-answer", repr(exc)))
+                return
+            self.log.acks.append(Ack(post_id, time.time(), address))
         else:
             self.log.failures.append(
                 Failure(time.time(), _cause(response), response.text[:200])

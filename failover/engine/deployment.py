@@ -17,7 +17,13 @@ from typing import Any, Protocol
 import httpx
 
 from failover.config import CONFIG_FILE_NAME, FailoverConfig, load_config
-from failover.data.postgres import PgEndpoint, StandbyLag, server_state, standby_lags
+from failover.data.postgres import (
+    PgEndpoint,
+    StandbyLag,
+    is_fenced,
+    server_state,
+    standby_lags,
+)
 from failover.dns.base import DnsProvider
 from failover.dns.factory import build_providers
 from failover.dns.records import Record
@@ -49,6 +55,7 @@ class SiteView:
     lsn: str | None = None
     upstream: str | None = None  # for a standby: the site it streams from, if any
     standbys: tuple[StandbyLag, ...] = ()
+    fenced: bool = False  # a primary whose pg_hba lets only replication and us in
     error: str | None = None
 
     @property
@@ -65,8 +72,13 @@ class Topology:
 
     @property
     def primaries(self) -> list[str]:
-        """The sites whose servers say they are primary."""
-        return [s.name for s in self.sites.values() if s.role == "primary"]
+        """The sites whose servers are primary and take writes (not fenced)."""
+        return [s.name for s in self.sites.values() if s.role == "primary" and not s.fenced]
+
+    @property
+    def fenced(self) -> list[str]:
+        """The primaries that are fenced: they take no writes, only replication."""
+        return [s.name for s in self.sites.values() if s.role == "primary" and s.fenced]
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,15 @@ class Readiness:
     ready: bool
     detail: str
     body: dict[str, Any] = field(default_factory=dict)
+
+
+def _fenced(conn: Any) -> bool:
+    # Reading pg_hba.conf needs a superuser; not knowing counts as not fenced, which
+    # errs toward "two primaries" warnings rather than away from them.
+    try:
+        return is_fenced(conn)
+    except Exception:
+        return False
 
 
 class Deployment:
@@ -144,14 +165,15 @@ class Deployment:
             with self.endpoint(site).connect(timeout=timeout) as conn:
                 state = server_state(conn)
                 if state.role == "primary":
-                    return SiteView(site, state.role, state.lsn, standbys=tuple(standby_lags(conn)))
+                    return SiteView(site, state.role, state.lsn, fenced=_fenced(conn),
+                                    standbys=tuple(standby_lags(conn)))
                 row = conn.execute(
                     "SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'"
                 ).fetchone()
                 upstream = self.site_of_host(row[0]) if row and row[0] else None
                 return SiteView(site, state.role, state.lsn, upstream=upstream)
         except Exception as exc:  # any failure to ask is an answer: unreachable
-            return SiteView(site, error=f"{type(exc).__name__}: {str(exc).strip()}")
+            return SiteView(site, error=" ".join(f"{type(exc).__name__}: {exc}".split()))
 
     def observe(self, timeout: float = 2.0) -> Topology:
         """Every site's view, asked in parallel."""

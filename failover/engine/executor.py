@@ -22,7 +22,7 @@ import psycopg
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_delay,
     wait_exponential,
 )
@@ -32,6 +32,7 @@ from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan, Step
 from failover.engine.steps import ACTIONS, StepContext
 from failover.exceptions import FailoverError, ProviderError, StepFailed
+from failover.waiting import WaitTimeout
 
 Progress = Callable[[str], None]
 CRASH_AFTER_STEP = "FAILOVER_CRASH_AFTER_STEP"  # chaos tests: an action's name
@@ -39,6 +40,23 @@ CRASH_AFTER_STEP = "FAILOVER_CRASH_AFTER_STEP"  # chaos tests: an action's name
 # Errors worth another try: the network or a server blinked. A StepFailed is a
 # judgement (the standby is too far behind), and judgements are not retried.
 TRANSIENT = (psycopg.OperationalError, OSError, httpx.TransportError, ProviderError)
+RETRYABLE_PROVIDER_CODES = frozenset({"UNREACHABLE", "TIMEOUT", "Throttling", "SlowDown",
+                                      "InternalError", "ServiceUnavailable"})
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether another try may succeed: the network blinked, not a refusal or a judgement."""
+    if isinstance(exc, WaitTimeout | StepFailed):
+        return False  # a wait already used its time; a judgement stands
+    if isinstance(exc, ProviderError):
+        return exc.code in RETRYABLE_PROVIDER_CODES
+    return isinstance(exc, TRANSIENT)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line (libpq's messages carry hints on further lines)."""
+    text = str(exc) if isinstance(exc, FailoverError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
 
 
 def _quiet(_: str) -> None:
@@ -80,12 +98,13 @@ def _run_step(ctx: StepContext, progress: Progress) -> dict[str, Any]:
 
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        progress(f"  {ctx.step.action}: {type(error).__name__}: {error}; trying again")
+        progress(f"          {ctx.step.action}: {one_line(error)}; trying again"
+                 if error else f"          {ctx.step.action}: trying again")
 
     retrying = Retrying(
         stop=stop_after_delay(ctx.step.timeout),
         wait=wait_exponential(multiplier=0.1, max=2.0),
-        retry=retry_if_exception_type(TRANSIENT),
+        retry=retry_if_exception(transient),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -139,7 +158,7 @@ def _one(
     try:
         result = _run_step(ctx, progress)
     except Exception as exc:
-        error = str(exc) if isinstance(exc, FailoverError) else f"{type(exc).__name__}: {exc}"
+        error = one_line(exc)
         journal.step_ended(run_id, index, step.action, "failed", error=error)
         journal.ended(run_id, "failed", f"step {label} failed: {error}")
         raise StepFailed(

@@ -10,6 +10,7 @@ makes each row durable before the step it describes goes on.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -55,6 +56,9 @@ CREATE TRIGGER IF NOT EXISTS events_append_only_d BEFORE DELETE ON events
 """
 
 Outcome = Literal["ok", "failed", "abandoned"]
+# Results the journal keeps but reports never print: a pg_hba.conf may hold an
+# LDAP bind password or a RADIUS secret.
+UNSHOWN = frozenset({"original_hba"})
 RUN = "run"  # the action name of run-level events
 
 
@@ -92,11 +96,13 @@ class StepRecord:
         return self.ended - self.started
 
     def to_dict(self) -> dict[str, Any]:
-        """The step as JSON-ready data."""
+        """The step as JSON-ready data (file contents kept for a rejoin are left out)."""
+        shown = {k: ("(kept in the journal)" if k in UNSHOWN else v)
+                 for k, v in self.result.items()}
         return {
             "index": self.index, "action": self.action, "outcome": self.outcome,
             "started": self.started, "ended": self.ended, "seconds": self.seconds,
-            "attempts": self.attempts, "error": self.error, "result": self.result,
+            "attempts": self.attempts, "error": self.error, "result": shown,
         }
 
 
@@ -198,6 +204,8 @@ class Journal:
     def _db(self) -> Iterator[sqlite3.Connection]:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Step results name servers and files: only its owner reads the journal.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the journal {self.path}: {exc}") from None

@@ -28,6 +28,10 @@ class Step:
     retry: bool = False  # retried on transient errors only when repeating it is harmless
     changes: bool = True  # False for steps that only look
 
+    def __post_init__(self) -> None:
+        # 30 and 30.0 must give one checksum, before and after a trip through JSON.
+        object.__setattr__(self, "timeout", float(self.timeout))
+
     def to_dict(self) -> dict[str, Any]:
         """The step as JSON-ready data."""
         return {

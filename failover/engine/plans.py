@@ -14,7 +14,7 @@ from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan, PlanKind, Step
 from failover.exceptions import UnsafePlan
 
-MAX_LAG_BYTES = 16 * 1024 * 1024  # a standby further behind than this is caught up first
+MAX_LAG_BYTES = 16 * 1024 * 1024  # a switchover to a standby further behind is refused
 
 
 class NothingToDo(UnsafePlan):
@@ -101,21 +101,23 @@ def plan_switchover(deployment: Deployment, target: str, topology: Topology) -> 
              30, retry=True, changes=False),
         Step("switch_dns", f"point the records at {target} (TTL {low}s) at every DNS provider "
              "and verify", {"site": target, "ttl": low}, 60, retry=True),
+        Step("restore_ttl", f"publish {target}'s records with their normal TTL ({normal}s)",
+             {"site": target}, 30, retry=True),
+        # After the move the target takes the writes: copy only what it lacks, and a
+        # source that is gone by now is a warning, not a run that can never end.
+        Step("sync_objects", f"copy objects {source} took in during the move (missing only)",
+             {"from": source, "to": target, "best_effort": True, "only_missing": True}, 600,
+             retry=True),
     ]
     notes = []
     if can_rejoin:
         steps.append(Step("rejoin", f"make {source} a streaming standby of {target} "
                           "(pg_rewind, or a fresh base backup)",
                           {"site": source, "primary": target}, 300))
-        steps.append(Step("sync_objects", f"copy objects written at {source} during the move",
-                          {"from": source, "to": target, "best_effort": False}, 600,
-                          retry=True))
     else:
         notes.append(f"{source} has no compute adapter: it stays fenced; make it a standby of "
                      f"{target} by hand")
     steps += [
-        Step("restore_ttl", f"publish {target}'s records with their normal TTL ({normal}s)",
-             {"site": target}, 30, retry=True),
         Step("check_result", f"{target} is the only primary and DNS answers it everywhere",
              {"primary": target, "standbys": [source] if can_rejoin else [], "ttl": normal},
              30, retry=True, changes=False),
@@ -150,6 +152,11 @@ def plan_promote(
     if not view.reachable:
         raise UnsafePlan(f"{target}'s database does not answer ({view.error}); it cannot be "
                          "promoted")
+    if view.upstream is not None:
+        raise UnsafePlan(
+            f"{target} still streams from {view.upstream}: that primary is alive as {target} "
+            f"sees it; for a planned move use: failover switchover --to {target}"
+        )
     ready = deployment.readiness(target)
     if not ready.ready:
         raise UnsafePlan(f"{target} fails its own readiness check: {ready.detail}")
@@ -186,8 +193,9 @@ def plan_promote(
              30, retry=True, changes=False),
         Step("switch_dns", f"point the records at {target} at every DNS provider and verify",
              {"site": target, "ttl": deployment.normal_ttl}, 60, retry=True),
-        Step("sync_objects", f"copy what objects can still be read from {source}",
-             {"from": source, "to": target, "best_effort": True}, 120, retry=True),
+        Step("sync_objects", f"copy what objects can still be read from {source} (missing only)",
+             {"from": source, "to": target, "best_effort": True, "only_missing": True}, 120,
+             retry=True),
         Step("check_result", f"{target} is the only primary and DNS answers it everywhere",
              {"primary": target, "standbys": [], "ttl": deployment.normal_ttl}, 30,
              retry=True, changes=False),

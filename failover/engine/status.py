@@ -61,6 +61,7 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
             "role": view.role or "unreachable",
             "address": str(deployment.config.site(name).address),
             "provider": deployment.config.site(name).provider,
+            "fenced": view.fenced,
             "lsn": view.lsn,
             "upstream": view.upstream,
             "lag_bytes": lag.lag_bytes if lag else None,
@@ -74,7 +75,9 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
     if len(primaries) > 1:
         warnings.append(f"{' and '.join(primaries)} both answer as primary: fence one now")
     if not primaries:
-        warnings.append("no site answers as primary")
+        warnings.append("no site answers as an unfenced primary")
+    warnings += [f"{name} is a fenced primary: it takes no writes (a move is under way, "
+                 "or was cut short: see the last run)" for name in topology.fenced]
     for name, answer in dns.items():
         if primary and not answer["points_at_primary"]:
             warnings.append(f"DNS provider {name} does not answer {primary} "
@@ -104,7 +107,8 @@ def render(status: dict[str, Any]) -> str:
                    f"({site['sync_state']})")
         where = f", streams from {site['upstream']}" if site["upstream"] else ""
         app = "app ready" if site["app_ready"] else f"app NOT ready: {site['app']}"
-        lines.append(f"  {name:<10} {site['role']:<11} {site['address']:<15}{where}{lag}; {app}")
+        role = site["role"] + (" FENCED" if site["fenced"] else "")
+        lines.append(f"  {name:<10} {role:<15} {site['address']:<12}{where}{lag}; {app}")
         if site["error"]:
             lines.append(f"  {'':<10} {site['error']}")
     for name, answer in status["dns"].items():

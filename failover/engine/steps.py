@@ -111,6 +111,11 @@ def check_emergency(ctx: StepContext) -> dict[str, Any]:
     view = topology.sites[target]
     if not view.reachable:
         raise StepFailed(f"{target}'s database does not answer: {view.error}")
+    if view.upstream is not None:
+        raise StepFailed(
+            f"{target} still streams from {view.upstream}: that primary is alive as {target} "
+            "sees it; use a switchover, or cut it off first"
+        )
     return {"role": view.role, "lsn": view.lsn, "target_app": _require_ready(ctx, target)}
 
 
@@ -185,7 +190,10 @@ def wait_low_ttl(ctx: StepContext) -> dict[str, Any]:
     wait = ctx.earlier("lower_ttl")["caches_expire_at"] - time.time()
     if wait > 0:
         ctx.progress(f"waiting {wait:.1f}s for answers cached with the old TTL to expire")
-        time.sleep(min(wait, ctx.remaining()))
+        if wait > ctx.remaining():
+            raise StepFailed(f"caches of the old TTL expire in {wait:.0f}s, after this step's "
+                             "deadline")
+        time.sleep(wait)
     return {"waited": round(max(wait, 0.0), 3)}
 
 
@@ -219,7 +227,8 @@ def sync_objects(ctx: StepContext) -> dict[str, Any]:
 
     try:
         result = objects.sync_bucket(
-            config.site(source).objects, config.site(target).objects, progress=report
+            config.site(source).objects, config.site(target).objects, progress=report,
+            only_missing=ctx.step.params.get("only_missing", False),
         )
         verify = objects.verify_bucket(config.site(source).objects, config.site(target).objects)
     except StepFailed:
@@ -228,12 +237,17 @@ def sync_objects(ctx: StepContext) -> dict[str, Any]:
         if not ctx.param("best_effort"):
             raise
         return {"warnings": [f"objects not synced from {source}: {exc}"]}
-    if result.failed or not verify.ok:
-        problems = list(result.failed) + [f"missing at {target}: {k}" for k in verify.missing]
+    problems = list(result.failed) + [f"missing at {target}: {k}" for k in verify.missing]
+    if not ctx.step.params.get("only_missing", False):
         problems += [f"differs at {target}: {k}" for k in verify.differing]
-        raise StepFailed(f"{len(problems)} objects did not sync: {'; '.join(problems[:5])}")
-    return {**result.to_dict(), "verified": verify.checked,
-            "seconds": round(time.monotonic() - started, 3)}
+    facts = {**result.to_dict(), "verified": verify.checked,
+             "seconds": round(time.monotonic() - started, 3)}
+    if problems:
+        message = f"{len(problems)} objects did not sync: {'; '.join(problems[:5])}"
+        if not ctx.param("best_effort"):
+            raise StepFailed(message)
+        facts["warnings"] = [message]
+    return facts
 
 
 # --- PostgreSQL -----------------------------------------------------------
@@ -254,13 +268,14 @@ def synchronous_replication(ctx: StepContext) -> dict[str, Any]:
 def fence(ctx: StepContext) -> dict[str, Any]:
     """Refuse every connection but replication and ours, end every session; note the LSN."""
     site = ctx.param("site")
-    endpoint = ctx.deployment.endpoint(site)
     try:
+        endpoint = ctx.deployment.endpoint(site)
         conn = endpoint.connect(timeout=min(5.0, ctx.remaining()))
     except Exception as exc:
         if ctx.param("best_effort"):
+            why = " ".join(str(exc).split())
             return {"fenced": False, "warnings": [
-                f"{site} could not be fenced: its database does not answer ({exc}); it must "
+                f"{site} could not be fenced: its database does not answer ({why}); it must "
                 f"not come back as a primary: rejoin it (failover rejoin --site {site})"
             ]}
         raise
@@ -270,7 +285,7 @@ def fence(ctx: StepContext) -> dict[str, Any]:
                 return {"fenced": False, "warnings": [f"{site} is not a primary: not fenced"]}
             raise StepFailed(f"{site} is not a primary; there is nothing to fence")
         note = f"{ctx.plan.kind} to {ctx.plan.to_site}"
-        fenced = postgres.fence(conn, endpoint.user, note)
+        fenced = postgres.fence(conn, endpoint.user, note, timeout=ctx.remaining())
     return {
         "fenced": True, "lsn": fenced.lsn, "original_hba": fenced.original_hba,
         "terminated": fenced.terminated, "already": fenced.already,
@@ -294,6 +309,16 @@ def catch_up(ctx: StepContext) -> dict[str, Any]:
 def promote(ctx: StepContext) -> dict[str, Any]:
     """Promote the standby (asynchronous commits first: it has no standby of its own yet)."""
     site = ctx.param("site")
+    # Checked here, not only when planning: a resumed run may find the world changed
+    # (an old primary back, or unfenced by hand), and two primaries is the one outcome
+    # a promote must never produce.
+    others = [p for p in ctx.deployment.observe(timeout=min(3.0, ctx.remaining())).primaries
+              if p != site]
+    if others:
+        raise StepFailed(
+            f"{', '.join(others)} answers as a primary and is not fenced; promoting {site} "
+            "would make two primaries"
+        )
     with ctx.deployment.endpoint(site).connect(timeout=min(5.0, ctx.remaining())) as conn:
         # A former primary's own settings may still name a synchronous standby; with
         # none streaming, every commit would wait for ever.

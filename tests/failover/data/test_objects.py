@@ -189,6 +189,18 @@ def test_changed_and_new_objects_are_copied_and_extras_kept(stores: Stores) -> N
     assert result.to_dict()["extra_at_target"] == 1
 
 
+def test_only_missing_leaves_the_targets_newer_objects_alone(stores: Stores) -> None:
+    source, target = stores
+    put(source, "avatar.png", b"old at the former primary")
+    sync_bucket(source, target)
+    put(target, "avatar.png", b"newer, written at the new primary")
+    put(source, "late.bin", b"uploaded at the old site during the move")
+    result = sync_bucket(source, target, only_missing=True)
+    assert (result.copied, result.unchanged) == (1, 1)
+    assert body_of(target, "avatar.png") == b"newer, written at the new primary"
+    assert body_of(target, "late.bin") == b"uploaded at the old site during the move"
+
+
 def test_multipart_object_is_copied_once(stores: Stores) -> None:
     source, target = stores
     body = os.urandom(12 * MiB + 123)
