@@ -32,6 +32,7 @@ Conn = psycopg.Connection[TupleRow]
 
 # A cause quoted in a 503 body is cut to this length; libpq messages can be paragraphs.
 _MAX_CAUSE_CHARS = 200
+WAIT_SLICE = 0.1  # seconds between looks at whether the server has started refusing
 
 
 class Role(StrEnum):
@@ -238,6 +239,26 @@ class Database:
                 self._schema_ready = True
             return version
 
+    def _getconn(self, timeout: float) -> _ObservedConnection:
+        """A pooled connection, waited for in short slices.
+
+        The pool reconnects in the background; a request that began waiting
+        before the server started refusing (a fence, a crash) would otherwise
+        wait out the whole timeout. Between slices it looks whether a fresh
+        attempt failed, and if so gives up at once: clients get a 503 now and
+        can go elsewhere, instead of timing out.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if _ObservedConnection.last_failure is not None:
+                left = min(left, self._outage_timeout)
+            try:
+                return self._pool.getconn(timeout=max(0.0, min(left, WAIT_SLICE)))
+            except PoolTimeout:
+                if left <= WAIT_SLICE or _ObservedConnection.last_failure is not None:
+                    raise
+
     @contextmanager
     def _connection(self, timeout: float | None = None) -> Iterator[Conn]:
         """Yield a pooled autocommit connection; translate database failures to 503s."""
@@ -249,8 +270,11 @@ class Database:
             timeout = min(timeout, self._outage_timeout)
         started = time.monotonic()
         try:
-            with self._pool.connection(timeout=timeout) as conn:
+            conn = self._getconn(timeout)
+            try:
                 yield conn
+            finally:
+                self._pool.putconn(conn)
         except AppError:
             raise
         except PoolTimeout:

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from failover.config import CONFIG_FILE_NAME
-from failover.data.postgres import PgEndpoint
+from failover.data.postgres import PgEndpoint, fence, unfence
 from failover.drill.resolver import CachingResolver
 from failover.drill.workload import Writer, missing_posts
 from failover.engine.deployment import open_deployment
@@ -87,6 +87,25 @@ def writer(lab: RunningLab) -> Writer:
     return Writer(resolver, port=lab.layout.app_port, host_header=lab.layout.app_name.rstrip("."))
 
 
+def config_copy(lab: RunningLab, folder: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """The lab's configuration, changed, written elsewhere (same journal, absolute paths)."""
+    root = lab.lab.paths.root
+    config = yaml.safe_load((root / CONFIG_FILE_NAME).read_text())
+    for site in config["sites"].values():
+        site["database"]["passfile"] = str(root / site["database"]["passfile"])
+        site["objects"]["credentials_file"] = str(root / site["objects"]["credentials_file"])
+        site["compute"]["state_dir"] = str(root)
+    for provider in config["dns_providers"].values():
+        for key in ("tsig_key_file", "credentials_file"):
+            if key in provider:
+                provider[key] = str(root / provider[key])
+    config["journal"] = str(root / "journal.sqlite")
+    change(config)
+    path = folder / "failover.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_plan_prints_the_steps_with_a_stable_checksum_and_touches_nothing(lab: RunningLab) -> None:
     source = primary(lab)
     first = failover(lab, "plan", "switchover", "--to", OTHER[source], "--json")
@@ -121,6 +140,51 @@ def test_commands_that_cannot_or_need_not_run_say_so_and_change_nothing(lab: Run
     assert_whole(lab, source)
 
 
+def test_traffic_is_not_sent_to_a_site_that_fails_its_readiness_check(
+    lab: RunningLab, tmp_path: Path
+) -> None:
+    source = primary(lab)
+    target = OTHER[source]
+
+    def app_gone(config: dict[str, Any]) -> None:
+        config["sites"][target]["app_url"] = f"http://{lab.layout.address(target)}:{free_port()}"
+
+    done = failover(lab, "switchover", "--to", target, "--yes", "--config",
+                    str(config_copy(lab, tmp_path, app_gone)))
+    assert done.returncode == 1
+    assert f"{target} fails its own readiness check" in done.stderr
+    assert status(lab)["last_run"] is None
+    assert_whole(lab, source)
+
+
+def test_a_second_primary_is_reported_and_blocks_every_move_until_rejoined(
+    lab: RunningLab,
+) -> None:
+    source = primary(lab)
+    target = OTHER[source]
+    deployment = open_deployment(None, lab.lab.paths.root)
+    with deployment.endpoint(target).connect() as conn:  # split brain, made by hand
+        conn.execute("SELECT pg_promote()")
+    report = status(lab)
+    assert report["primary"] is None and not report["healthy"]
+    assert any("both answer as primary" in w for w in report["warnings"])
+    for args in (("switchover", "--to", target), ("switchover", "--to", source),
+                 ("promote", "--site", target, "--accept-data-loss")):
+        refused = failover(lab, *args, "--yes")
+        assert refused.returncode == 1, (args, refused.stderr)
+        assert "primar" in refused.stderr
+    # The way out: the site that should not be primary rejoins the one that should.
+    rejoined = failover(lab, "rejoin", "--site", source, "--yes")
+    # Done, with a warning: DNS still answers the site that was demoted.
+    assert rejoined.returncode == 3, rejoined.stderr
+    assert f"does not answer {target}" in rejoined.stdout
+    assert status(lab)["primary"] == target
+    assert status(lab)["sites"][source]["upstream"] == target
+    back = failover(lab, "switchover", "--to", source, "--yes")  # DNS follows the move
+    assert back.returncode == 0, back.stderr
+    assert_whole(lab, source)
+
+
 def test_bad_config_is_rejected_with_every_problem(lab: RunningLab, tmp_path: Path) -> None:
     config = yaml.safe_load((lab.lab.paths.root / CONFIG_FILE_NAME).read_text())
     config["sites"]["aws"]["database"]["port"] = 70000
@@ -133,6 +197,25 @@ def test_bad_config_is_rejected_with_every_problem(lab: RunningLab, tmp_path: Pa
     assert "3 problems" in done.stderr
     for where in ("sites.aws.database.port", "sites.hetzner.app_url", "dns.low_ttl"):
         assert where in done.stderr
+
+
+def test_a_fenced_primarys_app_answers_503_at_once_instead_of_hanging(lab: RunningLab) -> None:
+    source = primary(lab)
+    deployment = open_deployment(None, lab.lab.paths.root)
+    with lab.client(source) as app:
+        user = app.post("/v1/users", json={"handle": "fenced_reader"})
+        assert user.status_code == 201
+        with deployment.endpoint(source).connect() as conn:
+            fenced = fence(conn, "postgres", "test")
+            try:
+                # Shorter than the app's own 5 s pool timeout: a hang would fail here.
+                answer = app.post("/v1/posts", timeout=3.0, json={
+                    "author_id": user.json()["id"], "text": "during the fence"})
+                assert answer.status_code == 503
+                assert "pg_hba.conf rejects" in answer.text
+            finally:
+                unfence(conn, fenced.original_hba)
+        assert status(lab)["primary"] == source
 
 
 def test_switchover_there_and_back_loses_no_acknowledged_write(lab: RunningLab) -> None:
@@ -189,21 +272,10 @@ def test_one_dns_provider_down_the_other_is_switched_and_the_result_names_it(
 ) -> None:
     source = primary(lab)
     target = OTHER[source]
-    config = yaml.safe_load((lab.lab.paths.root / CONFIG_FILE_NAME).read_text())
-    root = lab.lab.paths.root
-    for site in config["sites"].values():  # the copy lives elsewhere: make its paths absolute
-        site["database"]["passfile"] = str(root / site["database"]["passfile"])
-        site["objects"]["credentials_file"] = str(root / site["objects"]["credentials_file"])
-        site["compute"]["state_dir"] = str(root)
-    for provider in config["dns_providers"].values():
-        for key in ("tsig_key_file", "credentials_file"):
-            if key in provider:
-                provider[key] = str(root / provider[key])
-    config["dns_providers"]["route53"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
-    config["journal"] = str(root / "journal.sqlite")
-    broken = tmp_path / "failover.yaml"
-    broken.write_text(yaml.safe_dump(config))
+    def no_route53(config: dict[str, Any]) -> None:
+        config["dns_providers"]["route53"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
 
+    broken = config_copy(lab, tmp_path, no_route53)
     done = failover(lab, "switchover", "--to", target, "--yes", "--json", "--config", str(broken))
     assert done.returncode == 3, done.stderr
     run = json.loads(done.stdout)
