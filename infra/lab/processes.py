@@ -116,8 +116,60 @@ def send(record: ProcessRecord, sig: int) -> bool:
     return False
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, nearest first (found through /proc, never by name)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        found.append(child)
+        todo += children.get(child, [])
+    return found
+
+
+def _signal_pids(pids: list[int], sig: int) -> int:
+    count = 0
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            continue
+        count += 1
+    return count
+
+
+def signal_tree(record: ProcessRecord, sig: int) -> int:
+    """Signal a recorded process and everything it forked; returns how many got it.
+
+    A stopped postmaster alone would leave its backends answering on open
+    connections and its WAL receiver streaming, so a site is only frozen
+    when the whole tree is. The root is stopped first (it forks no more) and
+    continued last; until then its exited children stay zombies, so their
+    PIDs cannot be reused under us.
+    """
+    if sig == signal.SIGSTOP:
+        if not send(record, sig):  # checks the start time: still our process
+            return 0
+        return 1 + _signal_pids(descendants(record.pid), sig)
+    if not is_alive(record):
+        return 0
+    count = _signal_pids(list(reversed(descendants(record.pid))), sig)
+    return count + int(send(record, sig))
+
+
 def stop(record: ProcessRecord, timeout: float = 15.0) -> str:
-    """Stop a process by PID: its stop signal, then SIGKILL. Returns how it ended."""
+    """Stop a process by PID: its stop signal, then SIGKILL. Returns how it ended.
+
+    A frozen tree (a drill's SIGSTOP) is continued first, so that it can act on
+    the stop signal and its children are not left behind, stopped for ever.
+    """
+    signal_tree(record, signal.SIGCONT)
     if not send(record, record.stop_signal):
         return "not running"
     try:
@@ -169,17 +221,8 @@ def tree_memory(record: ProcessRecord) -> tuple[int, int]:
     """
     if not is_alive(record):
         return 0, 0
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields:
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
     rss = pss = 0
-    todo = [record.pid]
-    while todo:
-        pid = todo.pop()
+    for pid in [record.pid, *descendants(record.pid)]:
         one_rss, one_pss = _memory_of(pid)
         rss, pss = rss + one_rss, pss + one_pss
-        todo += children.get(pid, [])
     return rss, pss

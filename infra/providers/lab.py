@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import signal
 import time
@@ -30,7 +29,7 @@ from failover.waiting import WaitTimeout, wait_for
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.lab import Lab, LabState
 from infra.lab.postgres import LabPostgres
-from infra.lab.processes import ProcessRecord, is_alive, log_tail, send, stop
+from infra.lab.processes import ProcessRecord, is_alive, log_tail, send, signal_tree, stop
 from infra.lab.secrets import LabSecrets
 from infra.lab.system import RunAs
 
@@ -50,57 +49,6 @@ def log_event(event: str, **fields: object) -> None:
             text = json.dumps(text)
         parts.append(f"{key}={text}")
     log.info(" ".join(parts))
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children first found, grandchildren after)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:  # exited while we looked
-            continue
-        ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: list[int] = []
-    todo = list(children.get(pid, []))
-    while todo:
-        child = todo.pop(0)
-        found.append(child)
-        todo += children.get(child, [])
-    return found
-
-
-def _signal_tree(record: ProcessRecord, sig: int) -> int:
-    """Signal a recorded process and everything it forked; returns how many got it.
-
-    A stopped postmaster alone would leave its backends answering on open
-    connections and its WAL receiver streaming, so a site is only frozen
-    when the whole tree is. The root is stopped first (it forks no more) and
-    continued last; until then its exited children stay zombies, so their
-    PIDs cannot be reused under us.
-    """
-    if sig == signal.SIGSTOP:
-        if not send(record, sig):  # checks the start time: still our process
-            return 0
-        return 1 + _signal_pids(_descendants(record.pid), sig)
-    if not is_alive(record):
-        return 0
-    count = _signal_pids(list(reversed(_descendants(record.pid))), sig)
-    return count + int(send(record, sig))
-
-
-def _signal_pids(pids: list[int], sig: int) -> int:
-    count = 0
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            continue
-        count += 1
-    return count
 
 
 class LabCompute:
@@ -152,7 +100,7 @@ class LabCompute:
         record = self._record(self._state(), site)
         # A frozen server cannot act on SIGINT, and SIGKILL would leave its
         # frozen backends behind: let the tree run again first.
-        _signal_tree(record, signal.SIGCONT)
+        signal_tree(record, signal.SIGCONT)
         outcome = stop(record, timeout=timeout)
         log_event("compute.stop", site=site, pid=record.pid, outcome=outcome)
 
@@ -354,13 +302,13 @@ class LabCompute:
     def freeze_site(self, site: str) -> str:
         """SIGSTOP every recorded process of the site and what it forked; returns a sentence."""
         records = self._site_records(site)
-        count = sum(_signal_tree(r, signal.SIGSTOP) for r in records)
+        count = sum(signal_tree(r, signal.SIGSTOP) for r in records)
         log_event("compute.freeze", site=site, processes=count)
         return f"froze {', '.join(r.name for r in records)} ({count} processes)"
 
     def thaw_site(self, site: str) -> str:
         """SIGCONT what ``freeze_site`` stopped; returns a sentence."""
         records = self._site_records(site)
-        count = sum(_signal_tree(r, signal.SIGCONT) for r in records)
+        count = sum(signal_tree(r, signal.SIGCONT) for r in records)
         log_event("compute.thaw", site=site, processes=count)
         return f"thawed {', '.join(r.name for r in records)} ({count} processes)"

@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 from failover.waiting import wait_for
-from infra.lab.processes import ProcessRecord, is_alive, spawn, stop, tree_memory
+from infra.lab.processes import (
+    ProcessRecord,
+    descendants,
+    is_alive,
+    signal_tree,
+    spawn,
+    stop,
+    tree_memory,
+)
 
 IGNORES_SIGTERM = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
     "print('ready', flush=True)\ntime.sleep(60)\n"
@@ -42,3 +50,28 @@ def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
         assert is_alive(record)
     finally:
         stop(record)
+
+
+PARENT_WITH_CHILD = (
+    "import signal, subprocess, sys\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "signal.signal(signal.SIGTERM, lambda *_: (child.terminate(), sys.exit(0)))\n"
+    "print(child.pid, flush=True)\n"
+    "child.wait()\n"
+)
+
+
+def test_a_frozen_tree_is_thawed_and_stopped_whole(tmp_path: Path) -> None:
+    log = tmp_path / "parent.log"
+    record = spawn("parent", [sys.executable, "-c", PARENT_WITH_CHILD], log=log)
+    child = int(wait_for(lambda: log.read_text().strip(), timeout=10, what="the child's pid"))
+    assert descendants(record.pid) == [child]
+    assert signal_tree(record, signal.SIGSTOP) == 2
+    wait_for(lambda: Path(f"/proc/{record.pid}/stat").read_text().split(") ")[1][0] == "T",
+             timeout=5, what="the parent to be stopped")
+    # Frozen, it could not act on SIGTERM; stop() continues it first, so it ends its child.
+    assert stop(record, timeout=10) == "stopped"
+    assert not is_alive(record)
+    wait_for(lambda: not Path(f"/proc/{child}").exists()
+             or Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z",
+             timeout=10, what="the child to end")
