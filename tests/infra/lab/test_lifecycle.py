@@ -88,6 +88,8 @@ def test_a_taken_port_is_refused_before_anything_starts(
 ) -> None:
     layout = LabLayout(subnet=SUBNET, dns_port=free_port())
     with socket.socket() as squatter:
+        # An earlier test's server may have left connections in TIME_WAIT on this port.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind((layout.address("hetzner"), layout.postgres_port))
         squatter.listen()
         with pytest.raises(PortTaken, match=rf"{layout.address('hetzner')}:5432/tcp is taken"):
