@@ -10,12 +10,12 @@ setup:
 lab: setup
 	$(BIN)/failover lab up
 
-# No setup here: stopping a lab must work even when installing would not.
+# No setup for these two: stopping a lab must work even when installing would not.
 lab-status:
-	$(BIN)/failover lab status
+	@if [ -x $(BIN)/failover ]; then $(BIN)/failover lab status; else echo "no .venv: run make lab first"; exit 1; fi
 
 lab-down:
-	@if [ -x $(BIN)/failover ]; then $(BIN)/failover lab down; else echo "no .venv: no lab to stop"; fi
+	@if [ -x $(BIN)/failover ]; then $(BIN)/failover lab down; else echo "no .venv, so no lab was started from here"; fi
 
 lint: setup
 	$(BIN)/ruff check failover infra tests

@@ -8,6 +8,7 @@ key files) are taken relative to the file itself.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,9 @@ from failover.dns.route53 import Route53Settings
 from failover.exceptions import ConfigError
 
 CONFIG_FILE_NAME = "failover.yaml"
+LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
+RELATIVE_NAME = re.compile(rf"{LABEL}(\.{LABEL})*")  # labels of a name inside the zone
+JOURNAL_FILE_NAME = "journal.sqlite"  # beside the configuration unless it says otherwise
 
 
 class _Strict(BaseModel):
@@ -93,6 +97,13 @@ class RecordConfig(_Strict):
     type: Literal["A", "AAAA"] = "A"
     ttl: int = Field(300, ge=1, le=86400)
 
+    @field_validator("name")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if value != "@" and (value.endswith(".") or not RELATIVE_NAME.fullmatch(value)):
+            raise ValueError(f"{value!r} must be a name relative to the zone (e.g. app), or @")
+        return value.lower()
+
 
 class DnsConfig(_Strict):
     """The zone, the records that move with the primary, and the TTL used during a move."""
@@ -149,6 +160,12 @@ class FailoverConfig(_Strict):
                     f"site {seen[str(site.address)]!r}"
                 )
             seen[str(site.address)] = name
+            for i, record in enumerate(self.dns.records):
+                if site.address.version != (4 if record.type == "A" else 6):
+                    problems.append(
+                        f"dns.records.{i}.type: {record.type} cannot carry the IPv"
+                        f"{site.address.version} address {site.address} of site {name!r}"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -163,26 +180,29 @@ class FailoverConfig(_Strict):
             ) from None
 
 
+DISCRIMINATOR_TAGS = frozenset({"rfc2136", "route53", "lab"})  # the `kind` values
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     # pydantic puts the discriminator's tag in the path (dns_providers.bind9.rfc2136.port);
     # a person wrote dns_providers.bind9.port.
-    parts = [str(p) for p in loc if p not in ("rfc2136", "route53")]
+    parts = [str(p) for p in loc if p not in DISCRIMINATOR_TAGS]
     return ".".join(parts) or "(top level)"
 
 
 PATH_KEYS = ("file", "state_dir", "journal")
 
 
-def _resolve_paths(data: Any, base: Path) -> Any:
+def resolve_paths(data: Any, base: Path) -> Any:
     """Make relative file paths absolute against the config file's folder."""
     if isinstance(data, dict):
         return {
             k: (str(base / v) if k.endswith(PATH_KEYS) and isinstance(v, str)
-                and not Path(v).is_absolute() else _resolve_paths(v, base))
+                and not Path(v).is_absolute() else resolve_paths(v, base))
             for k, v in data.items()
         }
     if isinstance(data, list):
-        return [_resolve_paths(v, base) for v in data]
+        return [resolve_paths(v, base) for v in data]
     return data
 
 
@@ -192,8 +212,8 @@ def parse_config(data: Any, source: str, base: Path) -> FailoverConfig:
         raise ConfigError(f"{source}: expected a mapping with sites, dns_providers and dns")
     try:
         # The journal lives beside the file unless the file says otherwise.
-        data = {"journal": "journal.sqlite", **data}
-        return FailoverConfig.model_validate(_resolve_paths(data, base))
+        data = {"journal": JOURNAL_FILE_NAME, **data}
+        return FailoverConfig.model_validate(resolve_paths(data, base))
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

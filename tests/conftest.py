@@ -21,9 +21,10 @@ import dns.rdatatype
 import httpx
 import pytest
 
+from failover.data.postgres import PgEndpoint
 from infra.lab.lab import Lab
 from infra.lab.layout import LabLayout
-from infra.lab.secrets import LabSecrets
+from infra.lab.secrets import LabSecrets, pgpass_file
 
 # Far from the default lab (127.0.x) so that tests never touch a user's lab.
 TEST_SUBNET = os.environ.get("FAILOVER_TEST_SUBNET", "127.77")
@@ -78,6 +79,15 @@ class RunningLab:
             headers={"Host": self.layout.app_name.rstrip(".")},
             timeout=10,
         )
+
+    def endpoint(self, site: str, user: str = "postgres", dbname: str = "postgres") -> PgEndpoint:
+        """A site's PostgreSQL server as ``user`` (password from the lab's pgpass)."""
+        return PgEndpoint(self.layout.address(site), self.layout.postgres_port, user, dbname,
+                          passfile=str(pgpass_file(self.lab.paths)))
+
+    def hba_file(self, site: str) -> Path:
+        """A site's pg_hba.conf (tests run as root and may read it directly)."""
+        return self.lab.paths.pgdata(site) / "pg_hba.conf"
 
     def client(self, site: str) -> httpx.Client:
         """An HTTP client for one site's app, by address."""

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from failover import __version__
-from failover.exceptions import FailoverError
+from failover.exceptions import ConfigError, FailoverError
+
+# No click envvar: $FAILOVER_STATE_DIR is only a default (read by default_state_dir),
+# which --config overrides.
+state_dir_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="The lab's directory [default: $FAILOVER_STATE_DIR, else .failover/lab].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on a terminal; without one, only --yes may say yes."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfigError("not a terminal, so nobody can confirm: pass --yes")
+    click.confirm(question, abort=True, err=True)
 
 
 class FailoverGroup(click.Group):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from failover.cli.base import confirm, json_option, state_dir_option, yes_option
 from failover.engine.deployment import Deployment, Topology, open_deployment
 from failover.engine.executor import execute, run_lock
 from failover.engine.journal import RunRecord
@@ -30,13 +31,6 @@ config_option = click.option(
     "--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="A deployment's failover.yaml (default: the lab's, in the state dir).",
 )
-# No click envvar here: $FAILOVER_STATE_DIR is only a default, which --config overrides.
-state_dir_option = click.option(
-    "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="The lab's directory [default: $FAILOVER_STATE_DIR, else .failover/lab].",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 
 
 def _say(message: str) -> None:
@@ -59,26 +53,16 @@ def status(config: Path | None, state_dir: Path | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _confirm(plan: Plan, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise ConfigError("not a terminal, so nobody can confirm: pass --yes to run the plan")
-    click.confirm(f"run this {plan.kind} ({plan.from_site} -> {plan.to_site})?", abort=True,
-                  err=True)
-
-
-def _summary(record: RunRecord, notes: tuple[str, ...]) -> tuple[str, list[str]]:
-    warnings = [w for s in record.steps() for w in s.result.get("warnings", [])]
-    total = (record.ended or time.time()) - record.started
+def _summary(record: RunRecord, notes: tuple[str, ...]) -> str:
+    total = (record.ended or time.time()) - record.created
     lines = [f"{record.plan.kind} {record.plan.from_site} -> {record.plan.to_site}: "
              f"{record.outcome} (run {record.id}, {total:.1f}s since it began)"]
     for step in record.steps():
         took = f"{step.seconds:7.2f}s" if step.seconds is not None else "      -"
         lines.append(f"  {took}  {step.action}")
     lines += [f"  note: {n}" for n in notes]
-    lines += [f"  WARNING: {w}" for w in warnings]
-    return "\n".join(lines), warnings
+    lines += [f"  WARNING: {w}" for w in record.warnings()]
+    return "\n".join(lines)
 
 
 def _plan_or_resume(
@@ -110,15 +94,13 @@ def _move(
         if plan is None:
             return
         _say(str(plan))
-        _confirm(plan, yes)
+        confirm(f"run this {plan.kind} ({plan.from_site} -> {plan.to_site})?", yes)
         record = execute(deployment, plan, resume=resume, progress=_say)
-    text, warnings = _summary(record, plan.notes)
     if as_json:
-        click.echo(json.dumps({**record.to_dict(), "notes": list(plan.notes),
-                               "warnings": warnings}, indent=2))
+        click.echo(json.dumps({**record.to_dict(), "notes": list(plan.notes)}, indent=2))
     else:
-        click.echo(text)
-    if warnings:
+        click.echo(_summary(record, plan.notes))
+    if record.warnings():
         sys.exit(EXIT_WARNINGS)
 
 
@@ -209,11 +191,7 @@ def abandon(run_id: str, reason: str, config: Path | None, state_dir: Path | Non
         run = deployment.journal.run(run_id)
         if run.settled:
             raise ConfigError(f"run {run_id} already ended ({run.outcome}); nothing to abandon")
-        if not yes:
-            if not sys.stdin.isatty():
-                raise ConfigError("not a terminal, so nobody can confirm: pass --yes")
-            click.confirm(f"abandon run {run_id} ({run.plan.kind} to {run.plan.to_site})?",
-                          abort=True, err=True)
+        confirm(f"abandon run {run_id} ({run.plan.kind} to {run.plan.to_site})?", yes)
         deployment.journal.ended(run_id, "abandoned", reason)
     _say(f"run {run_id} abandoned; the deployment stays as it left it")
 

@@ -8,16 +8,11 @@ from pathlib import Path
 
 import click
 
+from failover.cli.base import json_option, state_dir_option
 from infra.lab.lab import Lab
 from infra.lab.layout import LabLayout
 from infra.lab.paths import default_state_dir
 from infra.lab.status import lab_status, render
-
-state_dir_option = click.option(
-    "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FAILOVER_STATE_DIR",
-    default=None, help="The lab's directory [default: .failover/lab; env FAILOVER_STATE_DIR].",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 def _lab(state_dir: Path | None) -> Lab:

@@ -43,8 +43,8 @@ from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+from failover.aws import load_credentials
 from failover.config import ObjectStoreConfig
-from failover.dns.route53 import load_credentials  # the one reader of AWS key files
 from failover.exceptions import ConfigError, FailoverError, ProviderError
 
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ checksum) live here once.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -18,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from failover import logs
 from failover.dns.records import Plan, Record, RecordKey, absolute_name, diff
 from failover.exceptions import ConfigError, FailoverError, UnsafePlan
 
@@ -27,14 +27,8 @@ Reader = Callable[[Sequence[RecordKey]], dict[RecordKey, Record]]
 
 
 def log_event(event: str, **fields: object) -> None:
-    """Log one structured line: ``event=dns.apply provider=bind9 changes=1``."""
-    parts = [f"event={event}"]
-    for key, value in fields.items():
-        text = str(value)
-        if not text or any(c.isspace() or c in '="' for c in text):
-            text = json.dumps(text)  # quoted, so the line still splits on spaces
-        parts.append(f"{key}={text}")
-    log.info(" ".join(parts))
+    """Log one structured line on the DNS plane's logger."""
+    logs.log_event(log, event, **fields)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ has applied, its DELETE or CREATE no longer holds and a repeat is refused.
 
 from __future__ import annotations
 
-import configparser
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,12 +37,12 @@ import dns.resolver
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from failover.aws import load_credentials
 from failover.dns import authoritative
 from failover.dns.base import DnsProvider, Reader, log_event
 from failover.dns.exceptions import PrerequisiteFailed, ProviderUnreachable
 from failover.dns.records import Create, Delete, Plan, Record, RecordKey, Update
 from failover.exceptions import ConfigError, ProviderError
-from failover.secretfiles import read_private
 from failover.waiting import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
@@ -87,30 +86,6 @@ class Route53Settings(BaseModel):
     def _absolute_zone(cls, value: str) -> str:
         value = value.strip().lower()
         return value if value.endswith(".") else value + "."
-
-
-def load_credentials(path: Path) -> dict[str, str]:
-    """Access keys from an AWS shared-credentials file (``[default]`` or its only profile)."""
-    parser = configparser.ConfigParser()
-    try:
-        parser.read_string(read_private(path, "AWS credentials file"), source=str(path))
-    except configparser.Error as exc:
-        raise ConfigError(f"AWS credentials file {path} is malformed: {exc}") from exc
-    sections = parser.sections()
-    section = "default" if "default" in sections else sections[0] if len(sections) == 1 else None
-    if section is None or not parser.has_option(section, "aws_access_key_id") \
-            or not parser.has_option(section, "aws_secret_access_key"):
-        raise ConfigError(
-            f"AWS credentials file {path} needs a [default] profile with "
-            "aws_access_key_id and aws_secret_access_key"
-        )
-    creds = {
-        "aws_access_key_id": parser.get(section, "aws_access_key_id"),
-        "aws_secret_access_key": parser.get(section, "aws_secret_access_key"),
-    }
-    if parser.has_option(section, "aws_session_token"):
-        creds["aws_session_token"] = parser.get(section, "aws_session_token")
-    return creds
 
 
 def _unescape(name: str) -> str:

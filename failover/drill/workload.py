@@ -135,13 +135,10 @@ class Writer:
         try:
             response = self._client.post(url, json={"author_id": self.author_id,
                                                     "text": f"write {n}"})
-        except httpx.ConnectError as exc:
-            self.log.failures.append(Failure(time.time(), "connect", str(exc)))
-            return
         except httpx.TimeoutException as exc:
             self.log.failures.append(Failure(time.time(), "timeout", str(exc)))
             return
-        except httpx.HTTPError as exc:
+        except httpx.HTTPError as exc:  # refused, reset, closed mid-answer
             self.log.failures.append(Failure(time.time(), "connect", str(exc)))
             return
         if response.status_code == 201:

@@ -23,6 +23,7 @@ from failover.data.postgres import (
     is_fenced,
     server_state,
     standby_lags,
+    wal_receiver,
 )
 from failover.dns.base import DnsProvider
 from failover.dns.factory import build_providers
@@ -34,10 +35,6 @@ from infra.lab.paths import default_state_dir
 
 class Compute(Protocol):
     """What the engine needs from a site's compute: its database server's process and files."""
-
-    def database_running(self, site: str) -> bool:
-        """Whether the site's database server process runs."""
-        ...
 
     def rejoin_database(
         self, site: str, primary: str, *, hba: str | None = None, timeout: float = 120
@@ -167,10 +164,10 @@ class Deployment:
                 if state.role == "primary":
                     return SiteView(site, state.role, state.lsn, fenced=_fenced(conn),
                                     standbys=tuple(standby_lags(conn)))
-                row = conn.execute(
-                    "SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'"
-                ).fetchone()
-                upstream = self.site_of_host(row[0]) if row and row[0] else None
+                receiver = wal_receiver(conn)
+                streaming = receiver is not None and receiver.status == "streaming"
+                upstream = (self.site_of_host(receiver.sender_host)
+                            if streaming and receiver and receiver.sender_host else None)
                 return SiteView(site, state.role, state.lsn, upstream=upstream)
         except Exception as exc:  # any failure to ask is an answer: unreachable
             return SiteView(site, error=" ".join(f"{type(exc).__name__}: {exc}".split()))
@@ -183,7 +180,7 @@ class Deployment:
         return Topology({v.name: v for v in views})
 
     def readiness(self, site: str, timeout: float = 3.0) -> Readiness:
-        """The site's app's own readiness check (200 from /readyz naming the site)."""
+        """The site's app's own readiness check: 200 from its /readyz."""
         url = f"{self.config.site(site).app_url}/readyz"
         try:
             response = httpx.get(url, timeout=timeout)

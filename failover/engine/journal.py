@@ -143,11 +143,6 @@ class RunRecord:
         return last.error if last is not None and last.event == "end" else None
 
     @property
-    def started(self) -> float:
-        """When the run's first attempt began."""
-        return self.created
-
-    @property
     def ended(self) -> float | None:
         """When the run last ended (well or not)."""
         ends = [e.at for e in self.events if e.step is None and e.event == "end"]
@@ -173,6 +168,10 @@ class RunRecord:
                 )
         return [records[i] for i in sorted(records)]
 
+    def warnings(self) -> list[str]:
+        """What the steps that ended well warned about (e.g. a DNS provider that failed)."""
+        return [w for s in self.steps() if s.outcome == "ok" for w in s.result.get("warnings", [])]
+
     def done(self) -> set[int]:
         """The indexes of the steps that ended well."""
         return {s.index for s in self.steps() if s.outcome == "ok"}
@@ -189,7 +188,7 @@ class RunRecord:
             "id": self.id, "kind": self.plan.kind, "from_site": self.plan.from_site,
             "to_site": self.plan.to_site, "checksum": self.plan.checksum(),
             "outcome": self.outcome, "error": self.error,
-            "started": self.started, "ended": self.ended,
+            "started": self.created, "ended": self.ended, "warnings": self.warnings(),
             "steps": [s.to_dict() for s in self.steps()],
         }
 

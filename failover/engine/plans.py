@@ -8,13 +8,12 @@ same command resumes it, any other is refused until it is finished.
 
 from __future__ import annotations
 
+from failover.engine.checks import MAX_LAG_BYTES, emergency_problem, switchover_problem
 from failover.engine.deployment import Deployment, Topology
 from failover.engine.executor import unfinished_run
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan, PlanKind, Step
 from failover.exceptions import UnsafePlan
-
-MAX_LAG_BYTES = 16 * 1024 * 1024  # a switchover to a standby further behind is refused
 
 
 class NothingToDo(UnsafePlan):
@@ -70,13 +69,9 @@ def plan_switchover(deployment: Deployment, target: str, topology: Topology) -> 
     source = _the_primary(topology)
     if source == target:
         raise NothingToDo(f"{target} is already the primary; nothing to do")
-    view = topology.sites[target]
-    if view.role != "standby" or view.upstream != source:
-        state = view.error or f"{view.role}, streaming from {view.upstream or 'nothing'}"
-        raise UnsafePlan(f"{target} is not a standby streaming from {source} ({state})")
-    ready = deployment.readiness(target)
-    if not ready.ready:
-        raise UnsafePlan(f"{target} fails its own readiness check: {ready.detail}")
+    problem = switchover_problem(deployment, topology, source, target)
+    if problem:
+        raise UnsafePlan(problem)
     low, normal = deployment.config.dns.low_ttl, deployment.normal_ttl
     can_rejoin = deployment.compute(source) is not None
     steps = [
@@ -143,23 +138,9 @@ def plan_promote(
     view = topology.sites[target]
     if view.role == "primary" and topology.primaries == [target]:
         raise NothingToDo(f"{target} is already the primary; nothing to do")
-    others = [p for p in topology.primaries if p != target]
-    if others:
-        raise UnsafePlan(
-            f"{others[0]} answers as the primary: promoting {target} would make two; "
-            f"for a planned move use: failover switchover --to {target}"
-        )
-    if not view.reachable:
-        raise UnsafePlan(f"{target}'s database does not answer ({view.error}); it cannot be "
-                         "promoted")
-    if view.upstream is not None:
-        raise UnsafePlan(
-            f"{target} still streams from {view.upstream}: that primary is alive as {target} "
-            f"sees it; for a planned move use: failover switchover --to {target}"
-        )
-    ready = deployment.readiness(target)
-    if not ready.ready:
-        raise UnsafePlan(f"{target} fails its own readiness check: {ready.detail}")
+    problem = emergency_problem(deployment, topology, target)
+    if problem:
+        raise UnsafePlan(problem)
     old = [s for s in deployment.config.sites if s != target]
     source = old[0] if len(old) == 1 else "the old primary"
     synchronous = _was_synchronous(deployment, target)

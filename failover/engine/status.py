@@ -101,19 +101,18 @@ def render(status: dict[str, Any]) -> str:
     """The status as a few lines for a terminal."""
     lines = [f"primary: {status['primary'] or 'NONE'}   ({status['config']})"]
     for name, site in status["sites"].items():
-        lag = ""
+        facts = [f"streams from {site['upstream']}"] if site["upstream"] else []
         if site["lag_bytes"] is not None:
-            lag = (f", lag {site['lag_bytes']} bytes / {site['lag_seconds']:.2f}s "
-                   f"({site['sync_state']})")
-        where = f", streams from {site['upstream']}" if site["upstream"] else ""
-        app = "app ready" if site["app_ready"] else f"app NOT ready: {site['app']}"
+            facts.append(f"lag {site['lag_bytes']} bytes / {site['lag_seconds']:.2f}s "
+                         f"({site['sync_state']})")
+        facts.append("app ready" if site["app_ready"] else f"app NOT ready: {site['app']}")
         role = site["role"] + (" FENCED" if site["fenced"] else "")
-        lines.append(f"  {name:<10} {role:<15} {site['address']:<12}{where}{lag}; {app}")
+        lines.append(f"  {name:<10} {role:<15} {site['address']:<15} {'; '.join(facts)}")
         if site["error"]:
             lines.append(f"  {'':<10} {site['error']}")
     for name, answer in status["dns"].items():
         said = ", ".join(f"{a} ({s})" for a, s in zip(answer["answers"], answer["sites"],
-                                                       strict=False))
+                                                       strict=True))
         ttl = f" ttl {'/'.join(map(str, answer['ttl']))}" if answer["ttl"] else ""
         lines.append(f"  dns {name:<10} answers {said or 'nothing'}{ttl}"
                      + (f"; error: {answer['error']}" if answer["error"] else ""))

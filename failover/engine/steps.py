@@ -16,6 +16,7 @@ from typing import Any
 
 from failover.data import objects, postgres
 from failover.dns.publish import PublishResult, publish
+from failover.engine import checks
 from failover.engine.deployment import Deployment
 from failover.engine.plan import Plan, Step
 from failover.exceptions import FailoverError, StepFailed
@@ -68,55 +69,27 @@ def action(name: str) -> Callable[[Action], Action]:
 # --- checks ---------------------------------------------------------------
 
 
-def _require_ready(ctx: StepContext, site: str) -> str:
-    ready = ctx.deployment.readiness(site, timeout=min(5.0, ctx.remaining()))
-    if not ready.ready:
-        raise StepFailed(f"site {site} fails its own readiness check: {ready.detail}")
-    return ready.detail
-
-
 @action("check_switchover")
 def check_switchover(ctx: StepContext) -> dict[str, Any]:
-    """The primary is the only primary, the target streams from it, the target's app answers."""
+    """The source is the only primary, the target streams from it, its app is ready."""
     source, target = ctx.param("from"), ctx.param("to")
     topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
-    primaries = topology.primaries
-    if primaries != [source]:
-        raise StepFailed(
-            f"expected {source} to be the only primary, found {', '.join(primaries) or 'none'}"
-        )
-    name = ctx.deployment.application_name(target)
-    lag = next((s for s in topology.sites[source].standbys if s.name == name), None)
-    if lag is None or lag.state != "streaming":
-        raise StepFailed(f"{target} does not stream from {source}; it cannot take over safely")
-    if lag.lag_bytes > ctx.param("max_lag_bytes"):
-        raise StepFailed(
-            f"{target} is {lag.lag_bytes} bytes behind {source} (limit "
-            f"{ctx.param('max_lag_bytes')}); wait for it to catch up"
-        )
-    return {"lag_bytes": lag.lag_bytes, "target_app": _require_ready(ctx, target)}
+    problem = checks.switchover_problem(ctx.deployment, topology, source, target,
+                                        ctx.param("max_lag_bytes"))
+    if problem:
+        raise StepFailed(problem)
+    return {"source_lsn": topology.sites[source].lsn, "target_lsn": topology.sites[target].lsn}
 
 
 @action("check_emergency")
 def check_emergency(ctx: StepContext) -> dict[str, Any]:
-    """The target answers as a standby, no other site answers as a primary."""
+    """The target answers as a standby streaming from no one, no site as a primary."""
     target = ctx.param("to")
     topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
-    others = [p for p in topology.primaries if p != target]
-    if others:
-        raise StepFailed(
-            f"{', '.join(others)} answers as a primary: an emergency promote would leave two "
-            f"primaries; use `failover switchover --to {target}` instead"
-        )
-    view = topology.sites[target]
-    if not view.reachable:
-        raise StepFailed(f"{target}'s database does not answer: {view.error}")
-    if view.upstream is not None:
-        raise StepFailed(
-            f"{target} still streams from {view.upstream}: that primary is alive as {target} "
-            "sees it; use a switchover, or cut it off first"
-        )
-    return {"role": view.role, "lsn": view.lsn, "target_app": _require_ready(ctx, target)}
+    problem = checks.emergency_problem(ctx.deployment, topology, target)
+    if problem:
+        raise StepFailed(problem)
+    return {"role": topology.sites[target].role, "lsn": topology.sites[target].lsn}
 
 
 @action("check_rejoin")
@@ -126,11 +99,6 @@ def check_rejoin(ctx: StepContext) -> dict[str, Any]:
     topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
     if topology.sites[primary].role != "primary":
         raise StepFailed(f"{primary} is not a primary; it cannot take {site} as a standby")
-    if ctx.deployment.compute(site) is None:
-        raise StepFailed(
-            f"site {site} has no compute adapter in {ctx.deployment.source}: make it a standby "
-            f"of {primary} by hand (pg_rewind, standby.signal, primary_conninfo)"
-        )
     return {"site_role": topology.sites[site].role, "site_error": topology.sites[site].error}
 
 
@@ -216,6 +184,7 @@ def restore_ttl(ctx: StepContext) -> dict[str, Any]:
 def sync_objects(ctx: StepContext) -> dict[str, Any]:
     """Copy what the source bucket has and the target lacks; verify by listing both."""
     source, target = ctx.param("from"), ctx.param("to")
+    only_missing = ctx.step.params.get("only_missing", False)
     config = ctx.deployment.config
     started = time.monotonic()
     last = [0.0]
@@ -228,17 +197,17 @@ def sync_objects(ctx: StepContext) -> dict[str, Any]:
     try:
         result = objects.sync_bucket(
             config.site(source).objects, config.site(target).objects, progress=report,
-            only_missing=ctx.step.params.get("only_missing", False),
+            only_missing=only_missing,
         )
         verify = objects.verify_bucket(config.site(source).objects, config.site(target).objects)
-    except StepFailed:
-        raise
     except Exception as exc:
         if not ctx.param("best_effort"):
             raise
         return {"warnings": [f"objects not synced from {source}: {exc}"]}
-    problems = list(result.failed) + [f"missing at {target}: {k}" for k in verify.missing]
-    if not ctx.step.params.get("only_missing", False):
+    failed = {f.split(": ", 1)[0] for f in result.failed}  # "key: reason"
+    problems = list(result.failed) + [
+        f"missing at {target}: {k}" for k in verify.missing if k not in failed]
+    if not only_missing:
         problems += [f"differs at {target}: {k}" for k in verify.differing]
     facts = {**result.to_dict(), "verified": verify.checked,
              "seconds": round(time.monotonic() - started, 3)}
@@ -298,9 +267,10 @@ def catch_up(ctx: StepContext) -> dict[str, Any]:
     lsn = ctx.earlier("fence")["lsn"]
     with ctx.deployment.endpoint(ctx.param("site")).connect(timeout=min(5.0, ctx.remaining())) \
             as conn:
-        if postgres.server_state(conn).role == "primary":
+        state = postgres.server_state(conn)
+        if state.role == "primary":
             # Promoted in an earlier attempt: it replayed up to the LSN before that.
-            return {"replayed": postgres.server_state(conn).lsn, "fenced_lsn": lsn, "already": True}
+            return {"replayed": state.lsn, "fenced_lsn": lsn, "already": True}
         replayed = postgres.wait_replayed(conn, lsn, timeout=ctx.remaining())
     return {"replayed": replayed, "fenced_lsn": lsn}
 
@@ -356,16 +326,6 @@ def rejoin(ctx: StepContext) -> dict[str, Any]:
         site, primary, hba=fenced.get("original_hba"), timeout=ctx.remaining()
     )
     return {"how": how}
-
-
-@action("asynchronous_replication")
-def asynchronous_replication(ctx: StepContext) -> dict[str, Any]:
-    """Commits at the new primary stop waiting for a standby (the normal mode)."""
-    with ctx.deployment.endpoint(ctx.param("primary")).connect(
-        timeout=min(5.0, ctx.remaining())
-    ) as conn:
-        postgres.set_asynchronous(conn)
-    return {"synchronous_commit": "default"}
 
 
 @action("check_rpo")

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from failover.config import CONFIG_FILE_NAME
+from failover.config import CONFIG_FILE_NAME, JOURNAL_FILE_NAME
 from infra.lab.layout import PRIMARY_SITE, STANDBY_SITE, LabLayout
 from infra.lab.paths import LabPaths
 from infra.lab.secrets import aws_credentials_file, pgpass_file
@@ -51,6 +51,7 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
         "dns": {"zone": layout.zone, "low_ttl": LOW_TTL,
                 "records": [{"name": layout.app_label, "type": "A", "ttl": layout.ttl}]},
         "objectives": OBJECTIVES,
+        "journal": JOURNAL_FILE_NAME,
     }
 
 

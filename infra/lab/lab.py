@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from failover.config import CONFIG_FILE_NAME
+from failover.config import CONFIG_FILE_NAME, JOURNAL_FILE_NAME
 from failover.exceptions import FailoverError
 from failover.waiting import WaitTimeout, wait_for
 from infra.lab import bind, moto, refapp
@@ -113,9 +113,8 @@ class Lab:
                     return False
                 return True
 
-            try:
-                if not take():
-                    wait_for(take, timeout=wait, what=f"the lock on {self.paths.root}")
+            try:  # wait_for tries once before it looks at the clock: wait=0 is one try
+                wait_for(take, timeout=wait, what=f"the lock on {self.paths.root}")
             except WaitTimeout:
                 raise LabError(
                     f"another `failover lab` command is working on {self.paths.root}; "
@@ -329,6 +328,9 @@ class Lab:
         self.paths.state_file.unlink(missing_ok=True)
         (self.paths.root / CONFIG_FILE_NAME).unlink(missing_ok=True)
         # The run journal describes this lab's servers; a new lab starts a new one.
-        for journal in self.paths.root.glob("journal.*"):
-            journal.unlink(missing_ok=True)
+        journal = self.paths.root / JOURNAL_FILE_NAME
+        for path in (journal, journal.with_suffix(".lock"),
+                     journal.with_name(journal.name + "-wal"),
+                     journal.with_name(journal.name + "-shm")):
+            path.unlink(missing_ok=True)
 

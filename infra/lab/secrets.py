@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from failover.aws import load_credentials
 from failover.dns.tsig import TsigKey
 from failover.secretfiles import read_private, write_private
 from infra.lab.paths import LabPaths
@@ -73,9 +74,7 @@ class LabSecrets:
         def read(name: str) -> str:
             return read_private(d / name, "lab secret file").strip()
 
-        creds = dict(
-            line.split(" = ", 1) for line in read("aws-credentials").splitlines() if " = " in line
-        )
+        creds = load_credentials(aws_credentials_file(paths))
         return cls(
             postgres_password=read("postgres.password"),
             replication_password=read("replication.password"),

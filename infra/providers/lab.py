@@ -14,7 +14,6 @@ nothing and says so.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import signal
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from failover import logs
 from failover.exceptions import ProviderError
 from failover.waiting import WaitTimeout, wait_for
 from infra.lab.exceptions import LabError, LabNotRunning
@@ -41,22 +41,14 @@ ALREADY = "already a standby of {primary}"
 
 
 def log_event(event: str, **fields: object) -> None:
-    """Log one structured line: ``event=compute.rejoin site=aws outcome=rewound``."""
-    parts = [f"event={event}"]
-    for key, value in fields.items():
-        text = str(value)
-        if not text or any(c.isspace() or c in '="' for c in text):
-            text = json.dumps(text)
-        parts.append(f"{key}={text}")
-    log.info(" ".join(parts))
+    """Log one structured line on the compute adapter's logger."""
+    logs.log_event(log, event, **fields)
 
 
 class LabCompute:
     """Compute adapter for the lab's sites: the engine's hands on processes and files."""
 
     provider = "lab"
-    CAN_REWIND = True  # the lab's data dirs have checksums and wal_log_hints
-    CAN_FREEZE = True
 
     def __init__(self, state_dir: Path) -> None:
         self.lab = Lab(state_dir)
@@ -98,10 +90,7 @@ class LabCompute:
     def stop_database(self, site: str, timeout: float = 30) -> None:
         """Stop the site's server by PID (fast shutdown, SIGINT; SIGKILL after ``timeout``)."""
         record = self._record(self._state(), site)
-        # A frozen server cannot act on SIGINT, and SIGKILL would leave its
-        # frozen backends behind: let the tree run again first.
-        signal_tree(record, signal.SIGCONT)
-        outcome = stop(record, timeout=timeout)
+        outcome = stop(record, timeout=timeout)  # continues a frozen tree first
         log_event("compute.stop", site=site, pid=record.pid, outcome=outcome)
 
     def start_database(self, site: str, timeout: float = 30) -> None:
@@ -144,7 +133,7 @@ class LabCompute:
                 if time.monotonic() >= deadline:
                     raise ProviderError(
                         f"{record.name} did not {what} within {timeout:g}s: {exc}",
-                        provider=self.provider, code="timeout",
+                        provider=self.provider, code="TIMEOUT",
                     ) from exc
 
     # -- rejoin --------------------------------------------------------------
@@ -222,7 +211,7 @@ class LabCompute:
         except Exception as exc:
             raise ProviderError(
                 f"cannot reach postgres@{primary} to follow it: {exc}",
-                provider=self.provider, code="primary-unreachable",
+                provider=self.provider, code="UNREACHABLE",
             ) from exc
         assert wal is not None
         return int(wal[0][:8], 16)  # a WAL file's name starts with its timeline

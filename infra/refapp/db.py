@@ -108,14 +108,15 @@ class Database:
         max_size: int = 8,
         connect_timeout: int = 3,
         timeout: float = 5.0,
-        outage_timeout: float = 0.5,
+        outage_timeout: float = 0.1,
         reconnect_timeout: float = 5.0,
     ) -> None:
         """Create the pool (closed; see `open`).
 
-        ``timeout`` bounds the wait for a pooled connection; ``outage_timeout`` replaces
-        it while the latest connection attempt failed, so requests during an outage
-        fail fast. ``reconnect_timeout`` caps the pool's exponential reconnection
+        ``timeout`` bounds the wait for a pooled connection; once the latest connection
+        attempt has failed (before the request or while it waits), the request waits
+        at most ``outage_timeout`` more, so requests during an outage fail fast.
+        ``reconnect_timeout`` caps the pool's exponential reconnection
         backoff: after it gives up, the next request starts a fresh attempt at once,
         so the app notices a recovered server within seconds rather than minutes.
         """
@@ -249,14 +250,16 @@ class Database:
         can go elsewhere, instead of timing out.
         """
         deadline = time.monotonic() + timeout
+        refused = False
         while True:
+            if not refused and _ObservedConnection.last_failure is not None:
+                refused = True
+                deadline = min(deadline, time.monotonic() + self._outage_timeout)
             left = deadline - time.monotonic()
-            if _ObservedConnection.last_failure is not None:
-                left = min(left, self._outage_timeout)
             try:
                 return self._pool.getconn(timeout=max(0.0, min(left, WAIT_SLICE)))
             except PoolTimeout:
-                if left <= WAIT_SLICE or _ObservedConnection.last_failure is not None:
+                if time.monotonic() >= deadline:
                     raise
 
     @contextmanager
@@ -264,10 +267,6 @@ class Database:
         """Yield a pooled autocommit connection; translate database failures to 503s."""
         if timeout is None:
             timeout = self._timeout
-        if _ObservedConnection.last_failure is not None:
-            # The server refused the latest attempt: wait briefly for the pool's
-            # retry rather than holding the client for the full timeout.
-            timeout = min(timeout, self._outage_timeout)
         started = time.monotonic()
         try:
             conn = self._getconn(timeout)

@@ -87,3 +87,23 @@ def test_malformed_files_get_one_clear_error(tmp_path: Path, text: str, message:
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cannot read configuration .*nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_records_that_could_never_be_published_are_refused_at_load(tmp_path: Path) -> None:
+    data = _lab_data(tmp_path)
+    data["dns"]["records"] = [{"name": "app.example.com.", "type": "A"}]
+    data["sites"]["hetzner"]["compute"] = {"kind": "lab"}
+    with pytest.raises(ConfigError) as refused:
+        load_config(_write(tmp_path, data))
+    message = str(refused.value)
+    assert "dns.records.0.name: 'app.example.com.' must be a name relative to the zone" in message
+    # The `kind` tag of a tagged section stays out of the path a person reads.
+    assert "sites.hetzner.compute.state_dir: is required" in message
+
+
+def test_a_record_type_that_cannot_carry_the_sites_address_is_refused(tmp_path: Path) -> None:
+    data = _lab_data(tmp_path)
+    data["dns"]["records"] = [{"name": "www", "type": "AAAA"}]
+    with pytest.raises(ConfigError, match=r"dns\.records\.0\.type: AAAA cannot carry the IPv4 "
+                       r"address 127\.0\.10\.1 of site 'aws'"):
+        load_config(_write(tmp_path, data))

@@ -52,11 +52,11 @@ def main() -> None:
         writer = Writer(resolver, port=lab.layout.app_port, rate=args.rate,
                         host_header=lab.layout.app_name.rstrip("."))
         writer.start()
-        writer.wait_acks(20, timeout=30)
         rows: list[tuple[int, str, float, float]] = []
         steps_by_action: dict[str, list[float]] = {}
         site = "aws"
         try:
+            writer.wait_acks(20, timeout=30)
             for n in range(1, args.switchovers + 1):
                 site = OTHER[site]
                 t0 = time.time()

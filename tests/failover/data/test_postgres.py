@@ -8,10 +8,8 @@ last: after it both servers are primaries, which only ``lab down`` undoes.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +17,11 @@ import psycopg
 import pytest
 
 from failover.data import postgres as pg
-from failover.data.postgres import PgEndpoint
 from failover.exceptions import FatalError, StepFailed
 from failover.waiting import wait_for
-from infra.lab.lab import Lab
-from infra.lab.layout import PRIMARY_SITE, STANDBY_SITE, LabLayout
+from infra.lab.layout import PRIMARY_SITE, STANDBY_SITE
 from infra.lab.postgres import APP_DATABASE, APP_USER, HBA
-from infra.lab.secrets import pgpass_file
-from tests.conftest import free_port, private_tmpdir
+from tests.conftest import RunningLab, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -41,55 +36,29 @@ ORIGINAL_HBA = (
 )
 
 
-@dataclass(frozen=True)
-class PgLab:
-    """This module's lab and how to reach its servers."""
-
-    lab: Lab
-    layout: LabLayout
-
-    def endpoint(self, site: str, user: str = "postgres", dbname: str = "postgres") -> PgEndpoint:
-        """A site's server as ``user`` (password from the lab's pgpass)."""
-        return PgEndpoint(
-            self.layout.address(site), self.layout.postgres_port, user, dbname,
-            passfile=str(pgpass_file(self.lab.paths)),
-        )
-
-    def hba_file(self, site: str) -> Path:
-        """A site's pg_hba.conf (we run as root and may read it directly)."""
-        return self.lab.paths.pgdata(site) / "pg_hba.conf"
-
-
 @pytest.fixture(scope="module")
-def pg_lab() -> Iterator[PgLab]:
+def pg_lab() -> Iterator[RunningLab]:
     """A lab for this module alone, stopped by PID at the end whatever happened."""
-    state_dir = private_tmpdir("failover-test-postgres-")
-    lab = Lab(state_dir)
-    layout = LabLayout(subnet=SUBNET, dns_port=free_port())
-    try:
-        lab.up(layout)
-        yield PgLab(lab, layout)
-    finally:
-        lab.down()
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with running_lab(SUBNET, "failover-test-postgres-") as started:
+        yield started
 
 
 @pytest.fixture
-def pg_primary(pg_lab: PgLab) -> Iterator[psycopg.Connection[Any]]:
+def pg_primary(pg_lab: RunningLab) -> Iterator[psycopg.Connection[Any]]:
     """A superuser connection to the aws primary."""
     with pg_lab.endpoint(PRIMARY_SITE).connect() as conn:
         yield conn
 
 
 @pytest.fixture
-def pg_standby(pg_lab: PgLab) -> Iterator[psycopg.Connection[Any]]:
+def pg_standby(pg_lab: RunningLab) -> Iterator[psycopg.Connection[Any]]:
     """A superuser connection to the hetzner standby."""
     with pg_lab.endpoint(STANDBY_SITE).connect() as conn:
         yield conn
 
 
 @pytest.fixture
-def pg_original_hba(pg_lab: PgLab, pg_primary: psycopg.Connection[Any]) -> Iterator[str]:
+def pg_original_hba(pg_lab: RunningLab, pg_primary: psycopg.Connection[Any]) -> Iterator[str]:
     """The primary's pg_hba.conf replaced by ORIGINAL_HBA; unfenced and restored after."""
     path = pg_lab.hba_file(PRIMARY_SITE)
     lab_hba = path.read_bytes()
@@ -152,7 +121,7 @@ def test_fenced_hba_refuses_to_lock_the_superuser_out() -> None:
 
 
 def test_synchronous_commit_waits_for_the_standby_to_apply(
-    pg_lab: PgLab, pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any]
+    pg_lab: RunningLab, pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any]
 ) -> None:
     try:
         pg.set_synchronous(pg_primary, STANDBY_SITE)
@@ -196,7 +165,7 @@ def test_alter_system_works_on_a_hot_standby(pg_standby: psycopg.Connection[Any]
     assert settings() == ("", "on")
 
 
-def test_moves_need_an_autocommit_connection(pg_lab: PgLab) -> None:
+def test_moves_need_an_autocommit_connection(pg_lab: RunningLab) -> None:
     with pg_lab.endpoint(PRIMARY_SITE).connect() as conn:
         conn.autocommit = False
         with pytest.raises(FatalError, match="autocommit"):
@@ -227,14 +196,15 @@ def test_wait_replayed_fails_in_one_sentence(
 
 
 def test_wal_receiver_on_a_standby_and_on_a_primary(
-    pg_lab: PgLab, pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any]
+    pg_lab: RunningLab, pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any]
 ) -> None:
     receiver = pg.wal_receiver(pg_standby)
     assert receiver is not None
     assert receiver.status == "streaming"
     assert receiver.sender_host == pg_lab.layout.address(PRIMARY_SITE)
     assert receiver.received_lsn and receiver.replayed_lsn and receiver.latest_end_lsn
-    assert receiver.unreplayed_bytes >= 0
+    pg.wait_replayed(pg_standby, receiver.received_lsn, timeout=15)
+    assert pg.wal_receiver(pg_standby).unreplayed_bytes == 0  # type: ignore[union-attr]
     assert json.loads(json.dumps(receiver.to_dict()))["status"] == "streaming"
     assert pg.wal_receiver(pg_primary) is None
 
@@ -243,7 +213,7 @@ def test_wal_receiver_on_a_standby_and_on_a_primary(
 
 
 def test_fence_lets_in_only_replication_and_the_superuser(
-    pg_lab: PgLab, pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any],
+    pg_lab: RunningLab, pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any],
     pg_original_hba: str,
 ) -> None:
     hba_file = pg_lab.hba_file(PRIMARY_SITE)
@@ -292,7 +262,7 @@ def test_fence_lets_in_only_replication_and_the_superuser(
 
 
 def test_a_fence_that_would_not_load_is_undone(
-    pg_lab: PgLab, pg_primary: psycopg.Connection[Any], pg_original_hba: str
+    pg_lab: RunningLab, pg_primary: psycopg.Connection[Any], pg_original_hba: str
 ) -> None:
     # hostssl lines are errors while ssl is off, so the fenced file cannot load.
     hba_file = pg_lab.hba_file(PRIMARY_SITE)

@@ -19,7 +19,7 @@ from infra.lab import refapp
 from infra.lab.exceptions import LabError, PortTaken
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
-from infra.lab.processes import ProcessRecord, is_alive
+from infra.lab.processes import ProcessRecord, is_alive, stop
 from tests.conftest import free_port, private_tmpdir
 
 SUBNET = "127.78"
@@ -36,7 +36,7 @@ def state_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> list[ProcessRecord]:
+def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ProcessRecord]]:
     """Every process any lab records while the test runs (spied on the state file)."""
     seen: list[ProcessRecord] = []
     original = Lab._save
@@ -46,7 +46,9 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[ProcessRecord]:
         original(self, state)
 
     monkeypatch.setattr(Lab, "_save", spy)
-    return seen
+    yield seen
+    for record in seen:  # by PID and start time: a no-op for what `down` already stopped
+        stop(record)
 
 
 def _gone(record: ProcessRecord) -> bool:

@@ -64,13 +64,16 @@ PARENT_WITH_CHILD = (
 def test_a_frozen_tree_is_thawed_and_stopped_whole(tmp_path: Path) -> None:
     log = tmp_path / "parent.log"
     record = spawn("parent", [sys.executable, "-c", PARENT_WITH_CHILD], log=log)
-    child = int(wait_for(lambda: log.read_text().strip(), timeout=10, what="the child's pid"))
-    assert descendants(record.pid) == [child]
-    assert signal_tree(record, signal.SIGSTOP) == 2
-    wait_for(lambda: Path(f"/proc/{record.pid}/stat").read_text().split(") ")[1][0] == "T",
-             timeout=5, what="the parent to be stopped")
-    # Frozen, it could not act on SIGTERM; stop() continues it first, so it ends its child.
-    assert stop(record, timeout=10) == "stopped"
+    try:
+        child = int(wait_for(lambda: log.read_text().strip(), timeout=10, what="the child's pid"))
+        assert descendants(record.pid) == [child]
+        assert signal_tree(record, signal.SIGSTOP) == 2
+        wait_for(lambda: Path(f"/proc/{record.pid}/stat").read_text().split(") ")[1][0] == "T",
+                 timeout=5, what="the parent to be stopped")
+        # Frozen, it could not act on SIGTERM; stop() continues it first, so it ends its child.
+        assert stop(record, timeout=10) == "stopped"
+    finally:
+        signal_tree(record, signal.SIGKILL)  # by PID, whatever failed above; none if stopped
     assert not is_alive(record)
     wait_for(lambda: not Path(f"/proc/{child}").exists()
              or Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z",

