@@ -48,6 +48,10 @@ class DatabaseConfig(_Strict):
     application_name: str | None = Field(
         None, description="the name this server streams under as a standby (default: the site)"
     )
+    app_dbname: str = Field(
+        "social", description="the app's database, where a drill looks for every write it "
+        "saw acknowledged",
+    )
 
 
 class ObjectStoreConfig(_Strict):
@@ -57,6 +61,10 @@ class ObjectStoreConfig(_Strict):
     bucket: str
     region: str = "us-east-1"
     credentials_file: Path | None = None  # AWS shared-credentials file, 0600
+    timeout: float = Field(
+        default=20.0, gt=0, le=300,
+        description="seconds to wait for an answer to one request (connect: at most 5)",
+    )
 
 
 class LabComputeConfig(_Strict):

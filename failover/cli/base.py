@@ -17,6 +17,10 @@ state_dir_option = click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="The lab's directory [default: $FAILOVER_STATE_DIR, else .failover/lab].",
 )
+config_option = click.option(
+    "--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="A deployment's failover.yaml (default: the lab's, in the state dir).",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 

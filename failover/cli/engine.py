@@ -10,27 +10,29 @@ from pathlib import Path
 
 import click
 
-from failover.cli.base import confirm, json_option, state_dir_option, yes_option
+from failover.cli.base import (
+    config_option,
+    confirm,
+    json_option,
+    state_dir_option,
+    yes_option,
+)
 from failover.engine.deployment import Deployment, Topology, open_deployment
 from failover.engine.executor import execute, run_lock
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan, PlanKind
 from failover.engine.plans import (
     NothingToDo,
+    plan_or_resume,
     plan_promote,
     plan_rejoin,
     plan_switchover,
-    resumable,
 )
 from failover.engine.status import deployment_status, render
 from failover.exceptions import ConfigError
 
 EXIT_WARNINGS = 3
 
-config_option = click.option(
-    "--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="A deployment's failover.yaml (default: the lab's, in the state dir).",
-)
 
 
 def _say(message: str) -> None:
@@ -70,18 +72,17 @@ def _plan_or_resume(
     make: Callable[[Deployment, Topology], Plan], as_json: bool,
 ) -> tuple[Plan | None, RunRecord | None]:
     """The unfinished run's plan to resume, else a new plan; None when there is nothing to do."""
-    resume = resumable(deployment, kind, target)
-    if resume is not None:
-        _say(f"run {resume.id} did not finish ({resume.outcome}); resuming it after step "
-             f"{max(resume.done(), default=-1) + 1}")
-        return resume.plan, resume
     try:
-        return make(deployment, deployment.observe()), None
+        plan, resume = plan_or_resume(deployment, kind, target, make)
     except NothingToDo as done:
         _say(str(done))
         if as_json:
             click.echo(json.dumps({"outcome": "nothing to do", "message": str(done)}))
         return None, None
+    if resume is not None:
+        _say(f"run {resume.id} did not finish ({resume.outcome}); resuming it after step "
+             f"{max(resume.done(), default=-1) + 1}")
+    return plan, resume
 
 
 def _move(

@@ -30,10 +30,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,6 @@ log = logging.getLogger("failover.data")
 PROVIDER = "s3"
 SOURCE_ETAG_KEY = "failover-source-etag"  # user metadata on every copy
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 20.0
 MAX_ATTEMPTS = 3
 PART_SIZE = 8 * 1024 * 1024
 
@@ -100,10 +99,15 @@ class SyncResult:
     extra_at_target: int  # keys only at the target: reported, never deleted
     failed: tuple[str, ...]  # "key: reason"
     seconds: float
+    # The source's keys when the sync listed it: what this sync answers for.
+    # Objects written after that are the next sync's work, not this one's failure.
+    listed: frozenset[str] = field(default=frozenset(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The result as JSON-ready data."""
-        return {**asdict(self), "failed": list(self.failed), "seconds": round(self.seconds, 3)}
+        """The result as JSON-ready data (the listed keys left out: counts say enough)."""
+        data = {**asdict(self), "failed": list(self.failed), "seconds": round(self.seconds, 3)}
+        del data["listed"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ def s3_client(store: ObjectStoreConfig, *, max_connections: int = 10) -> S3Clien
         region_name=store.region,
     )
     config = Config(
-        connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+        connect_timeout=min(CONNECT_TIMEOUT, store.timeout), read_timeout=store.timeout,
         retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         max_pool_connections=max_connections,
     )
@@ -144,7 +148,7 @@ def s3_client(store: ObjectStoreConfig, *, max_connections: int = 10) -> S3Clien
 
 def _translate(
     exc: Exception, *, doing: str, bucket: str, endpoint: str,
-    credentials_file: Path | None = None,
+    credentials_file: Path | None = None, timeouts: tuple[float, float] = (0.0, 0.0),
 ) -> FailoverError:
     """A boto3/botocore error as one sentence naming the bucket, the endpoint, what to do."""
     where = f"bucket {bucket!r} at {endpoint}"
@@ -165,8 +169,8 @@ def _translate(
     if isinstance(exc, (botocore.exceptions.ConnectTimeoutError,
                         botocore.exceptions.ReadTimeoutError)):
         return ProviderError(
-            f"no answer from {endpoint} in time ({CONNECT_TIMEOUT:g}s to connect, "
-            f"{READ_TIMEOUT:g}s to read) to {doing} {where}; check that the endpoint is up "
+            f"no answer from {endpoint} in time ({timeouts[0]:g}s to connect, "
+            f"{timeouts[1]:g}s to read) to {doing} {where}; check that the endpoint is up "
             "and reachable from here",
             provider=PROVIDER, code="TIMEOUT",
         )
@@ -188,8 +192,10 @@ def _calling(client: S3Client, bucket: str, doing: str,
     try:
         yield
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        config = client.meta.config  # botocore's stubs do not declare the timeouts
+        timeouts = (getattr(config, "connect_timeout", 0.0), getattr(config, "read_timeout", 0.0))
         raise _translate(exc, doing=doing, bucket=bucket, endpoint=client.meta.endpoint_url,
-                         credentials_file=credentials_file) from exc
+                         credentials_file=credentials_file, timeouts=timeouts) from exc
 
 
 def _etag(value: str) -> str:
@@ -384,7 +390,7 @@ def sync_bucket(
     result = SyncResult(
         copied=copied, copied_bytes=copied_bytes, unchanged=plan.same,
         extra_at_target=plan.extra, failed=tuple(sorted(failed)),
-        seconds=time.monotonic() - started,
+        seconds=time.monotonic() - started, listed=frozenset(src_objects),
     )
     log.info(
         "event=objects.sync source=%s/%s target=%s/%s copied=%d bytes=%d unchanged=%d "
@@ -396,11 +402,18 @@ def sync_bucket(
 
 
 def verify_bucket(
-    source: ObjectStoreConfig, target: ObjectStoreConfig, *, workers: int = 8
+    source: ObjectStoreConfig, target: ObjectStoreConfig, *, workers: int = 8,
+    only: Collection[str] | None = None,
 ) -> VerifyResult:
-    """Compare both listings by key, size and ETag (and recorded source ETag)."""
+    """Compare both listings by key, size and ETag (and recorded source ETag).
+
+    ``only`` limits the check to those source keys (a sync's ``listed``): the
+    source of a live site keeps taking objects while it is verified.
+    """
     src, dst = _Side(source, workers + 2), _Side(target, workers + 2)
     src_objects, dst_objects = src.list(), dst.list()
+    if only is not None:
+        src_objects = {k: v for k, v in src_objects.items() if k in only}
     with ThreadPoolExecutor(workers, thread_name_prefix="objects-verify") as pool:
         plan = _compare(src, dst, src_objects, dst_objects, pool)
     result = VerifyResult(plan.missing, plan.differing, len(src_objects))

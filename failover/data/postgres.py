@@ -9,6 +9,8 @@ to the databases; each is idempotent and bounded by a timeout.
 from __future__ import annotations
 
 import math
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -24,6 +26,8 @@ from failover.exceptions import FatalError, StepFailed
 from failover.waiting import WaitTimeout, wait_for
 
 Role = Literal["primary", "standby"]
+SSL_REQUEST_CODE = 80877103  # the protocol's SSLRequest: the server answers one byte, S or N
+LIBPQ_MIN_TIMEOUT = 2.0  # libpq treats any connect_timeout under 2 s as 2 s
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,38 @@ class PgEndpoint:
     def __repr__(self) -> str:  # never print the password
         return f"PgEndpoint({self.user}@{self.host}:{self.port}/{self.dbname})"
 
+    def answers(self, timeout: float) -> str | None:
+        """None when the server's postmaster answers within ``timeout``, else why not.
+
+        Sends the protocol's SSLRequest and reads its one-byte reply: no login,
+        no backend forked. A server frozen or behind a dead network accepts
+        the TCP connection (the kernel does) and then says nothing; libpq's
+        own connect_timeout cannot tell that apart in under 2 seconds.
+        """
+        try:
+            with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+                sock.sendall(struct.pack("!II", 8, SSL_REQUEST_CODE))
+                if sock.recv(1):
+                    return None
+                return f"{self.host}:{self.port} closed the connection without answering"
+        except TimeoutError:
+            return f"{self.host}:{self.port} did not answer within {timeout:g}s"
+        except OSError as exc:
+            return f"{self.host}:{self.port}: {exc.strerror or exc}"
+
     def connect(self, timeout: float = 3.0, **kwargs: Any) -> psycopg.Connection[Any]:
-        """An autocommit connection with a connect timeout."""
+        """An autocommit connection with a connect timeout.
+
+        libpq waits at least 2 s however small its connect_timeout; a shorter
+        ``timeout`` is honoured by asking the postmaster first (``answers``).
+        """
+        if timeout < LIBPQ_MIN_TIMEOUT:
+            why = self.answers(timeout)
+            if why is not None:
+                raise psycopg.OperationalError(f"connection to {self!r} failed: {why}")
         params: dict[str, Any] = {
             "host": self.host, "port": self.port, "user": self.user, "dbname": self.dbname,
-            "connect_timeout": max(1, round(timeout)), "autocommit": True,
+            "connect_timeout": max(2, math.ceil(timeout)), "autocommit": True,
             "application_name": "failover",
         }
         if self.passfile:

@@ -9,7 +9,7 @@ once, so that plans are made from what the servers say now.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +31,12 @@ from failover.dns.records import Record
 from failover.engine.journal import Journal
 from failover.exceptions import ConfigError
 from infra.lab.paths import default_state_dir
+
+# How long a database server may take to answer the protocol's first message
+# before it counts as unreachable for this look. A live server answers in a
+# round trip; the emergency path looks three times (plan, check, fence), so
+# each second here is three seconds of downtime when a site goes dark.
+ASK_TIMEOUT = 1.0
 
 
 class Compute(Protocol):
@@ -111,6 +117,10 @@ class Deployment:
             passfile=str(db.passfile) if db.passfile else None,
         )
 
+    def app_endpoint(self, site: str) -> PgEndpoint:
+        """The app's database at a site, as the engine's user: where writes are looked for."""
+        return replace(self.endpoint(site), dbname=self.config.site(site).database.app_dbname)
+
     def application_name(self, site: str) -> str:
         """The name a site's server streams under as a standby."""
         return self.config.site(site).database.application_name or site
@@ -156,7 +166,7 @@ class Deployment:
                 return name
         return None
 
-    def view(self, site: str, timeout: float = 2.0) -> SiteView:
+    def view(self, site: str, timeout: float = ASK_TIMEOUT) -> SiteView:
         """Ask one site's database who it is."""
         try:
             with self.endpoint(site).connect(timeout=timeout) as conn:
@@ -172,7 +182,7 @@ class Deployment:
         except Exception as exc:  # any failure to ask is an answer: unreachable
             return SiteView(site, error=" ".join(f"{type(exc).__name__}: {exc}".split()))
 
-    def observe(self, timeout: float = 2.0) -> Topology:
+    def observe(self, timeout: float = ASK_TIMEOUT) -> Topology:
         """Every site's view, asked in parallel."""
         names = list(self.config.sites)
         with ThreadPoolExecutor(max_workers=len(names)) as pool:

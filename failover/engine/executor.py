@@ -35,6 +35,7 @@ from failover.exceptions import FailoverError, ProviderError, StepFailed
 from failover.waiting import WaitTimeout
 
 Progress = Callable[[str], None]
+StepHook = Callable[[int, Step], None]
 CRASH_AFTER_STEP = "FAILOVER_CRASH_AFTER_STEP"  # chaos tests: an action's name
 
 # Errors worth another try: the network or a server blinked. A StepFailed is a
@@ -113,9 +114,12 @@ def _run_step(ctx: StepContext, progress: Progress) -> dict[str, Any]:
 
 def execute(
     deployment: Deployment, plan: Plan, *, resume: RunRecord | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = _quiet, before_step: StepHook | None = None,
 ) -> RunRecord:
     """Run ``plan`` (or finish ``resume``), journaling every step; returns the run's record.
+
+    ``before_step(index, step)`` is called as each step is about to begin: a
+    drill injects its second fault there (a DNS provider lost mid-move).
 
     Raises StepFailed naming the step when one fails; the journal then holds
     everything needed to resume.
@@ -137,6 +141,8 @@ def execute(
     for index, step in enumerate(plan.steps):
         if index in done:
             continue
+        if before_step is not None:
+            before_step(index, step)
         _one(deployment, plan, run_id, index, step, results, progress, t0)
     journal.ended(run_id, "ok")
     return journal.run(run_id)

@@ -8,6 +8,8 @@ same command resumes it, any other is refused until it is finished.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from failover.engine.checks import MAX_LAG_BYTES, emergency_problem, switchover_problem
 from failover.engine.deployment import Deployment, Topology
 from failover.engine.executor import unfinished_run
@@ -44,6 +46,21 @@ def resumable(deployment: Deployment, kind: PlanKind, site: str) -> RunRecord | 
         f"finish ({run.outcome}); finish it first: {command} (or give it up: failover "
         f"abandon {run.id})"
     )
+
+
+def plan_or_resume(
+    deployment: Deployment, kind: PlanKind, site: str,
+    make: Callable[[Deployment, Topology], Plan],
+) -> tuple[Plan, RunRecord | None]:
+    """The unfinished run's plan and record to resume, else a new plan and None.
+
+    Raises NothingToDo when the deployment is already where the move leads,
+    UnsafePlan when the move is refused or another run is unfinished.
+    """
+    resume = resumable(deployment, kind, site)
+    if resume is not None:
+        return resume.plan, resume
+    return make(deployment, deployment.observe()), None
 
 
 def _the_primary(topology: Topology) -> str:

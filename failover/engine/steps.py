@@ -17,7 +17,7 @@ from typing import Any
 from failover.data import objects, postgres
 from failover.dns.publish import PublishResult, publish
 from failover.engine import checks
-from failover.engine.deployment import Deployment
+from failover.engine.deployment import ASK_TIMEOUT, Deployment
 from failover.engine.plan import Plan, Step
 from failover.exceptions import FailoverError, StepFailed
 from failover.waiting import WaitTimeout, wait_for
@@ -73,7 +73,7 @@ def action(name: str) -> Callable[[Action], Action]:
 def check_switchover(ctx: StepContext) -> dict[str, Any]:
     """The source is the only primary, the target streams from it, its app is ready."""
     source, target = ctx.param("from"), ctx.param("to")
-    topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
+    topology = ctx.deployment.observe(timeout=min(ASK_TIMEOUT, ctx.remaining()))
     problem = checks.switchover_problem(ctx.deployment, topology, source, target,
                                         ctx.param("max_lag_bytes"))
     if problem:
@@ -85,7 +85,7 @@ def check_switchover(ctx: StepContext) -> dict[str, Any]:
 def check_emergency(ctx: StepContext) -> dict[str, Any]:
     """The target answers as a standby streaming from no one, no site as a primary."""
     target = ctx.param("to")
-    topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
+    topology = ctx.deployment.observe(timeout=min(ASK_TIMEOUT, ctx.remaining()))
     problem = checks.emergency_problem(ctx.deployment, topology, target)
     if problem:
         raise StepFailed(problem)
@@ -96,7 +96,7 @@ def check_emergency(ctx: StepContext) -> dict[str, Any]:
 def check_rejoin(ctx: StepContext) -> dict[str, Any]:
     """The new primary is the only primary and answers."""
     primary, site = ctx.param("primary"), ctx.param("site")
-    topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
+    topology = ctx.deployment.observe(timeout=min(ASK_TIMEOUT, ctx.remaining()))
     if topology.sites[primary].role != "primary":
         raise StepFailed(f"{primary} is not a primary; it cannot take {site} as a standby")
     return {"site_role": topology.sites[site].role, "site_error": topology.sites[site].error}
@@ -106,7 +106,7 @@ def check_rejoin(ctx: StepContext) -> dict[str, Any]:
 def check_result(ctx: StepContext) -> dict[str, Any]:
     """The new primary is the only primary, standbys stream from it, DNS answers it."""
     primary = ctx.param("primary")
-    topology = ctx.deployment.observe(timeout=min(3.0, ctx.remaining()))
+    topology = ctx.deployment.observe(timeout=min(ASK_TIMEOUT, ctx.remaining()))
     if topology.primaries != [primary]:
         raise StepFailed(
             f"expected {primary} to be the only primary, found "
@@ -199,7 +199,8 @@ def sync_objects(ctx: StepContext) -> dict[str, Any]:
             config.site(source).objects, config.site(target).objects, progress=report,
             only_missing=only_missing,
         )
-        verify = objects.verify_bucket(config.site(source).objects, config.site(target).objects)
+        verify = objects.verify_bucket(config.site(source).objects, config.site(target).objects,
+                                       only=result.listed)
     except Exception as exc:
         if not ctx.param("best_effort"):
             raise
@@ -239,7 +240,9 @@ def fence(ctx: StepContext) -> dict[str, Any]:
     site = ctx.param("site")
     try:
         endpoint = ctx.deployment.endpoint(site)
-        conn = endpoint.connect(timeout=min(5.0, ctx.remaining()))
+        # A best-effort fence is tried on a primary believed gone: ask briefly.
+        patience = ASK_TIMEOUT if ctx.param("best_effort") else 5.0
+        conn = endpoint.connect(timeout=min(patience, ctx.remaining()))
     except Exception as exc:
         if ctx.param("best_effort"):
             why = " ".join(str(exc).split())
@@ -282,7 +285,7 @@ def promote(ctx: StepContext) -> dict[str, Any]:
     # Checked here, not only when planning: a resumed run may find the world changed
     # (an old primary back, or unfenced by hand), and two primaries is the one outcome
     # a promote must never produce.
-    others = [p for p in ctx.deployment.observe(timeout=min(3.0, ctx.remaining())).primaries
+    others = [p for p in ctx.deployment.observe(timeout=min(ASK_TIMEOUT, ctx.remaining())).primaries
               if p != site]
     if others:
         raise StepFailed(

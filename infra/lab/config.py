@@ -34,7 +34,8 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
             "database": {"host": layout.address(site), "port": layout.postgres_port,
                          "user": "postgres", "dbname": "postgres", "passfile": pgpass},
             "objects": {"endpoint_url": layout.s3_endpoint(site), "bucket": layout.bucket,
-                        "region": layout.region, "credentials_file": credentials},
+                        "region": layout.region, "credentials_file": credentials,
+                        "timeout": 5},
             "compute": {"kind": "lab", "state_dir": "."},
         }
         for site in (PRIMARY_SITE, STANDBY_SITE)
@@ -46,7 +47,10 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
                       "port": layout.dns_port, "tsig_key_file": str(secrets / "tsig.key")},
             "route53": {"kind": "route53", "zone": layout.zone,
                         "endpoint_url": layout.s3_endpoint(PRIMARY_SITE),
-                        "region": layout.region, "credentials_file": credentials},
+                        "region": layout.region, "credentials_file": credentials,
+                        # On loopback an answer takes milliseconds; a provider that
+                        # went dark in a drill should cost seconds, not a minute.
+                        "timeout": 3},
         },
         "dns": {"zone": layout.zone, "low_ttl": LOW_TTL,
                 "records": [{"name": layout.app_label, "type": "A", "ttl": layout.ttl}]},

@@ -42,6 +42,11 @@ wal_keep_size = '256MB'
 hot_standby = on
 hot_standby_feedback = on
 wal_receiver_status_interval = '1s'
+# A standby pings its primary after half of this without a message and gives up
+# at the end of it. The default (60 s) lets a standby "stream" from a primary
+# that went dark for a minute, and the engine rightly refuses to promote a
+# standby that still streams. 3 s is the loopback lab's choice.
+wal_receiver_timeout = '3s'
 wal_log_hints = on
 max_connections = 60
 shared_buffers = '32MB'

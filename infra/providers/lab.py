@@ -26,8 +26,10 @@ from pathlib import Path
 from failover import logs
 from failover.exceptions import ProviderError
 from failover.waiting import WaitTimeout, wait_for
+from infra.lab import moto, refapp
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.lab import Lab, LabState
+from infra.lab.layout import PRIMARY_SITE
 from infra.lab.postgres import LabPostgres
 from infra.lab.processes import ProcessRecord, is_alive, log_tail, send, signal_tree, stop
 from infra.lab.secrets import LabSecrets
@@ -107,12 +109,16 @@ class LabCompute:
 
     def _spawn(self, pg: LabPostgres, site: str) -> ProcessRecord:
         record = pg.start(site)
+        self._replace(record)
+        return record
+
+    def _replace(self, record: ProcessRecord) -> None:
+        """Record a restarted part in the lab's state, or stop it when that fails."""
         try:
             self.lab.replace_process(record)
         except BaseException:
             stop(record)  # not recorded, so nothing else would ever stop it
             raise
-        return record
 
     def _await(
         self, record: ProcessRecord, wait: Callable[..., None], timeout: float, what: str
@@ -279,7 +285,7 @@ class LabCompute:
         log_event("compute.rebuild", site=site, primary=primary, aside=aside or "-")
         return REBUILT, aside
 
-    # -- freeze and thaw (drills) -------------------------------------------
+    # -- faults and repairs (drills) ---------------------------------------
 
     def _site_records(self, site: str) -> list[ProcessRecord]:
         records = [p for p in self._state().processes if p.name.endswith(f"@{site}")]
@@ -287,6 +293,103 @@ class LabCompute:
             raise ProviderError(f"the lab has no processes at site {site!r}",
                                 provider=self.provider, code="unknown-site")
         return records
+
+    def crash_database(self, site: str, timeout: float = 10) -> str:
+        """SIGKILL the site's PostgreSQL server and every backend: a crash, not a shutdown."""
+        record = self._record(self._state(), site)
+        count = signal_tree(record, signal.SIGKILL)
+        wait_for(lambda: not is_alive(record), timeout=timeout, what=f"{record.name} to die")
+        log_event("compute.crash", site=site, pid=record.pid, processes=count)
+        return f"killed {record.name} (pid {record.pid}, {count} processes)"
+
+    def kill_site(self, site: str, timeout: float = 10) -> str:
+        """SIGKILL every recorded process of the site: the provider cut it off."""
+        records = self._site_records(site)
+        count = sum(signal_tree(r, signal.SIGKILL) for r in records)
+        for record in records:
+            wait_for(lambda r=record: not is_alive(r), timeout=timeout,  # type: ignore[misc]
+                     what=f"{record.name} to die")
+        log_event("compute.kill", site=site, processes=count)
+        return f"killed {', '.join(r.name for r in records)} ({count} processes)"
+
+    def restore_site(self, site: str, primary: str, timeout: float = 120) -> list[str]:
+        """Bring a site back as a standby of ``primary``; returns what it did, a line each.
+
+        When ``primary`` is the site itself (a drill whose move never
+        happened), its database is only started again.
+
+        Whatever of the site no longer runs is started again: its object store
+        (empty, as a new account's would be; the bucket is created, and the
+        Route 53 zone when this site serves it, answering ``primary``), its
+        database (rejoined: rewound, or rebuilt from a fresh base backup) and
+        its app. Parts that run are left alone, so a frozen site is thawed
+        first and a crashed database is only rejoined.
+        """
+        state = self._state()
+        layout, paths = state.layout, self.lab.paths
+        secrets = LabSecrets.load(paths)
+        done = []
+        self.thaw_site(site)
+        moto_record = state.process(f"moto@{site}")
+        if moto_record is not None and not is_alive(moto_record):
+            record = moto.start(layout, paths, site)
+            self._replace(record)
+            self._await(record, partial(moto.wait_ready, layout, site), 30, "answer")
+            moto.create_bucket(layout, secrets, site)
+            done.append(f"moto@{site} started (pid {record.pid}), bucket {layout.bucket} created")
+            if self._serves_route53(site):
+                moto.create_zone(layout, secrets, site, layout.address(primary))
+                done.append(f"Route 53 zone {layout.zone} created at {site}, answering {primary}")
+        if site == primary:  # nothing moved: the site comes back as what it was
+            self.start_database(site, timeout=timeout)
+            done.append(f"postgres@{site}: running")
+        else:
+            how = self.rejoin_database(site, primary, timeout=timeout)
+            done.append(f"postgres@{site}: {how} as a standby of {primary}")
+        role = "primary" if site == primary else "standby"
+        app_record = state.process(f"app@{site}")
+        if app_record is not None and not is_alive(app_record):
+            record = refapp.start(layout, paths, site)
+            self._replace(record)
+            self._await(record, partial(refapp.wait_ready, layout, site, role), 30,
+                        f"serve as a {role}'s app")
+            done.append(f"app@{site} started (pid {record.pid})")
+        log_event("compute.restore", site=site, primary=primary, done=len(done))
+        return done
+
+    def _serves_route53(self, site: str) -> bool:
+        """Whether the lab's Route 53 (a moto server) is the one at ``site``."""
+        return site == PRIMARY_SITE
+
+    def process_at(self, address: str, port: int) -> str:
+        """The name of the lab part that listens on ``address:port`` (e.g. moto@aws)."""
+        layout = self._state().layout
+        for part, where, listens in layout.listeners():
+            if (where, listens) == (address, port):
+                return part
+        raise ProviderError(f"no part of the lab in {self.lab.paths.root} listens on "
+                            f"{address}:{port}", provider=self.provider, code="unknown-part")
+
+    def _part(self, name: str) -> ProcessRecord:
+        record = self._state().process(name)
+        if record is None:
+            raise ProviderError(f"the lab has no part named {name!r}", provider=self.provider,
+                                code="unknown-part")
+        return record
+
+    def freeze_process(self, name: str) -> str:
+        """SIGSTOP one recorded part (and what it forked); returns a sentence."""
+        record = self._part(name)
+        count = signal_tree(record, signal.SIGSTOP)
+        log_event("compute.freeze", part=name, processes=count)
+        return f"froze {name} ({count} processes)"
+
+    def thaw_process(self, name: str) -> str:
+        """SIGCONT what ``freeze_process`` stopped; returns a sentence."""
+        record = self._part(name)
+        count = signal_tree(record, signal.SIGCONT)
+        log_event("compute.thaw", part=name, processes=count)
+        return f"thawed {name} ({count} processes)"
 
     def freeze_site(self, site: str) -> str:
         """SIGSTOP every recorded process of the site and what it forked; returns a sentence."""

@@ -1,7 +1,7 @@
 """Benchmark: N planned switchovers back and forth with a writer running throughout.
 
-Starts a lab on a scratch subnet, a writer that finds the app through the
-lab's DNS (honouring the TTL) and posts 20 times a second, then runs the real
+Starts a lab on a scratch subnet, a one-user workload that finds the app through
+the lab's DNS (honouring the TTL) and posts 20 times a second, then runs the real
 CLI ``failover switchover --to`` N times, alternating sites. Afterwards every
 acknowledged post is looked for at the final primary, by id. Prints, per
 switchover, the longest stretch the writer could not write and each step's
@@ -24,14 +24,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from failover.drill.resolver import CachingResolver
-from failover.drill.workload import Writer, WriterLog, missing_posts
+from failover.drill.workload import Workload, WorkloadLog, WorkloadSpec, missing_posts
 from failover.engine.deployment import open_deployment
 from tests.conftest import running_lab
 
 OTHER = {"aws": "hetzner", "hetzner": "aws"}
 
 
-def _window(log: WriterLog, start: float, end: float) -> float:
+def _window(log: WorkloadLog, start: float, end: float) -> float:
     """The longest write-unavailability window that overlaps [start, end]."""
     return max(
         (b - a for a, b in log.unavailable_windows() if b >= start and a <= end), default=0.0
@@ -47,10 +47,13 @@ def main() -> None:
 
     with running_lab(args.subnet, "failover-bench-switchover-") as lab:
         env = {**os.environ, "FAILOVER_STATE_DIR": str(lab.lab.paths.root)}
-        resolver = CachingResolver(lab.layout.app_name,
+        def resolver() -> CachingResolver:
+            return CachingResolver(lab.layout.app_name,
                                    [(lab.layout.dns_address, lab.layout.dns_port)])
-        writer = Writer(resolver, port=lab.layout.app_port, rate=args.rate,
-                        host_header=lab.layout.app_name.rstrip("."))
+
+        spec = WorkloadSpec(rate=args.rate, users=1, write_share=1.0, media_share=0.0)
+        writer = Workload(spec, resolver, port=lab.layout.app_port,
+                          host_header=lab.layout.app_name.rstrip("."))
         writer.start()
         rows: list[tuple[int, str, float, float]] = []
         steps_by_action: dict[str, list[float]] = {}
@@ -78,13 +81,11 @@ def main() -> None:
         finally:
             log = writer.stop()
         deployment = open_deployment(None, lab.lab.paths.root)
-        ids = [a.id for a in log.acks]
+        ids = [a.id for a in log.acked_posts() if a.id]
         lost = missing_posts(replace(deployment.endpoint(site), dbname="social"), ids)
 
     runs, gaps = [r[2] for r in rows], [r[3] for r in rows]
-    causes: dict[str, int] = {}
-    for failure in log.failures:
-        causes[failure.cause] = causes.get(failure.cause, 0) + 1
+    causes = log.failures_by_cause()  # every request is a write here
     print()
     print(f"switchovers: {len(rows)}, acknowledged writes: {len(ids)}, lost: {len(lost)}")
     print(f"failed writes by cause: {causes or 'none'}")

@@ -23,7 +23,7 @@ import yaml
 from failover.config import CONFIG_FILE_NAME, resolve_paths
 from failover.data.postgres import PgEndpoint, fence, unfence
 from failover.drill.resolver import CachingResolver
-from failover.drill.workload import Writer, missing_posts
+from failover.drill.workload import Workload, WorkloadSpec, missing_posts
 from failover.engine.deployment import open_deployment
 from failover.engine.executor import CRASH_AFTER_STEP
 from infra.providers.lab import LabCompute
@@ -82,10 +82,13 @@ def app_db(lab: RunningLab, site: str) -> PgEndpoint:
     return replace(open_deployment(None, lab.lab.paths.root).endpoint(site), dbname="social")
 
 
-def writer(lab: RunningLab) -> Writer:
-    """A writer that finds the app through the lab's DNS, honouring the TTL."""
-    resolver = CachingResolver(lab.layout.app_name, [(lab.layout.dns_address, lab.layout.dns_port)])
-    return Writer(resolver, port=lab.layout.app_port, host_header=lab.layout.app_name.rstrip("."))
+def writer(lab: RunningLab) -> Workload:
+    """One user posting 20 times a second, finding the app through the lab's DNS (TTL honoured)."""
+    def resolver() -> CachingResolver:
+        return CachingResolver(lab.layout.app_name, [(lab.layout.dns_address, lab.layout.dns_port)])
+
+    return Workload(WorkloadSpec(rate=20, users=1, write_share=1.0, media_share=0.0), resolver,
+                    port=lab.layout.app_port, host_header=lab.layout.app_name.rstrip("."))
 
 
 def config_copy(lab: RunningLab, folder: Path, change: Callable[[dict[str, Any]], None]) -> Path:
@@ -225,9 +228,10 @@ def test_switchover_there_and_back_loses_no_acknowledged_write(lab: RunningLab) 
             w.wait_acks(20, timeout=30)  # writes go on at the new primary
     finally:
         log = w.stop()
-    assert len(log.acks) >= 60
-    assert {a.address for a in log.acks} == {lab.layout.address(s) for s in OTHER}
-    ids = [a.id for a in log.acks]
+    acks = log.acked_posts()
+    assert len(acks) >= 60
+    assert {a.address for a in acks} == {lab.layout.address(s) for s in OTHER}
+    ids = [a.id for a in acks if a.id]
     assert missing_posts(app_db(lab, source), ids) == []
     assert_whole(lab, source)
 
@@ -311,7 +315,7 @@ def test_emergency_promote_with_the_primary_stopped(lab: RunningLab) -> None:
         w.wait_acks(5, timeout=30)
     finally:
         log = w.stop()
-    assert {a.address for a in log.acks} == {lab.layout.address(target)}
+    assert {a.address for a in log.acked_posts()} == {lab.layout.address(target)}
 
     rejoined = failover(lab, "rejoin", "--site", source, "--yes")
     assert rejoined.returncode == 0, rejoined.stderr

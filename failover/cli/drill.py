@@ -1,0 +1,120 @@
+"""``failover drill``: a measured failover under load, reported, then rolled back."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from failover.cli.base import config_option, confirm, state_dir_option, yes_option
+from failover.drill import report as reports
+from failover.drill.runner import Drill, DrillOptions
+from failover.drill.scenarios import SCENARIOS
+from failover.drill.workload import WorkloadSpec
+from failover.engine.deployment import open_deployment
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _scenarios_help() -> str:
+    return "\n\n".join(f"{s.name}: {s.summary}." for s in SCENARIOS.values())
+
+
+@click.command(epilog="Scenarios:\n\n" + _scenarios_help() + "\n\nExit status: 0 every "
+               "objective met and the lab failed back, 1 an objective missed or the fail "
+               "back failed, 2 the drill could not start (no lab, unhealthy, bad option).")
+@click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="termination-notice",
+              show_default=True, help="The fault to inject.")
+@click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Run N drills and report the median and worst of each figure.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the JSON report here (- for standard output).")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where report.json, report.md and timeline.png go "
+              "[default: drills/<time>-<scenario> beside the configuration].")
+@click.option("--no-failback", is_flag=True,
+              help="Rebuild the old site as a standby but leave the primary where the drill "
+                   "moved it.")
+@click.option("--notice", "notice_seconds", type=click.FloatRange(min=5), default=60.0,
+              show_default=True, help="termination-notice: seconds from the notice to the cut.")
+@click.option("--rate", type=click.FloatRange(min=1), default=WorkloadSpec.rate,
+              show_default=True, help="Requests per second, all users together.")
+@click.option("--users", type=click.IntRange(1, 64), default=WorkloadSpec.users,
+              show_default=True, help="Synthetic users, each with its own DNS cache.")
+@click.option("--write-share", type=click.FloatRange(0, 1), default=WorkloadSpec.write_share,
+              show_default=True, help="Share of requests that write.")
+@click.option("--media-share", type=click.FloatRange(0, 1), default=WorkloadSpec.media_share,
+              show_default=True, help="Share of writes that upload media first.")
+@click.option("--settle", "settle_seconds", type=click.FloatRange(min=1), default=5.0,
+              show_default=True, help="Seconds of load after recovery (after the cut).")
+@config_option
+@state_dir_option
+@yes_option
+def drill(
+    scenario: str, repeat: int, json_file: Path | None, report_dir: Path | None,
+    no_failback: bool, notice_seconds: float, rate: float, users: int, write_share: float,
+    media_share: float, settle_seconds: float, config: Path | None, state_dir: Path | None,
+    yes: bool,
+) -> None:
+    """Fail over under load, measure what users saw, write a report, fail back.
+
+    Synthetic users resolve the app's name at the authoritative DNS servers
+    (honouring the TTL, as caching resolvers do) and write and read through
+    it. The drill injects the scenario's fault and lets the engine act:
+    a planned switchover when there was notice; detection, then the
+    emergency promote (with --accept-data-loss, so that what is lost is
+    measured) when there was none. It then counts, from the clients' side and
+    the new primary's database: RTO (fault to the first write acknowledged at
+    the new primary through DNS), write-unavailability (the unluckiest user's
+    total), detection, DNS switch, each step, acknowledged and lost writes.
+    Finally the old site is rebuilt as a standby and the primary moves back,
+    so the next drill starts clean.
+    """
+    options = DrillOptions(
+        scenario=scenario, notice_seconds=notice_seconds, settle_seconds=settle_seconds,
+        failback=not no_failback,
+        workload=WorkloadSpec(rate=rate, users=users, write_share=write_share,
+                              media_share=media_share),
+    )
+    deployment = open_deployment(config, state_dir)
+    base = report_dir or (Path(deployment.source).parent / "drills" /
+                          f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{scenario}")
+    confirm(f"run {repeat} {scenario} drill(s) on {deployment.source}? The primary moves "
+            "and moves back.", yes)
+    runs: list[dict[str, Any]] = []
+    dirs: list[str] = []
+    for n in range(1, repeat + 1):
+        if repeat > 1:
+            _say(f"== drill {n} of {repeat} ==")
+        report = Drill(deployment, options, _say).run()
+        directory = base / f"run-{n}" if repeat > 1 else base
+        paths = reports.write_reports(report, directory)
+        click.echo(reports.render_summary(report, paths))
+        runs.append(report)
+        dirs.append(directory.name)
+        if not report["failback"]["done"]:
+            if n < repeat:
+                _say(f"the fail back failed: {repeat - n} drill(s) not run")
+            break
+    document: dict[str, Any] = runs[0]
+    if repeat > 1:
+        document = {**reports.aggregate(runs), "runs": runs}
+        (base / "summary.json").write_text(json.dumps(document, indent=2, default=str))
+        (base / "summary.md").write_text(reports.render_aggregate_markdown(document, dirs))
+        click.echo(reports.render_aggregate(document))
+        click.echo(f"summary: {base / 'summary.md'}")
+    if json_file is not None:
+        text = json.dumps(document, indent=2, default=str)
+        if str(json_file) == "-":
+            click.echo(text)
+        else:
+            json_file.write_text(text + "\n")
+    passed = all(r["objectives_met"] and r["failback"]["done"] for r in runs)
+    if not passed or len(runs) < repeat:
+        sys.exit(1)

@@ -1,0 +1,119 @@
+"""What the drill watches while a fault plays out: DNS answers, and the primary's life.
+
+``DnsWatcher`` asks the authoritative servers the clients use, without a
+cache, and notes when each answer changed: the moment the servers first name
+the new site is the drill's DNS switch. ``wait_until_down`` is the drill's
+stand-in for the controller's detection (issue 5 brings the real one): the
+primary's database probed on a fixed interval until it fails several times
+in a row.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from failover.data.postgres import PgEndpoint
+from failover.drill.resolver import CachingResolver, ResolveError
+
+
+@dataclass(frozen=True)
+class DnsChange:
+    """An answer the authoritative servers gave from ``at`` on (time.time())."""
+
+    at: float
+    addresses: tuple[str, ...]  # empty: no server answered
+    detail: str = ""
+
+
+class DnsWatcher:
+    """Polls the authoritative servers for one name in a thread; keeps each change."""
+
+    def __init__(self, name: str, servers: Sequence[tuple[str, int]], *,
+                 interval: float = 0.1, timeout: float = 0.5) -> None:
+        # A resolver whose cache is always stale: every look asks the servers.
+        self._resolver = CachingResolver(name, servers, timeout=timeout,
+                                         clock=lambda: float("inf"))
+        self.interval = interval
+        self.changes: list[DnsChange] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dns-watcher", daemon=True)
+
+    def start(self) -> DnsWatcher:
+        """Start watching; returns self."""
+        self._look()
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[DnsChange]:
+        """Stop watching; returns the changes seen."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.changes
+
+    def first_answer(self, address: str, after: float) -> float | None:
+        """When the servers first answered ``address`` at or after ``after``."""
+        current: DnsChange | None = None
+        for change in self.changes:
+            if change.at <= after:
+                current = change
+                continue
+            if address in change.addresses:
+                return change.at
+        if current is not None and address in current.addresses:
+            return after  # it already answered so when ``after`` came
+        return None
+
+    def _look(self) -> None:
+        try:
+            answer = self._resolver.resolve()
+            addresses, detail = answer.addresses, answer.server
+        except ResolveError as exc:
+            addresses, detail = (), str(exc)
+        if not self.changes or self.changes[-1].addresses != addresses:
+            self.changes.append(DnsChange(time.time(), addresses, detail))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._look()
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The drill's stand-in detector found the primary gone."""
+
+    at: float  # time.time() of the last failed probe
+    probes: int  # how many probes it took
+    reason: str
+
+
+def wait_until_down(
+    endpoint: PgEndpoint, *, interval: float = 1.0, timeout: float = 1.0,
+    failures: int = 3, give_up: float = 60.0, stop: threading.Event | None = None,
+) -> Detection | None:
+    """Probe the database every ``interval`` until ``failures`` probes in a row fail.
+
+    A probe is the protocol's first exchange (``PgEndpoint.answers``), so a
+    frozen server fails it in ``timeout`` and a dead one at once. Returns None
+    when ``give_up`` seconds pass (or ``stop`` is set) without a detection.
+    """
+    stop = stop or threading.Event()
+    deadline = time.monotonic() + give_up
+    in_a_row, probes = 0, 0
+    next_at = time.monotonic()
+    while time.monotonic() < deadline:
+        probes += 1
+        why = endpoint.answers(timeout)
+        if why is None:
+            in_a_row = 0
+        else:
+            in_a_row += 1
+            if in_a_row >= failures:
+                return Detection(time.time(), probes, why)
+        next_at += interval
+        if stop.wait(max(0.0, next_at - time.monotonic())):
+            return None
+    return None

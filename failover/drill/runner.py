@@ -1,0 +1,442 @@
+"""One drill: a workload through DNS, a fault, the engine's move, the figures, fail back.
+
+The order is fixed: the workload runs until writes flow (a baseline), the
+scenario injects its fault at t=0 and lets the engine act, the workload runs
+on until the first write is acknowledged at the new primary and a little
+after, then stops. Only then is anything counted: what the clients saw, what
+the journal says of each step, and what the new primary's database and
+bucket really hold of the acknowledged writes. Fail back last: the old site
+is rebuilt as a standby and (unless told not to) the primary moves back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from failover.data import objects
+from failover.drill import measure
+from failover.drill.probes import Detection, DnsWatcher, wait_until_down
+from failover.drill.resolver import CachingResolver
+from failover.drill.scenarios import SCENARIOS, Scenario
+from failover.drill.workload import (
+    Event,
+    Workload,
+    WorkloadLog,
+    WorkloadSpec,
+    missing_media,
+    missing_posts,
+)
+from failover.engine.deployment import Deployment, Topology
+from failover.engine.executor import execute, run_lock, unfinished_run
+from failover.engine.journal import RunRecord
+from failover.engine.plan import Plan, PlanKind, Step
+from failover.engine.plans import (
+    NothingToDo,
+    plan_or_resume,
+    plan_promote,
+    plan_switchover,
+)
+from failover.exceptions import FailoverError, StepFailed, UnsafePlan
+from infra.providers.lab import LabCompute
+
+Progress = Callable[[str], None]
+
+
+class DrillRefused(FailoverError):
+    """The drill cannot start: no lab, an unhealthy deployment, an unfinished run."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    """How a drill runs; the defaults suit the lab on two cores."""
+
+    scenario: str = "termination-notice"
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    notice_seconds: float = 60.0  # termination-notice: from the notice to the cut-off
+    warmup_seconds: float = 5.0  # of steady load before the fault: the baseline
+    settle_seconds: float = 5.0  # of load after recovery (after the cut-off, for a notice)
+    recovery_timeout: float = 120.0  # fault -> first write acknowledged at the new primary
+    probe_interval: float = 1.0  # the stand-in detector's probes
+    probe_timeout: float = 1.0
+    probe_failures: int = 3
+    refusal_patience: float = 30.0  # how long a refused move is asked again
+    failback: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise DrillRefused(f"unknown scenario {self.scenario!r}; choose one of "
+                               f"{', '.join(SCENARIOS)}")
+        for name in ("notice_seconds", "warmup_seconds", "settle_seconds", "recovery_timeout",
+                     "probe_interval", "probe_timeout"):
+            if getattr(self, name) <= 0:
+                raise DrillRefused(f"{name.replace('_', ' ')} must be positive")
+        if self.probe_failures < 1:
+            raise DrillRefused("probe failures must be at least 1")
+
+
+def _elapsed(t0: float) -> str:
+    return f"[{time.monotonic() - t0:6.1f}s]"
+
+
+class Drill:
+    """One drill on a deployment whose sites have the lab's compute adapter."""
+
+    def __init__(self, deployment: Deployment, options: DrillOptions,
+                 progress: Progress = lambda _m: None) -> None:
+        self.deployment = deployment
+        self.options = options
+        self.scenario: Scenario = SCENARIOS[options.scenario]
+        self.notice_seconds = options.notice_seconds
+        self._progress = progress
+        self._t0 = time.monotonic()
+        self.timeline: list[tuple[float, str, str]] = []
+        self.fault_at = 0.0
+        self.detection: Detection | None = None
+        self.run_record: RunRecord | None = None
+        self.refusals: list[str] = []
+        self._stop = threading.Event()
+        self.from_site, self.to_site = self._sites()
+        compute = deployment.compute(self.from_site)
+        if not isinstance(compute, LabCompute):
+            raise DrillRefused(
+                f"site {self.from_site} has no lab compute adapter in {deployment.source}: "
+                "drills inject their faults into the lab (failover lab up)"
+            )
+        self.compute = compute
+
+    # -- DrillContext: what scenarios use -----------------------------------
+
+    def say(self, message: str) -> None:
+        """A progress line, with the time since the drill began."""
+        self._progress(f"{_elapsed(self._t0)} {message}")
+
+    def note(self, source: str, text: str, at: float | None = None) -> None:
+        """An event on the timeline (now, unless ``at``); also shown as progress."""
+        self.timeline.append((time.time() if at is None else at, source, text))
+        self.say(f"{source}: {text}")
+
+    def move(
+        self, kind: PlanKind, target: str, *, accept_data_loss: bool = False,
+        before_step: Callable[[int, Step], None] | None = None,
+    ) -> RunRecord | None:
+        """Plan and run a move; a refused plan is asked again while the world settles.
+
+        Right after a fault the engine may rightly refuse (a standby still
+        streams from a primary that went dark until its receiver times out),
+        so the drill, as the controller will, asks again for a while and notes
+        each distinct refusal.
+        """
+        def make(d: Deployment, t: Topology) -> Plan:
+            if kind == "switchover":
+                return plan_switchover(d, target, t)
+            return plan_promote(d, target, t, accept_data_loss=accept_data_loss)
+
+        give_up = time.monotonic() + self.options.refusal_patience
+        while True:
+            try:
+                with run_lock(self.deployment):
+                    plan, resume = plan_or_resume(self.deployment, kind, target, make)
+                    self.note("engine", f"{plan.kind} {plan.from_site} -> {plan.to_site}: "
+                              f"{len(plan.steps)} steps" + (" (resumed)" if resume else ""))
+                    record = execute(self.deployment, plan, resume=resume,
+                                     progress=lambda m: self.say(f"engine: {m.strip()}"),
+                                     before_step=before_step)
+                self.note("engine", f"{kind} done ({record.outcome}, run {record.id})")
+                return record
+            except NothingToDo as done:
+                self.note("engine", str(done))
+                return None
+            except StepFailed as failed:
+                self.note("engine", f"{kind} failed: {failed}")
+                return self.deployment.journal.last()
+            except UnsafePlan as refused:
+                if str(refused) not in self.refusals:
+                    self.refusals.append(str(refused))
+                    self.note("engine", f"refused: {refused}")
+                if time.monotonic() >= give_up:
+                    self.note("engine", f"still refused after {self.options.refusal_patience:g}s;"
+                              " giving up")
+                    return None
+                self._stop.wait(0.2)
+
+    def detect(self) -> Detection | None:
+        """The stand-in detector: the primary's database probed until it fails N times."""
+        found = wait_until_down(
+            self.deployment.endpoint(self.from_site), interval=self.options.probe_interval,
+            timeout=self.options.probe_timeout, failures=self.options.probe_failures,
+            give_up=self.options.recovery_timeout, stop=self._stop,
+        )
+        self.detection = found
+        return found
+
+    def wait_until(self, at: float) -> None:
+        """Let the workload run until ``at`` (time.time())."""
+        if at > time.time():
+            self.say(f"waiting {at - time.time():.1f}s (until +{at - self.fault_at:.1f}s)")
+            self._stop.wait(at - time.time())
+
+    def lost_dns_provider(self) -> str:
+        """The lab part serving the DNS provider the clients do not resolve through."""
+        providers = self.deployment.config.dns_providers
+        name, spec = next(((n, p) for n, p in providers.items() if p.kind != "rfc2136"),
+                          list(providers.items())[-1])
+        if spec.kind == "rfc2136":
+            return self.compute.process_at(spec.server, spec.port)
+        url = urlsplit(getattr(spec, "endpoint_url", None) or "")
+        if not url.hostname or not url.port:
+            raise DrillRefused(f"DNS provider {name} has no local endpoint the lab serves")
+        return self.compute.process_at(url.hostname, url.port)
+
+    # -- the drill ------------------------------------------------------------
+
+    def _sites(self) -> tuple[str, str]:
+        """(primary, a standby streaming from it), or why the drill cannot start."""
+        if (run := unfinished_run(self.deployment)) is not None:
+            raise DrillRefused(
+                f"run {run.id} ({run.plan.kind} to {run.plan.to_site}) did not finish; finish "
+                f"or abandon it first (failover abandon {run.id})"
+            )
+        topology = self.deployment.observe()
+        if len(topology.primaries) != 1:
+            found = ", ".join(topology.primaries) or "none"
+            raise DrillRefused(f"a drill needs exactly one primary, found {found}; see "
+                               "failover status")
+        primary = topology.primaries[0]
+        standbys = [s.name for s in topology.sites.values() if s.upstream == primary]
+        if not standbys:
+            raise DrillRefused(f"no standby streams from {primary}; see failover status")
+        return primary, standbys[0]
+
+    def _clients(self) -> tuple[Callable[[], CachingResolver], str, list[tuple[str, int]], int]:
+        """How the synthetic users resolve and reach the app."""
+        config = self.deployment.config
+        servers = [(p.server, p.port) for p in config.dns_providers.values()
+                   if p.kind == "rfc2136"]
+        if not servers:
+            raise DrillRefused("the drill's users resolve at RFC 2136 (BIND) servers, and "
+                               "no DNS provider is one")
+        name = self.deployment.records(self.from_site)[0].name
+        port = urlsplit(config.site(self.from_site).app_url).port or 80
+        return (lambda: CachingResolver(name, servers)), name, servers, port
+
+    def run(self) -> dict[str, Any]:
+        """Run the drill; returns its report (fail back included)."""
+        opts = self.options
+        resolver, name, servers, port = self._clients()
+        workload = Workload(opts.workload, resolver, port=port, host_header=name.rstrip("."))
+        watcher = DnsWatcher(name, servers)
+        ticker = threading.Thread(target=self._tick, args=(workload,), daemon=True)
+        to_address = str(self.deployment.config.site(self.to_site).address)
+        started = datetime.now(UTC)
+        self.say(f"{self.scenario.name}: {self.from_site} -> {self.to_site}; "
+                 f"{opts.workload.users} users, {opts.workload.rate:g} requests/s")
+        error: BaseException | None = None
+        try:
+            workload.start()
+            watcher.start()
+            ticker.start()
+            self.note("drill", f"workload started; baseline of {opts.warmup_seconds:g}s")
+            workload.wait_acks(1, timeout=30)
+            self._stop.wait(opts.warmup_seconds)
+            self.fault_at = time.time()
+            self.note("drill", self.scenario.inject(self))
+            self.run_record = self.scenario.act(self)
+            self._await_first_ack(workload.log, to_address)
+            self.wait_until(time.time() + opts.settle_seconds)
+        except BaseException as exc:  # measure what there is, repair, then raise
+            error = exc
+        finally:
+            self._stop.set()
+            log = workload.stop()
+            watcher.stop()
+            ticker.join()
+            ended = time.time()
+        self._stop.clear()
+        report = self._report(log, watcher, started, ended, to_address)
+        report["failback"] = self._failback()
+        if error is not None:
+            raise error
+        return report
+
+    def _await_first_ack(self, log: WorkloadLog, address: str) -> None:
+        if self.run_record is None or self.run_record.outcome != "ok":
+            self.note("drill", f"the move to {self.to_site} did not finish: no recovery to "
+                      "wait for")
+            return
+        deadline = self.fault_at + self.options.recovery_timeout
+        while (first := log.first_ack_at(address, self.fault_at)) is None:
+            if time.time() >= deadline:
+                self.note("drill", f"no write acknowledged at {self.to_site} within "
+                          f"{self.options.recovery_timeout:g}s of the fault")
+                return
+            self._stop.wait(0.1)
+        self.note("workload", f"first write acknowledged at {self.to_site} "
+                  f"(+{first - self.fault_at:.1f}s)", at=first)
+
+    def _tick(self, workload: Workload) -> None:
+        """A line every 2 s: what the users see."""
+        while not self._stop.wait(2.0):
+            now = time.time()
+            recent = [e for e in workload.log.snapshot() if e.at > now - 2.0]
+            writes = sum(1 for e in recent if e.ok and e.is_write)
+            reads = sum(1 for e in recent if e.ok and not e.is_write)
+            errors = WorkloadLog(recent).failures_by_cause()
+            text = ", ".join(f"{c} {n}" for c, n in errors.items()) or "none"
+            where = sorted({e.address for e in recent if e.ok and e.address})
+            self.say(f"users: {writes / 2:.0f} writes/s, {reads / 2:.0f} reads/s ok; "
+                     f"errors: {text}; answered by {', '.join(where) or 'nobody'}")
+
+    # -- figures --------------------------------------------------------------
+
+    def _lost(self, events: list[Event]) -> tuple[list[str], list[str], list[str]]:
+        """(lost posts, lost media, notes), asked of the new primary's database and bucket."""
+        posts = [e.id for e in events if e.kind == "post" and e.ok and e.id]
+        media = [e.id for e in events if e.kind == "media" and e.ok and e.id]
+        notes: list[str] = []
+        endpoint = self.deployment.app_endpoint(self.to_site)
+        lost_posts = missing_posts(endpoint, posts)
+        lost_media = set(missing_media(endpoint, media))
+        store = self.deployment.config.site(self.to_site).objects
+        try:
+            keys = objects.list_objects(objects.s3_client(store), store.bucket)
+        except FailoverError as exc:
+            notes.append(f"media objects not checked: {exc}")
+        else:
+            absent = {m for m in media if f"media/{m}" not in keys}
+            if absent - lost_media:
+                notes.append(
+                    f"{len(absent - lost_media)} media rows reached {self.to_site} without "
+                    "their objects: objects are copied when a move begins and ends, so a "
+                    "site that goes dark keeps what it took since"
+                )
+            lost_media |= absent
+        return lost_posts, sorted(lost_media), notes
+
+    def _report(self, log: WorkloadLog, watcher: DnsWatcher, started: datetime, ended: float,
+                to_address: str) -> dict[str, Any]:
+        events = log.snapshot()
+        fault = self.fault_at or ended
+        run = self.run_record
+        since = measure.seconds_after
+        rto_at = log.first_ack_at(to_address, fault)
+        unavailable, longest = measure.write_unavailability(events, fault, ended)
+        if self.scenario.planned:
+            detected = run.created if run else None
+        else:
+            detected = self.detection.at if self.detection else None
+        lost_posts, lost_media, notes = self._lost(events)
+        acked = sum(1 for e in events if e.is_write and e.ok)
+        lost = len(lost_posts) + len(lost_media)
+        objectives = self.deployment.config.objectives
+        rto = since(rto_at, fault)
+        outcome = run.outcome if run else "no run"
+        verdicts = [
+            {"objective": "rto_seconds", "limit": objectives.rto_seconds, "measured": rto,
+             "met": rto is not None and rto <= objectives.rto_seconds},
+            {"objective": "rpo_writes", "limit": 0 if self.scenario.planned
+             else objectives.rpo_writes, "measured": lost,
+             "met": lost <= (0 if self.scenario.planned else objectives.rpo_writes)},
+            {"objective": "run", "limit": "ok", "measured": outcome, "met": outcome == "ok"},
+        ]
+        if self.scenario.name == "termination-notice" and run is not None:
+            finished = run.ended or ended
+            verdicts.append({
+                "objective": "move_finished_seconds", "limit": self.notice_seconds,
+                "measured": since(finished, fault),
+                "met": finished <= fault + self.notice_seconds})
+        timeline = [{"at": since(at, fault), "source": src, "event": text}
+                    for at, src, text in self.timeline]
+        timeline += [{"at": since(c.at, fault), "source": "dns",
+                      "event": f"authoritative answer: {', '.join(c.addresses) or c.detail}"}
+                     for c in watcher.changes]
+        steps = measure.steps(run, fault)
+        timeline += [{"at": s["started"], "source": "engine", "event": f"step {s['action']}"}
+                     for s in steps if s["started"] is not None]
+        timeline.sort(key=lambda e: e["at"] if e["at"] is not None else 0.0)
+        if self.refusals:
+            notes.append(f"the engine refused {len(self.refusals)} time(s) before acting: "
+                         f"{self.refusals[0]}")
+        return {
+            "scenario": self.scenario.name,
+            "summary": self.scenario.summary,
+            "started": started.isoformat(timespec="seconds"),
+            "fault_at": datetime.fromtimestamp(fault, UTC).isoformat(timespec="milliseconds"),
+            "deployment": self.deployment.source,
+            "from_site": self.from_site, "to_site": self.to_site,
+            "objectives": {"rto_seconds": objectives.rto_seconds,
+                           "rpo_writes": objectives.rpo_writes},
+            "verdicts": verdicts,
+            "objectives_met": all(v["met"] for v in verdicts),
+            "rto_seconds": rto,
+            "write_unavailable_seconds": round(unavailable, 3),
+            "longest_write_outage_seconds": round(longest, 3),
+            "detection_seconds": since(detected, fault),
+            "dns_switch_seconds": since(watcher.first_answer(to_address, fault), fault),
+            "acked_writes": acked, "lost_writes": lost,
+            "lost_write_ids": (lost_posts + lost_media)[:50],
+            "acked_posts": sum(1 for e in events if e.kind == "post" and e.ok),
+            "lost_posts": len(lost_posts),
+            "acked_media": sum(1 for e in events if e.kind == "media" and e.ok),
+            "lost_media": len(lost_media),
+            "requests": len(events),
+            "errors_by_cause": log.failures_by_cause(),
+            "workload": asdict(self.options.workload),
+            "run": None if run is None else {
+                "id": run.id, "kind": run.plan.kind, "outcome": run.outcome,
+                "warnings": run.warnings(), "notes": list(run.plan.notes)},
+            "steps": steps,
+            "timeline": timeline,
+            "series": measure.series(events, fault, min((e.at for e in events), default=fault),
+                                     ended),
+            "notes": notes,
+        }
+
+    # -- fail back ------------------------------------------------------------
+
+    def _failback(self) -> dict[str, Any]:
+        """Rebuild the old site as a standby; unless told not to, move the primary back."""
+        t0 = time.monotonic()
+        done: list[str] = []
+        # Providers cache what they looked up (Route 53's zone id), and a site cut
+        # off comes back with new servers: the fail back starts from the file again.
+        self.deployment = Deployment(self.deployment.config, self.deployment.source)
+        try:
+            self.scenario.repair(self)
+            new_primary = self._primary_now()
+            for line in self.compute.restore_site(self.from_site, new_primary):
+                self.note("failback", line)
+                done.append(line)
+            if (run := unfinished_run(self.deployment)) is not None:
+                # The drill's move did not finish: finish it, as an SRE would.
+                self.note("failback", f"resuming run {run.id} ({run.plan.kind} to "
+                          f"{run.plan.to_site})")
+                self.move(run.plan.kind, run.plan.from_site if run.plan.kind == "rejoin"
+                          else run.plan.to_site)
+                new_primary = self._primary_now()
+            if self.options.failback and new_primary != self.from_site:
+                run = self.move("switchover", self.from_site)
+                if run is None or run.outcome != "ok":
+                    raise StepFailed(f"the switchover back to {self.from_site} did not finish; "
+                                     "see failover status")
+                done.append(f"switchover {new_primary} -> {self.from_site} ok")
+        except FailoverError as exc:
+            self.note("failback", f"failed: {exc}")
+            return {"done": False, "seconds": round(time.monotonic() - t0, 2),
+                    "detail": f"failed: {exc}", "steps": done}
+        detail = "; ".join(done[-1:]) if self.options.failback else \
+            f"--no-failback: {self.from_site} rebuilt as a standby, {self.to_site} stays primary"
+        return {"done": True, "seconds": round(time.monotonic() - t0, 2), "detail": detail,
+                "steps": done}
+
+    def _primary_now(self) -> str:
+        """The site the old one must follow: the new primary, or itself if nothing moved."""
+        view = self.deployment.observe().sites[self.to_site]
+        return self.to_site if view.role == "primary" else self.from_site
