@@ -2,13 +2,20 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup lab lab-status lab-down test lint typecheck check clean
+.PHONY: setup lab drill lab-status lab-down test lint typecheck check clean
 
 setup:
 	@./scripts/setup.sh
 
 lab: setup
 	$(BIN)/failover lab up
+
+# The main job: the default drill (termination-notice) on the lab, started if needed.
+# SCENARIO=provider-blackout or ARGS="--repeat 5" choose another.
+SCENARIO ?= termination-notice
+drill: setup
+	$(BIN)/failover lab up
+	$(BIN)/failover drill --yes --scenario $(SCENARIO) $(ARGS)
 
 # No setup for these two: stopping a lab must work even when installing would not.
 lab-status:

@@ -27,9 +27,10 @@ def _progress(message: str) -> None:
 def lab() -> None:
     """The embedded local lab: real servers on loopback.
 
-    Site aws (PostgreSQL primary, the app, moto for S3/Route 53/EC2), site
-    hetzner (a streaming standby, its app and its own S3 store), BIND 9 for
-    the lab zone (RFC 2136 updates with a per-lab TSIG key).
+    Site aws (PostgreSQL primary, the app, moto for S3, and Route 53 in a
+    moto server of its own), site hetzner (a streaming standby, its app and
+    its own S3 store), BIND 9 for the lab zone (RFC 2136 updates with a
+    per-lab TSIG key).
     """
 
 

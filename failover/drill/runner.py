@@ -90,10 +90,11 @@ class Drill:
     """One drill on a deployment whose sites have the lab's compute adapter."""
 
     def __init__(self, deployment: Deployment, options: DrillOptions,
-                 progress: Progress = lambda _m: None) -> None:
+                 progress: Progress = lambda _m: None, scenario: Scenario | None = None) -> None:
         self.deployment = deployment
         self.options = options
-        self.scenario: Scenario = SCENARIOS[options.scenario]
+        # A scenario object instead of a named one: tests play faults of their own.
+        self.scenario: Scenario = scenario or SCENARIOS[options.scenario]
         self.notice_seconds = options.notice_seconds
         self._progress = progress
         self._t0 = time.monotonic()

@@ -46,7 +46,7 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
             "bind9": {"kind": "rfc2136", "zone": layout.zone, "server": layout.dns_address,
                       "port": layout.dns_port, "tsig_key_file": str(secrets / "tsig.key")},
             "route53": {"kind": "route53", "zone": layout.zone,
-                        "endpoint_url": layout.s3_endpoint(PRIMARY_SITE),
+                        "endpoint_url": layout.route53_endpoint,
                         "region": layout.region, "credentials_file": credentials,
                         # On loopback an answer takes milliseconds; a provider that
                         # went dark in a drill should cost seconds, not a minute.

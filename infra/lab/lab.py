@@ -27,7 +27,7 @@ from failover.waiting import WaitTimeout, wait_for
 from infra.lab import bind, moto, refapp
 from infra.lab.config import write_lab_config
 from infra.lab.exceptions import LabError, LabNotRunning
-from infra.lab.layout import PRIMARY_SITE, STANDBY_SITE, LabLayout
+from infra.lab.layout import PRIMARY_SITE, ROUTE53_PART, STANDBY_SITE, LabLayout
 from infra.lab.paths import LabPaths
 from infra.lab.postgres import LabPostgres
 from infra.lab.processes import ProcessRecord, is_alive, log_tail, stop
@@ -247,8 +247,9 @@ class Lab:
         write_lab_config(layout, paths)
         pg = LabPostgres(layout, paths, secrets, bindir, pg_user)
 
-        for site in (PRIMARY_SITE, STANDBY_SITE):
-            started(moto.start(layout, paths, site), layout.s3_endpoint(site))
+        motos = [f"moto@{PRIMARY_SITE}", f"moto@{STANDBY_SITE}", ROUTE53_PART]
+        for part in motos:
+            started(moto.start(layout, paths, part), moto.endpoint(layout, part))
         pg.initdb(PRIMARY_SITE)
         say(f"initialised postgres@{PRIMARY_SITE} (data checksums on)")
         started(pg.start(PRIMARY_SITE), f"{layout.address(PRIMARY_SITE)}:{layout.postgres_port}")
@@ -261,11 +262,12 @@ class Lab:
         say(f"base backup of postgres@{PRIMARY_SITE} made for postgres@{STANDBY_SITE}")
         started(pg.start(STANDBY_SITE), f"{layout.address(STANDBY_SITE)}:{layout.postgres_port}")
 
+        for part in motos:
+            self._await(state, part, partial(moto.wait_ready, layout, part))
         for site in (PRIMARY_SITE, STANDBY_SITE):
-            self._await(state, f"moto@{site}", partial(moto.wait_ready, layout, site))
             moto.create_bucket(layout, secrets, site)
-        moto.create_zone(layout, secrets, PRIMARY_SITE, layout.address(PRIMARY_SITE))
-        say(f"created buckets and the Route 53 zone {layout.zone}")
+        moto.create_zone(layout, secrets, layout.route53_endpoint, layout.address(PRIMARY_SITE))
+        say(f"created buckets and the Route 53 zone {layout.zone} at {ROUTE53_PART}")
 
         for site in (PRIMARY_SITE, STANDBY_SITE):
             started(refapp.start(layout, paths, site), layout.app_url(site))

@@ -17,6 +17,10 @@ from failover.exceptions import ConfigError
 SITE_OCTETS = {"aws": 10, "hetzner": 20, "spare": 30}
 PRIMARY_SITE = "aws"
 STANDBY_SITE = "hetzner"
+# AWS's APIs live at the aws site (a blackout of aws takes Route 53 with it),
+# in a moto server of their own, so a drill can silence Route 53 alone.
+ROUTE53_SITE = PRIMARY_SITE
+ROUTE53_PART = f"route53@{ROUTE53_SITE}"
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class LabLayout:
     postgres_port: int = 5432
     app_port: int = 8080
     moto_port: int = 5000
+    route53_port: int = 5001
     zone: str = "lab.failover.test."
     app_label: str = "app"
     ttl: int = 5
@@ -45,10 +50,17 @@ class LabLayout:
             problems.append(f"subnet {self.subnet!r}: N must be 0-255")
         if not ipaddress.ip_address(self.dns_address).is_loopback:
             problems.append(f"DNS address {self.dns_address} is not a loopback address")
-        for name in ("dns_port", "postgres_port", "app_port", "moto_port"):
+        site_ports = ("postgres_port", "app_port", "moto_port", "route53_port")
+        for name in ("dns_port", *site_ports):
             port = getattr(self, name)
             if not 1 <= port <= 65535:
                 problems.append(f"{name} {port} is not a TCP/UDP port")
+        taken: dict[int, str] = {}
+        for name in site_ports:  # they share a site's address
+            port = getattr(self, name)
+            if port in taken:
+                problems.append(f"{name} {port} is {taken[port]} too: a site's ports must differ")
+            taken.setdefault(port, name)
         if not self.zone.endswith("."):
             problems.append(f"zone {self.zone!r} must be absolute (end with a dot)")
         if problems:
@@ -68,8 +80,13 @@ class LabLayout:
         return f"http://{self.address(site)}:{self.app_port}"
 
     def s3_endpoint(self, site: str) -> str:
-        """The S3 (and, at aws, Route 53 and EC2) endpoint of a site's moto server."""
+        """The S3 endpoint of a site's moto server."""
         return f"http://{self.address(site)}:{self.moto_port}"
+
+    @property
+    def route53_endpoint(self) -> str:
+        """The Route 53 endpoint: a moto server of its own at the aws site."""
+        return f"http://{self.address(ROUTE53_SITE)}:{self.route53_port}"
 
     def listeners(self) -> list[tuple[str, str, int]]:
         """Every (part, address, port) the running lab listens on."""
@@ -81,7 +98,16 @@ class LabLayout:
                 (f"moto@{site}", address, self.moto_port),
                 (f"app@{site}", address, self.app_port),
             ]
+            if site == ROUTE53_SITE:
+                out.append((ROUTE53_PART, address, self.route53_port))
         return out
+
+    def listener(self, part: str) -> tuple[str, int]:
+        """The (address, port) one part listens on, e.g. ``moto@aws``."""
+        for name, address, port in self.listeners():
+            if name == part:
+                return address, port
+        raise KeyError(f"the lab has no part named {part!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The layout as JSON-ready data."""

@@ -1,7 +1,8 @@
-"""moto's server on a site's address: S3 for media, and at aws also Route 53 and EC2.
+"""moto's servers: a site's S3 store (``moto@<site>``) and the lab's Route 53 (``route53@aws``).
 
-moto keeps its state in memory, so the lab creates the buckets and the
-Route 53 zone each time it starts the servers.
+Route 53 has a server of its own, so that a drill can silence it without
+taking aws's object store along. moto keeps its state in memory, so the lab
+creates the buckets and the Route 53 zone each time it starts a server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import boto3
 import httpx
+from botocore.config import Config
 
 from failover.waiting import wait_for
 from infra.lab.layout import LabLayout
@@ -20,46 +22,61 @@ from infra.lab.processes import ProcessRecord, spawn
 from infra.lab.secrets import LabSecrets
 
 
-def start(layout: LabLayout, paths: LabPaths, site: str) -> ProcessRecord:
-    """Start a moto server on the site's address."""
-    argv = [
-        sys.executable, "-m", "moto.server",
-        "-H", layout.address(site), "-p", str(layout.moto_port),
-    ]
-    return spawn(f"moto@{site}", argv, log=paths.log(f"moto@{site}"))
+def endpoint(layout: LabLayout, part: str) -> str:
+    """The URL of a moto part, e.g. ``moto@aws`` or ``route53@aws``."""
+    address, port = layout.listener(part)
+    return f"http://{address}:{port}"
 
 
-def wait_ready(layout: LabLayout, site: str, timeout: float = 30.0) -> None:
-    """Wait until the server answers HTTP."""
-    url = f"{layout.s3_endpoint(site)}/moto-api/"
+def start(layout: LabLayout, paths: LabPaths, part: str) -> ProcessRecord:
+    """Start the moto server of a part where the layout puts it."""
+    address, port = layout.listener(part)
+    argv = [sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)]
+    return spawn(part, argv, log=paths.log(part))
+
+
+def wait_ready(layout: LabLayout, part: str, timeout: float = 30.0) -> None:
+    """Wait until a part's moto server answers HTTP."""
+    url = f"{endpoint(layout, part)}/moto-api/"
     wait_for(
         lambda: httpx.get(url, timeout=1.0).status_code < 500,
-        timeout=timeout, what=f"moto@{site} to answer",
+        timeout=timeout, what=f"{part} to answer",
     )
 
 
-def client(layout: LabLayout, secrets: LabSecrets, site: str, service: str) -> Any:
-    """A boto3 client for one of the site's moto services, with the lab's keys."""
+def client(
+    layout: LabLayout, secrets: LabSecrets, url: str, service: str,
+    timeout: float | None = None,
+) -> Any:
+    """A boto3 client for a service of the moto server at ``url``, with the lab's keys.
+
+    With a ``timeout``, each call makes one attempt bounded by it (a probe of
+    a frozen server must not wait out boto3's minute and its retries).
+    """
+    config = None if timeout is None else Config(
+        connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1},
+    )
     return boto3.client(
         service,  # type: ignore[call-overload]  # boto3's overloads want a literal name
-        endpoint_url=layout.s3_endpoint(site),
+        endpoint_url=url,
         region_name=layout.region,
         aws_access_key_id=secrets.aws_access_key_id,
         aws_secret_access_key=secrets.aws_secret_access_key,
+        config=config,
     )
 
 
 def create_bucket(layout: LabLayout, secrets: LabSecrets, site: str) -> None:
     """Create the site's media bucket."""
-    client(layout, secrets, site, "s3").create_bucket(
+    client(layout, secrets, layout.s3_endpoint(site), "s3").create_bucket(
         Bucket=layout.bucket,
         CreateBucketConfiguration={"LocationConstraint": layout.region},
     )
 
 
-def create_zone(layout: LabLayout, secrets: LabSecrets, site: str, address: str) -> str:
-    """Create the lab zone in Route 53 with the app's record; returns the zone id."""
-    route53 = client(layout, secrets, site, "route53")
+def create_zone(layout: LabLayout, secrets: LabSecrets, url: str, address: str) -> str:
+    """Create the lab zone in the Route 53 at ``url``, the app at ``address``; returns its id."""
+    route53 = client(layout, secrets, url, "route53")
     zone = route53.create_hosted_zone(Name=layout.zone, CallerReference=str(uuid.uuid4()))
     zone_id: str = zone["HostedZone"]["Id"]
     route53.change_resource_record_sets(
@@ -76,10 +93,10 @@ def create_zone(layout: LabLayout, secrets: LabSecrets, site: str, address: str)
 
 
 def route53_answer(
-    layout: LabLayout, secrets: LabSecrets, site: str
+    layout: LabLayout, secrets: LabSecrets, timeout: float | None = None
 ) -> tuple[list[str], int | None]:
-    """The A addresses Route 53 holds for the app's name and their TTL."""
-    route53 = client(layout, secrets, site, "route53")
+    """The A addresses the lab's Route 53 holds for the app's name and their TTL."""
+    route53 = client(layout, secrets, layout.route53_endpoint, "route53", timeout)
     zones = route53.list_hosted_zones_by_name(DNSName=layout.zone)["HostedZones"]
     zone = next((z for z in zones if z["Name"] == layout.zone), None)
     if zone is None:

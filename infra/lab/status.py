@@ -32,12 +32,7 @@ def _probe_part(
     record: ProcessRecord, layout: LabLayout, paths: LabPaths, secrets: LabSecrets
 ) -> dict[str, Any]:
     kind, _, site = record.name.partition("@")
-    address, port = {
-        "postgres": (layout.address(site or "aws"), layout.postgres_port),
-        "moto": (layout.address(site or "aws"), layout.moto_port),
-        "app": (layout.address(site or "aws"), layout.app_port),
-        "bind9": (layout.dns_address, layout.dns_port),
-    }[kind]
+    address, port = layout.listener(record.name)
     rss, pss = tree_memory(record)
     part: dict[str, Any] = {
         "name": record.name, "kind": kind, "site": site or None, "address": address,
@@ -59,8 +54,8 @@ def _probe_part(
                         detail="writable" if ready.get("writable") else "read-only")
             if ready["http_status"] != 200:
                 raise RuntimeError(str(ready.get("database") or ready.get("error")))
-        elif kind == "moto":
-            httpx.get(f"{layout.s3_endpoint(site)}/moto-api/", timeout=PROBE_TIMEOUT)
+        elif kind in ("moto", "route53"):
+            httpx.get(f"{moto.endpoint(layout, record.name)}/moto-api/", timeout=PROBE_TIMEOUT)
         elif kind == "bind9":
             bind.wait_ready(layout, timeout=PROBE_TIMEOUT)
         part["health"] = "ok"
@@ -75,8 +70,8 @@ def _dns(layout: LabLayout, secrets: LabSecrets) -> dict[str, Any]:
     sources: dict[str, tuple[str, Callable[[], tuple[list[str], int | None]]]] = {
         "bind9": (f"{layout.dns_address}:{layout.dns_port}",
                   lambda: bind.answer(layout, layout.app_name)),
-        "route53": (f"moto at {layout.s3_endpoint('aws')}",
-                    lambda: moto.route53_answer(layout, secrets, "aws")),
+        "route53": (f"moto at {layout.route53_endpoint}",
+                    lambda: moto.route53_answer(layout, secrets, PROBE_TIMEOUT)),
     }
     for provider, (server, ask) in sources.items():
         try:

@@ -29,7 +29,6 @@ from failover.waiting import WaitTimeout, wait_for
 from infra.lab import moto, refapp
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.lab import Lab, LabState
-from infra.lab.layout import PRIMARY_SITE
 from infra.lab.postgres import LabPostgres
 from infra.lab.processes import ProcessRecord, is_alive, log_tail, send, signal_tree, stop
 from infra.lab.secrets import LabSecrets
@@ -319,27 +318,26 @@ class LabCompute:
         happened), its database is only started again.
 
         Whatever of the site no longer runs is started again: its object store
-        (empty, as a new account's would be; the bucket is created, and the
-        Route 53 zone when this site serves it, answering ``primary``), its
-        database (rejoined: rewound, or rebuilt from a fresh base backup) and
-        its app. Parts that run are left alone, so a frozen site is thawed
-        first and a crashed database is only rejoined.
+        (empty, as a new account's would be; the bucket is created), its
+        Route 53 server when the site has one (empty too; the zone is
+        created, answering ``primary``), its database (rejoined: rewound, or
+        rebuilt from a fresh base backup) and its app. Parts that run are
+        left alone, so a frozen site is thawed first and a crashed database
+        is only rejoined.
         """
         state = self._state()
         layout, paths = state.layout, self.lab.paths
         secrets = LabSecrets.load(paths)
         done = []
         self.thaw_site(site)
-        moto_record = state.process(f"moto@{site}")
-        if moto_record is not None and not is_alive(moto_record):
-            record = moto.start(layout, paths, site)
-            self._replace(record)
-            self._await(record, partial(moto.wait_ready, layout, site), 30, "answer")
+        if (record := self._restart_moto(state, f"moto@{site}")) is not None:
             moto.create_bucket(layout, secrets, site)
             done.append(f"moto@{site} started (pid {record.pid}), bucket {layout.bucket} created")
-            if self._serves_route53(site):
-                moto.create_zone(layout, secrets, site, layout.address(primary))
-                done.append(f"Route 53 zone {layout.zone} created at {site}, answering {primary}")
+        if (record := self._restart_moto(state, f"route53@{site}")) is not None:
+            moto.create_zone(layout, secrets, moto.endpoint(layout, record.name),
+                             layout.address(primary))
+            done.append(f"route53@{site} started (pid {record.pid}), zone {layout.zone} "
+                        f"created, answering {primary}")
         if site == primary:  # nothing moved: the site comes back as what it was
             self.start_database(site, timeout=timeout)
             done.append(f"postgres@{site}: running")
@@ -357,9 +355,15 @@ class LabCompute:
         log_event("compute.restore", site=site, primary=primary, done=len(done))
         return done
 
-    def _serves_route53(self, site: str) -> bool:
-        """Whether the lab's Route 53 (a moto server) is the one at ``site``."""
-        return site == PRIMARY_SITE
+    def _restart_moto(self, state: LabState, part: str) -> ProcessRecord | None:
+        """Start a recorded moto part again if it died; returns its new record, if any."""
+        old = state.process(part)
+        if old is None or is_alive(old):
+            return None
+        record = moto.start(state.layout, self.lab.paths, part)
+        self._replace(record)
+        self._await(record, partial(moto.wait_ready, state.layout, part), 30, "answer")
+        return record
 
     def process_at(self, address: str, port: int) -> str:
         """The name of the lab part that listens on ``address:port`` (e.g. moto@aws)."""

@@ -38,10 +38,10 @@ def bind9_settings(lab: RunningLab, **overrides: Any) -> Rfc2136Settings:
 
 
 def route53_settings(lab: RunningLab, **overrides: Any) -> Route53Settings:
-    """Settings for the lab's Route 53 (moto at the aws site), with the lab's credentials."""
+    """Settings for the lab's Route 53 (route53@aws, a moto server), with the lab's keys."""
     fields: dict[str, Any] = {
         "kind": "route53", "zone": lab.layout.zone,
-        "endpoint_url": lab.layout.s3_endpoint("aws"), "region": lab.layout.region,
+        "endpoint_url": lab.layout.route53_endpoint, "region": lab.layout.region,
         "credentials_file": lab.lab.paths.secrets / "aws-credentials", "timeout": 5.0,
     }
     return Route53Settings(**{**fields, **overrides})
@@ -88,7 +88,7 @@ def other_writer_route53(lab: RunningLab, route53: Route53Provider) -> Writer:
     def write(record: Record) -> None:
         assert record.rtype == "A"
         client = boto3.client(
-            "route53", endpoint_url=lab.layout.s3_endpoint("aws"),
+            "route53", endpoint_url=lab.layout.route53_endpoint,
             region_name=lab.layout.region,
             aws_access_key_id=lab.secrets.aws_access_key_id,
             aws_secret_access_key=lab.secrets.aws_secret_access_key,

@@ -28,3 +28,22 @@ def test_refuses_anything_but_loopback_and_names_every_problem() -> None:
     assert "subnet '10.0' must look like 127.N" in message
     assert "dns_port 0" in message
     assert "must be absolute" in message
+
+
+def test_route53_has_a_port_of_its_own_at_the_aws_site() -> None:
+    layout = LabLayout(subnet="127.77")
+    assert layout.route53_endpoint == "http://127.77.10.1:5001"
+    assert layout.s3_endpoint("aws") == "http://127.77.10.1:5000"
+    assert layout.listener("route53@aws") == ("127.77.10.1", 5001)
+    listeners = layout.listeners()
+    assert len({(address, port) for _, address, port in listeners}) == len(listeners)
+    assert [part for part, _, _ in listeners if part.endswith("@aws")] == [
+        "postgres@aws", "moto@aws", "app@aws", "route53@aws",
+    ]
+
+
+def test_refuses_a_route53_port_that_is_no_port_or_clashes_at_a_site() -> None:
+    with pytest.raises(ConfigError, match="route53_port 0 is not a TCP/UDP port"):
+        LabLayout(route53_port=0)
+    with pytest.raises(ConfigError, match="route53_port 5000 is moto_port too"):
+        LabLayout(route53_port=5000)

@@ -20,11 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from failover.config import CONFIG_FILE_NAME, load_config
 from failover.waiting import wait_for
+from infra.lab import moto
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.lab import Lab
 from infra.lab.processes import ProcessRecord, descendants, is_alive
@@ -56,9 +59,12 @@ class ComputeLab(RunningLab):
         return primaries[0], next(s for s in SITES if s != primaries[0])
 
     def record(self, site: str) -> ProcessRecord:
+        return self.record_of(f"postgres@{site}")
+
+    def record_of(self, part: str) -> ProcessRecord:
         state = self.lab.state()
         assert state is not None
-        record = state.process(f"postgres@{site}")
+        record = state.process(part)
         assert record is not None
         return record
 
@@ -301,6 +307,59 @@ def test_a_frozen_site_does_not_answer_until_thawed(clab: ComputeLab) -> None:
     wait_for(lambda: httpx.get(url, timeout=1).status_code == 200, timeout=10,
              what=f"app@{site} to answer after the thaw")
     assert _state_of(c.record(site).pid) != "T"
+
+
+def test_route53_is_a_part_of_its_own_that_freezes_without_aws_s3(clab: ComputeLab) -> None:
+    c = clab
+    config = load_config(c.lab.paths.root / CONFIG_FILE_NAME)
+    url = urlsplit(config.dns_providers["route53"].endpoint_url or "")
+    assert url.hostname and url.port
+    assert c.compute.process_at(url.hostname, url.port) == "route53@aws"
+    addresses, _ = moto.route53_answer(c.layout, c.secrets, timeout=5)
+    assert addresses  # the zone and the app's record are at route53@aws ...
+    s3 = moto.client(c.layout, c.secrets, c.layout.s3_endpoint("aws"), "s3", timeout=2)
+    assert s3.list_objects_v2(Bucket=c.layout.bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    elsewhere = moto.client(c.layout, c.secrets, c.layout.s3_endpoint("aws"), "route53", 5)
+    assert elsewhere.list_hosted_zones()["HostedZones"] == []  # ... and not at moto@aws
+
+    said = c.compute.freeze_process("route53@aws")
+    try:
+        assert said.startswith("froze route53@aws ")
+        with pytest.raises(httpx.TimeoutException):
+            httpx.get(f"{c.layout.route53_endpoint}/moto-api/", timeout=1)
+        listed = s3.list_objects_v2(Bucket=c.layout.bucket)  # aws's S3 still answers
+        assert listed["ResponseMetadata"]["HTTPStatusCode"] == 200
+        status = lab_status(c.lab)
+        parts = {p["name"]: p for p in status["parts"]}
+        assert parts["route53@aws"]["health"] == "failing"
+        assert parts["moto@aws"]["health"] == "ok"
+        assert status["dns"]["route53"]["error"]
+    finally:
+        c.compute.thaw_process("route53@aws")
+    assert moto.route53_answer(c.layout, c.secrets, timeout=5)[0] == addresses
+
+
+def test_restore_site_starts_a_dead_route53_again_with_the_zone(clab: ComputeLab) -> None:
+    c = clab
+    state = c.lab.state()
+    assert state is not None
+    old, s3 = state.process("route53@aws"), state.process("moto@aws")
+    assert old is not None
+    os.kill(old.pid, signal.SIGKILL)
+    wait_for(lambda: not is_alive(old), timeout=10, what="route53@aws to die")
+    primary, _ = c.roles()
+
+    done = c.compute.restore_site("aws", primary)
+    assert [line for line in done if line.startswith(("route53@", "moto@"))] == [
+        f"route53@aws started (pid {c.record_of('route53@aws').pid}), zone "
+        f"{c.layout.zone} created, answering {primary}",
+    ]  # aws's S3 store still ran: left alone
+    assert c.record_of("moto@aws") == s3
+    assert is_alive(c.record_of("route53@aws"))
+    assert moto.route53_answer(c.layout, c.secrets, timeout=5) == (
+        [c.layout.address(primary)], c.layout.ttl,
+    )
+    c.lab.running_state()
 
 
 def _state_of(pid: int) -> str | None:
