@@ -87,15 +87,19 @@ def drill(
                           f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{scenario}")
     confirm(f"run {repeat} {scenario} drill(s) on {deployment.source}? The primary moves "
             "and moves back.", yes)
+    # With --json -, standard output is the JSON's alone: summaries go to stderr.
+    show = _say if json_file is not None and str(json_file) == "-" else click.echo
     runs: list[dict[str, Any]] = []
     dirs: list[str] = []
     for n in range(1, repeat + 1):
         if repeat > 1:
             _say(f"== drill {n} of {repeat} ==")
-        report = Drill(deployment, options, _say).run()
+        # A fresh deployment each time: providers cache what they looked up (Route 53's
+        # zone id), and the last drill may have rebuilt a site's servers.
+        report = Drill(open_deployment(config, state_dir), options, _say).run()
         directory = base / f"run-{n}" if repeat > 1 else base
         paths = reports.write_reports(report, directory)
-        click.echo(reports.render_summary(report, paths))
+        show(reports.render_summary(report, paths))
         runs.append(report)
         dirs.append(directory.name)
         if not report["failback"]["done"]:
@@ -107,8 +111,8 @@ def drill(
         document = {**reports.aggregate(runs), "runs": runs}
         (base / "summary.json").write_text(json.dumps(document, indent=2, default=str))
         (base / "summary.md").write_text(reports.render_aggregate_markdown(document, dirs))
-        click.echo(reports.render_aggregate(document))
-        click.echo(f"summary: {base / 'summary.md'}")
+        show(reports.render_aggregate(document))
+        show(f"summary: {base / 'summary.md'}")
     if json_file is not None:
         text = json.dumps(document, indent=2, default=str)
         if str(json_file) == "-":
