@@ -30,7 +30,7 @@ from tests.failover.engine.test_moves_in_lab import assert_whole, failover
 pytestmark = pytest.mark.lab
 
 SUBNET = os.environ.get("FAILOVER_DRILL_TEST_SUBNET", "127.94")
-QUICK = ("--notice", "10", "--settle", "1", "--rate", "20")
+QUICK = ("--notice", "20", "--settle", "1", "--rate", "20")  # a move takes ~9 s
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_termination_notice_through_the_cli_loses_nothing_and_fails_back(
     assert {s["action"] for s in report["steps"]} >= {"fence", "promote", "switch_dns"}
     assert all(s["outcome"] == "ok" for s in report["steps"])
     deadline = next(v for v in report["verdicts"] if v["objective"] == "move_finished_seconds")
-    assert deadline["met"] and deadline["measured"] < 10
+    assert deadline["met"] and deadline["measured"] < 20
     assert any("deadline" in e["event"] and "killed" in e["event"] for e in report["timeline"])
     assert_consistent(report)
     files = {p.name for p in (out / "report").iterdir()}
