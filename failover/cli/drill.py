@@ -94,9 +94,7 @@ def drill(
     for n in range(1, repeat + 1):
         if repeat > 1:
             _say(f"== drill {n} of {repeat} ==")
-        # A fresh deployment each time: providers cache what they looked up (Route 53's
-        # zone id), and the last drill may have rebuilt a site's servers.
-        report = Drill(open_deployment(config, state_dir), options, _say).run()
+        report = Drill(deployment, options, _say).run()
         directory = base / f"run-{n}" if repeat > 1 else base
         paths = reports.write_reports(report, directory)
         show(reports.render_summary(report, paths))

@@ -124,9 +124,9 @@ def switchover(
 
     Lowers the TTL, syncs objects, makes replication synchronous, fences the
     old primary, waits for the target to replay the fenced LSN, promotes it,
-    moves DNS at every provider, makes the old primary a standby of the new
-    one, syncs objects again and restores the TTL. Every step is journaled: if
-    the run is cut short, the same command resumes it.
+    moves DNS at every provider, restores the TTL, syncs the objects taken in
+    meanwhile, and makes the old primary a standby of the new one. Every step
+    is journaled: if the run is cut short, the same command resumes it.
     """
     _move(config, state_dir, "switchover", target,
           lambda d, t: plan_switchover(d, target, t), yes, as_json)

@@ -47,10 +47,11 @@ class PgEndpoint:
     def answers(self, timeout: float) -> str | None:
         """None when the server's postmaster answers within ``timeout``, else why not.
 
-        Sends the protocol's SSLRequest and reads its one-byte reply: no login,
-        no backend forked. A server frozen or behind a dead network accepts
-        the TCP connection (the kernel does) and then says nothing; libpq's
-        own connect_timeout cannot tell that apart in under 2 seconds.
+        Sends the protocol's SSLRequest and reads its one-byte reply: no login
+        (the postmaster forks a child that answers it and exits). A server
+        frozen or behind a dead network accepts the TCP connection (the kernel
+        does) and then says nothing; libpq's own connect_timeout cannot tell
+        that apart in under 2 seconds.
         """
         try:
             with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
@@ -66,8 +67,10 @@ class PgEndpoint:
     def connect(self, timeout: float = 3.0, **kwargs: Any) -> psycopg.Connection[Any]:
         """An autocommit connection with a connect timeout.
 
-        libpq waits at least 2 s however small its connect_timeout; a shorter
-        ``timeout`` is honoured by asking the postmaster first (``answers``).
+        libpq waits at least 2 s however small its connect_timeout. With a
+        shorter ``timeout`` the postmaster is asked first (``answers``), so a
+        server that does not answer fails within ``timeout``; one that answers
+        and then stalls may still take libpq's 2 s.
         """
         if timeout < LIBPQ_MIN_TIMEOUT:
             why = self.answers(timeout)

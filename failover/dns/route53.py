@@ -24,11 +24,11 @@ has applied, its DELETE or CREATE no longer holds and a repeat is refused.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import boto3
 import botocore.exceptions
@@ -47,13 +47,19 @@ from failover.waiting import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_route53 import Route53Client
-    from mypy_boto3_route53.type_defs import ChangeTypeDef, ResourceRecordSetTypeDef
+    from mypy_boto3_route53.type_defs import (
+        ChangeBatchTypeDef,
+        ChangeTypeDef,
+        ResourceRecordSetTypeDef,
+    )
 
 # Route 53's words for "the batch's own prerequisites did not hold".
 _PREREQUISITE_MESSAGES = ("Tried to create", "Tried to delete", "but it was not found",
                           "do not match the current values", "but it already exists")
 _CREDENTIAL_CODES = {"AccessDenied", "InvalidClientTokenId", "SignatureDoesNotMatch",
                      "UnrecognizedClientException", "ExpiredToken", "AuthFailure"}
+
+_T = TypeVar("_T")
 
 
 class Route53Settings(BaseModel):
@@ -187,6 +193,24 @@ class Route53Provider(DnsProvider):
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise translate(exc, self.name, doing, self.endpoint, self.settings.timeout) from exc
 
+    def _in_zone(self, doing: str, call: Callable[[str], _T]) -> _T:
+        """``call(zone_id)``; a looked-up id that no longer exists is looked up once more.
+
+        A zone deleted and created again (a rebuilt account, the lab after a
+        drill) has a new id: a long-lived provider must not keep the old one.
+        """
+        zone = self.zone_id()
+        try:
+            with self._calling(doing):
+                return call(zone)
+        except ProviderError as exc:
+            if exc.code != "NoSuchHostedZone" or self.settings.hosted_zone_id is not None:
+                raise
+        self._zone_id = None
+        zone = self.zone_id()
+        with self._calling(doing):
+            return call(zone)
+
     def zone_id(self) -> str:
         """The hosted zone's id: configured, or looked up by name once."""
         if self._zone_id is None:
@@ -210,12 +234,12 @@ class Route53Provider(DnsProvider):
 
     def _read_one(self, key: RecordKey) -> Record | None:
         name, rtype = key
-        with self._calling(f"read {name} {rtype}"):
-            sets = self._client.list_resource_record_sets(
-                HostedZoneId=self.zone_id(), StartRecordName=name,
+        sets = self._in_zone(f"read {name} {rtype}", lambda zone: (
+            self._client.list_resource_record_sets(
+                HostedZoneId=zone, StartRecordName=name,
                 StartRecordType=rtype,  # type: ignore[arg-type]
                 MaxItems="1",
-            )["ResourceRecordSets"]
+            )["ResourceRecordSets"]))
         # The listing starts at the key; the first set is someone else's when ours is absent.
         for rrset in sets:
             if _unescape(rrset["Name"]) != name or rrset["Type"] != rtype:
@@ -270,14 +294,12 @@ class Route53Provider(DnsProvider):
 
     def _apply(self, plan: Plan) -> None:
         self._check_unchanged(plan)
-        with self._calling("apply the change batch"):
-            info = self._client.change_resource_record_sets(
-                HostedZoneId=self.zone_id(),
-                ChangeBatch={
-                    "Comment": f"failover plan {plan.checksum()[:12]}",
-                    "Changes": self._batch(plan),
-                },
-            )["ChangeInfo"]
+        batch: ChangeBatchTypeDef = {
+            "Comment": f"failover plan {plan.checksum()[:12]}", "Changes": self._batch(plan),
+        }
+        info = self._in_zone("apply the change batch", lambda zone: (
+            self._client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch=batch)
+        )["ChangeInfo"])
         log_event("dns.change", provider=self.name, change_id=info["Id"], status=info["Status"])
         if info["Status"] != "INSYNC":
             self._wait_insync(info["Id"])
@@ -307,8 +329,8 @@ class Route53Provider(DnsProvider):
 
     def _delegation(self) -> list[str]:
         """The names of the zone's Route 53 name servers."""
-        with self._calling(f"read the delegation set of {self.zone}"):
-            zone = self._client.get_hosted_zone(Id=self.zone_id())
+        zone = self._in_zone(f"read the delegation set of {self.zone}",
+                             lambda zone_id: self._client.get_hosted_zone(Id=zone_id))
         names = list(zone.get("DelegationSet", {}).get("NameServers", []))
         if not names:
             raise ProviderError(f"{self.name}: {self.zone} has no delegation set",

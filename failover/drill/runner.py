@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from failover.data import objects
@@ -25,7 +25,6 @@ from failover.drill.probes import Detection, DnsWatcher, wait_until_down
 from failover.drill.resolver import CachingResolver
 from failover.drill.scenarios import SCENARIOS, Scenario
 from failover.drill.workload import (
-    Event,
     Workload,
     WorkloadLog,
     WorkloadSpec,
@@ -35,7 +34,7 @@ from failover.drill.workload import (
 from failover.engine.deployment import Deployment, Topology
 from failover.engine.executor import execute, run_lock, unfinished_run
 from failover.engine.journal import RunRecord
-from failover.engine.plan import Plan, PlanKind, Step
+from failover.engine.plan import Plan, Step
 from failover.engine.plans import (
     NothingToDo,
     plan_or_resume,
@@ -125,7 +124,8 @@ class Drill:
         self.say(f"{source}: {text}")
 
     def move(
-        self, kind: PlanKind, target: str, *, accept_data_loss: bool = False,
+        self, kind: Literal["switchover", "promote"], target: str, *,
+        accept_data_loss: bool = False,
         before_step: Callable[[int, Step], None] | None = None,
     ) -> RunRecord | None:
         """Plan and run a move; a refused plan is asked again while the world settles.
@@ -245,12 +245,18 @@ class Drill:
             watcher.start()
             ticker.start()
             self.note("drill", f"workload started; baseline of {opts.warmup_seconds:g}s")
-            workload.wait_acks(1, timeout=30)
+            try:
+                workload.wait_acks(1, timeout=30)
+            except (TimeoutError, RuntimeError) as exc:
+                raise DrillRefused(
+                    f"no write was acknowledged in the 30 s before the fault, so there is "
+                    f"nothing to measure: {exc}; see failover status"
+                ) from exc
             self._stop.wait(opts.warmup_seconds)
             self.fault_at = time.time()
             self.note("drill", self.scenario.inject(self))
             self.run_record = self.scenario.act(self)
-            self._await_first_ack(workload.log, to_address)
+            self._await_first_ack(workload, to_address)
             self.wait_until(time.time() + opts.settle_seconds)
         except BaseException as exc:  # measure what there is, repair, then raise
             error = exc
@@ -258,27 +264,37 @@ class Drill:
             self._stop.set()
             log = workload.stop()
             watcher.stop()
-            ticker.join()
+            if ticker.is_alive():  # not started when the workload could not start
+                ticker.join()
             ended = time.time()
         self._stop.clear()
-        report = self._report(log, watcher, started, ended, to_address)
-        report["failback"] = self._failback()
+        report: dict[str, Any] = {}
+        try:
+            if error is None:
+                report = self._report(log, watcher, started, ended, to_address)
+        finally:  # whatever went wrong, the lab is put back
+            failback = self._failback()
         if error is not None:
             raise error
+        report["failback"] = failback
         return report
 
-    def _await_first_ack(self, log: WorkloadLog, address: str) -> None:
+    def _await_first_ack(self, workload: Workload, address: str) -> None:
         if self.run_record is None or self.run_record.outcome != "ok":
             self.note("drill", f"the move to {self.to_site} did not finish: no recovery to "
                       "wait for")
             return
-        deadline = self.fault_at + self.options.recovery_timeout
-        while (first := log.first_ack_at(address, self.fault_at)) is None:
-            if time.time() >= deadline:
-                self.note("drill", f"no write acknowledged at {self.to_site} within "
-                          f"{self.options.recovery_timeout:g}s of the fault")
+        if workload.log.first_ack_at(address, self.fault_at) is None:
+            try:
+                workload.wait_events(
+                    lambda e: e.ok and e.is_write and e.address == address, 1,
+                    timeout=max(0.0, self.fault_at + self.options.recovery_timeout - time.time()),
+                    what=f"writes acknowledged at {self.to_site}")
+            except (TimeoutError, RuntimeError) as exc:
+                self.note("drill", f"no write acknowledged at {self.to_site}: {exc}")
                 return
-            self._stop.wait(0.1)
+        first = workload.log.first_ack_at(address, self.fault_at)
+        assert first is not None  # just waited for it
         self.note("workload", f"first write acknowledged at {self.to_site} "
                   f"(+{first - self.fault_at:.1f}s)", at=first)
 
@@ -297,10 +313,10 @@ class Drill:
 
     # -- figures --------------------------------------------------------------
 
-    def _lost(self, events: list[Event]) -> tuple[list[str], list[str], list[str]]:
+    def _lost(self, log: WorkloadLog) -> tuple[list[str], list[str], list[str]]:
         """(lost posts, lost media, notes), asked of the new primary's database and bucket."""
-        posts = [e.id for e in events if e.kind == "post" and e.ok and e.id]
-        media = [e.id for e in events if e.kind == "media" and e.ok and e.id]
+        posts = [e.id for e in log.acked_posts() if e.id]
+        media = [e.id for e in log.acked_media() if e.id]
         notes: list[str] = []
         endpoint = self.deployment.app_endpoint(self.to_site)
         lost_posts = missing_posts(endpoint, posts)
@@ -333,8 +349,9 @@ class Drill:
             detected = run.created if run else None
         else:
             detected = self.detection.at if self.detection else None
-        lost_posts, lost_media, notes = self._lost(events)
-        acked = sum(1 for e in events if e.is_write and e.ok)
+        lost_posts, lost_media, notes = self._lost(log)
+        acked_posts, acked_media = len(log.acked_posts()), len(log.acked_media())
+        acked = acked_posts + acked_media
         lost = len(lost_posts) + len(lost_media)
         objectives = self.deployment.config.objectives
         rto = since(rto_at, fault)
@@ -382,10 +399,10 @@ class Drill:
             "detection_seconds": since(detected, fault),
             "dns_switch_seconds": since(watcher.first_answer(to_address, fault), fault),
             "acked_writes": acked, "lost_writes": lost,
-            "lost_write_ids": (lost_posts + lost_media)[:50],
-            "acked_posts": sum(1 for e in events if e.kind == "post" and e.ok),
+            "lost_write_ids": lost_posts + lost_media,
+            "acked_posts": acked_posts,
             "lost_posts": len(lost_posts),
-            "acked_media": sum(1 for e in events if e.kind == "media" and e.ok),
+            "acked_media": acked_media,
             "lost_media": len(lost_media),
             "requests": len(events),
             "errors_by_cause": log.failures_by_cause(),
@@ -406,9 +423,6 @@ class Drill:
         """Rebuild the old site as a standby; unless told not to, move the primary back."""
         t0 = time.monotonic()
         done: list[str] = []
-        # Providers cache what they looked up (Route 53's zone id), and a site cut
-        # off comes back with new servers: the fail back starts from the file again.
-        self.deployment = Deployment(self.deployment.config, self.deployment.source)
         try:
             self.scenario.repair(self)
             new_primary = self._primary_now()
@@ -419,8 +433,9 @@ class Drill:
                 # The drill's move did not finish: finish it, as an SRE would.
                 self.note("failback", f"resuming run {run.id} ({run.plan.kind} to "
                           f"{run.plan.to_site})")
-                self.move(run.plan.kind, run.plan.from_site if run.plan.kind == "rejoin"
-                          else run.plan.to_site)
+                with run_lock(self.deployment):
+                    execute(self.deployment, run.plan, resume=run,
+                            progress=lambda m: self.say(f"engine: {m.strip()}"))
                 new_primary = self._primary_now()
             if self.options.failback and new_primary != self.from_site:
                 run = self.move("switchover", self.from_site)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from failover.drill.probes import Detection
 from failover.engine.journal import RunRecord
-from failover.engine.plan import PlanKind, Step
+from failover.engine.plan import Step
 from infra.providers.lab import LabCompute
 
 
@@ -34,7 +34,8 @@ class DrillContext(Protocol):
         """Write an event on the timeline (now)."""
 
     def move(
-        self, kind: PlanKind, target: str, *, accept_data_loss: bool = False,
+        self, kind: Literal["switchover", "promote"], target: str, *,
+        accept_data_loss: bool = False,
         before_step: Callable[[int, Step], None] | None = None,
     ) -> RunRecord | None:
         """Plan (or resume) and run a move with the engine; the run, or None if refused."""

@@ -305,9 +305,8 @@ class LabCompute:
         """SIGKILL every recorded process of the site: the provider cut it off."""
         records = self._site_records(site)
         count = sum(signal_tree(r, signal.SIGKILL) for r in records)
-        for record in records:
-            wait_for(lambda r=record: not is_alive(r), timeout=timeout,  # type: ignore[misc]
-                     what=f"{record.name} to die")
+        wait_for(lambda: not any(is_alive(r) for r in records), timeout=timeout,
+                 what=f"every process of {site} to die")
         log_event("compute.kill", site=site, processes=count)
         return f"killed {', '.join(r.name for r in records)} ({count} processes)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from failover.dns.records import Create, Delete, Record, Update
 from failover.dns.route53 import Route53Provider, load_credentials, translate
 from failover.exceptions import ConfigError, ProviderError
 from failover.secretfiles import write_private
+from infra.lab.moto import client as moto_client
 from tests.conftest import RunningLab, free_port
 from tests.failover.dns.conftest import Writer, route53_settings
 
@@ -128,3 +130,24 @@ def test_the_credentials_file_must_be_private(tmp_path: Path) -> None:
     path.write_text("[default]\naws_access_key_id = AKIA1\n")
     with pytest.raises(ConfigError, match="aws_secret_access_key"):
         load_credentials(path)
+
+
+def test_a_zone_created_again_is_found_again(lab: RunningLab) -> None:
+    """A zone deleted and created anew has a new id; the provider must not keep the old."""
+    zone = f"again-{free_port()}.test."
+    route53_api = moto_client(lab.layout, lab.secrets, lab.layout.route53_endpoint, "route53")
+
+    def create() -> str:
+        made = route53_api.create_hosted_zone(Name=zone, CallerReference=str(uuid.uuid4()))
+        return str(made["HostedZone"]["Id"])
+
+    first = create()
+    provider = Route53Provider("route53", route53_settings(lab, zone=zone))
+    record = Record(f"app.{zone}", "A", 5, ("127.0.10.1",))
+    assert provider.records([record.key]) == {}  # looks the zone up, keeps its id
+    route53_api.delete_hosted_zone(Id=first)
+    second = create()
+    assert second != first
+    provider.apply(provider.plan([record]))  # the old id is refused; the new one is found
+    assert provider.zone_id() == second
+    assert provider.verify([record]).ok
