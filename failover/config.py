@@ -77,6 +77,31 @@ class LabComputeConfig(_Strict):
 ComputeConfig = Annotated[LabComputeConfig, Field(discriminator="kind")]
 
 
+class Ec2ApiConfig(_Strict):
+    """A site's AWS account, watched through the EC2 API (``DescribeInstances``)."""
+
+    kind: Literal["ec2"]
+    endpoint_url: str | None = Field(None, description="another endpoint (moto in the lab)")
+    region: str = "us-east-1"
+    credentials_file: Path | None = Field(
+        None, description="AWS shared-credentials file, mode 0600; default: boto3's chain",
+    )
+    timeout: float = Field(5.0, gt=0, le=120, description="seconds to connect, and to read")
+
+
+class HcloudApiConfig(_Strict):
+    """A site's Hetzner Cloud project, watched through its API (``GET /servers``)."""
+
+    kind: Literal["hcloud"]
+    endpoint: str = Field("https://api.hetzner.cloud/v1",
+                          description="the API's base URL (the lab's fake in the lab)")
+    token_file: Path = Field(description="the project's API token, in a 0600 file")
+    timeout: float = Field(5.0, gt=0, le=120, description="seconds to connect, and to read")
+
+
+ProviderApiConfig = Annotated[Ec2ApiConfig | HcloudApiConfig, Field(discriminator="kind")]
+
+
 class SiteConfig(_Strict):
     """One deployment of the app on one provider in one place."""
 
@@ -88,6 +113,10 @@ class SiteConfig(_Strict):
     compute: ComputeConfig | None = Field(
         None, description="how the engine restarts and rebuilds the site's database server; "
         "without it, a former primary must be rejoined by hand",
+    )
+    api: ProviderApiConfig | None = Field(
+        None, description="the provider's API, probed by failover watch: a timeout or 5xx is "
+        "unhealthy, refused credentials or a blocked account are a termination signal",
     )
 
     @field_validator("app_url")
@@ -138,6 +167,80 @@ class Objectives(_Strict):
 DnsProviderConfig = Annotated[Rfc2136Settings | Route53Settings, Field(discriminator="kind")]
 
 
+class ProbeSettings(_Strict):
+    """How often one kind of probe looks, and how long one look may take."""
+
+    interval: float = Field(1.0, gt=0, le=3600, description="seconds between looks")
+    timeout: float = Field(1.0, gt=0, le=120, description="seconds one look may take")
+
+
+class VantageConfig(_Strict):
+    """A probe location with its own identity (in the lab: its own loopback address)."""
+
+    source_address: IPvAnyAddress | None = Field(
+        None, description="the local address the probes' connections leave from",
+    )
+
+
+class MailboxConfig(_Strict):
+    """An IMAP inbox where providers' abuse and termination letters arrive."""
+
+    host: str
+    port: int = Field(993, ge=1, le=65535)
+    tls: bool = Field(True, description="IMAP over TLS (993); false: plain IMAP, loopback only")
+    user: str
+    password_file: Path = Field(description="the mailbox password, in a 0600 file")
+    folder: str = "INBOX"
+    interval: float = Field(30.0, gt=0, description="seconds between polls")
+
+
+def _default_probes() -> dict[str, ProbeSettings]:
+    return {"http": ProbeSettings(), "database": ProbeSettings(), "dns": ProbeSettings(),
+            "api": ProbeSettings(interval=5.0, timeout=5.0)}
+
+
+class WatchConfig(_Strict):
+    """The controller (failover watch): what it probes, when it acts, where it listens."""
+
+    listen: str = Field("127.0.0.1:8470", description="host:port of the controller's HTTP API")
+    tick: float = Field(1.0, gt=0, le=60, description="seconds between decisions")
+    probes: dict[Literal["http", "database", "dns", "api"], ProbeSettings] = Field(
+        default_factory=_default_probes)
+    failures: int = Field(3, ge=1, le=100, description="failed looks in a row, at one vantage "
+                          "point, before that vantage point calls a site down")
+    quorum: int | None = Field(None, ge=1, description="vantage points that must agree a site "
+                               "is down (default: a majority)")
+    vantage_points: dict[str, VantageConfig] = Field(
+        default_factory=lambda: {"local": VantageConfig()}, min_length=1)
+    mode: Literal["auto", "approve"] = Field(
+        "auto", description="auto: act on a decision; approve: wait for failover approve RUN")
+    notice_margin_seconds: float = Field(
+        7200.0, ge=0, description="a planned move starts this long before a notice's deadline "
+        "(at once when less is left)")
+    accept_data_loss: bool = Field(
+        False, description="an emergency promote may lose writes the standby had not received")
+    webhook_secret_file: Path | None = Field(
+        None, description="the signed webhook's shared secret, in a 0600 file (or "
+        "$FAILOVER_WEBHOOK_SECRET)")
+    max_signature_age: float = Field(
+        300.0, gt=0, description="seconds a signed request stays fresh (older: stale)")
+    notify_url: str | None = Field(None, description="every decision is POSTed here, signed")
+    mailbox: MailboxConfig | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} must be host:port, e.g. 127.0.0.1:8470")
+        return value
+
+    @property
+    def needed(self) -> int:
+        """How many vantage points must agree that a site is down."""
+        return self.quorum or len(self.vantage_points) // 2 + 1
+
+
 class FailoverConfig(_Strict):
     """The whole deployment: sites, DNS providers, the zone, objectives."""
 
@@ -145,6 +248,7 @@ class FailoverConfig(_Strict):
     dns_providers: dict[str, DnsProviderConfig]
     dns: DnsConfig
     objectives: Objectives = Objectives()
+    watch: WatchConfig = WatchConfig()
     journal: Path = Field(description="the run journal (default: journal.sqlite beside the file)")
 
     @model_validator(mode="after")
@@ -174,6 +278,11 @@ class FailoverConfig(_Strict):
                         f"dns.records.{i}.type: {record.type} cannot carry the IPv"
                         f"{site.address.version} address {site.address} of site {name!r}"
                     )
+        if self.watch.quorum and self.watch.quorum > len(self.watch.vantage_points):
+            problems.append(
+                f"watch.quorum: {self.watch.quorum} is more than the "
+                f"{len(self.watch.vantage_points)} vantage points there are"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -188,7 +297,7 @@ class FailoverConfig(_Strict):
             ) from None
 
 
-DISCRIMINATOR_TAGS = frozenset({"rfc2136", "route53", "lab"})  # the `kind` values
+DISCRIMINATOR_TAGS = frozenset({"rfc2136", "route53", "lab", "ec2", "hcloud"})  # the `kind` values
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -198,7 +307,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-PATH_KEYS = ("file", "state_dir", "journal")
+PATH_KEYS = ("file", "state_dir", "journal")  # *_file, e.g. token_file, password_file
 
 
 def resolve_paths(data: Any, base: Path) -> Any:

@@ -40,6 +40,7 @@ def resumable(deployment: Deployment, kind: PlanKind, site: str) -> RunRecord | 
         "switchover": f"failover switchover --to {run.plan.to_site}",
         "promote": f"failover promote --site {run.plan.to_site}",
         "rejoin": f"failover rejoin --site {run.plan.from_site}",
+        "prepare": f"failover watch (it prepares the move to {run.plan.to_site})",
     }[run.plan.kind]
     raise UnsafePlan(
         f"run {run.id} ({run.plan.kind} {run.plan.from_site} -> {run.plan.to_site}) did not "
@@ -137,14 +138,33 @@ def plan_switchover(deployment: Deployment, target: str, topology: Topology) -> 
     return Plan("switchover", source, target, tuple(steps), tuple(notes))
 
 
+def plan_prepare(deployment: Deployment, target: str, topology: Topology) -> Plan:
+    """What a notice starts at once, ahead of the planned move: the switchover's first steps.
+
+    Lower the TTL, copy the objects, make replication synchronous: from then
+    on no acknowledged write is missing at ``target``, so an emergency before
+    the move loses nothing, and the move itself has little left to do.
+    """
+    move = plan_switchover(deployment, target, topology)
+    first = ("check_switchover", "lower_ttl", "sync_objects", "synchronous_replication")
+    steps = tuple(s for s in move.steps if s.action in first)[:len(first)]
+    return Plan("prepare", move.from_site, target, steps)
+
+
 def _was_synchronous(deployment: Deployment, target: str) -> bool:
-    """Whether the last run left replication to ``target`` synchronous (a move under way)."""
+    """Whether the last run left replication to ``target`` synchronous (a move under way).
+
+    A switchover that got as far as synchronous replication but not as far as
+    its promote, or a preparation that finished, leaves it so.
+    """
     last = deployment.journal.last()
-    if last is None or last.finished or last.plan.kind != "switchover":
+    if last is None or last.plan.to_site != target:
         return False
     steps = {s.action: s.outcome for s in last.steps()}
-    return (last.plan.to_site == target and steps.get("synchronous_replication") == "ok"
-            and steps.get("promote") != "ok")
+    if last.plan.kind == "prepare":
+        return last.outcome == "ok"
+    return (last.plan.kind == "switchover" and not last.finished
+            and steps.get("synchronous_replication") == "ok" and steps.get("promote") != "ok")
 
 
 def plan_promote(

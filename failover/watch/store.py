@@ -1,0 +1,144 @@
+"""What the controller must not forget across its own restart: notices, moves, decisions.
+
+One SQLite file beside the run journal (``watch.sqlite``, 0600). Notices are
+kept by their stable id, so the same notice heard twice (a letter and a
+webhook, or a webhook retried) is one row. A move is the controller's
+promise to act (scheduled, prepared, proposed, approved, started, done);
+``failover approve`` writes its approval here, so it lands even while the
+controller restarts. Decisions are appended for ``/v1/status`` and the drill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from failover.exceptions import ConfigError, FailoverError
+from failover.watch.policy import ACTIVE, Decision, Move
+from failover.watch.signals import Notice
+
+STORE_FILE_NAME = "watch.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS notices (
+    id TEXT PRIMARY KEY, provider TEXT NOT NULL, deadline REAL NOT NULL, data TEXT NOT NULL,
+    handled_by TEXT
+);
+CREATE TABLE IF NOT EXISTS moves (id TEXT PRIMARY KEY, state TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, action TEXT NOT NULL,
+    sentence TEXT NOT NULL, data TEXT NOT NULL
+);
+"""
+
+
+class NotApprovable(FailoverError):
+    """``failover approve`` named a move that is not waiting for approval."""
+
+
+def store_path(journal: Path) -> Path:
+    """Where the controller's store lives: beside the journal."""
+    return journal.with_name(STORE_FILE_NAME)
+
+
+def _move(data: str) -> Move:
+    return Move(**json.loads(data))
+
+
+class WatchStore:
+    """The controller's memory; every method opens its own short connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open the controller's store {self.path}: {exc}") from None
+        with closing(conn):
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+            yield conn
+
+    # -- notices ----------------------------------------------------------------
+
+    def add_notice(self, notice: Notice) -> bool:
+        """Keep a notice; False when one with its id was already kept."""
+        if not notice.received:
+            notice = replace(notice, received=time.time())
+        with self._db() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO notices (id, provider, deadline, data) VALUES (?, ?, ?, ?)",
+                (notice.id, notice.provider, notice.deadline, json.dumps(notice.to_dict())))
+            return cursor.rowcount == 1
+
+    def notices(self, *, pending: bool = True) -> list[Notice]:
+        """The notices kept (only those no finished move has answered, by default)."""
+        query = "SELECT data FROM notices" + (" WHERE handled_by IS NULL" if pending else "")
+        with self._db() as db:
+            rows = db.execute(query + " ORDER BY deadline").fetchall()
+        return [Notice.from_dict(json.loads(r[0])) for r in rows]
+
+    # -- moves ------------------------------------------------------------------
+
+    def save_move(self, move: Move) -> None:
+        """Record a move, or its new state; a finished move answers its provider's notices."""
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO moves (id, state, data) VALUES (?, ?, ?)",
+                       (move.id, move.state, json.dumps(asdict(move))))
+            if move.state == "done":
+                db.execute("UPDATE notices SET handled_by = ? WHERE provider = ? AND "
+                           "handled_by IS NULL", (move.id, move.provider))
+
+    def move(self, move_id: str) -> Move | None:
+        """One move by id."""
+        with self._db() as db:
+            row = db.execute("SELECT data FROM moves WHERE id = ?", (move_id,)).fetchone()
+        return None if row is None else _move(row[0])
+
+    def moves(self, *, active: bool = True) -> list[Move]:
+        """The moves still to happen or under way (or every move), oldest first."""
+        with self._db() as db:
+            rows = db.execute("SELECT data, state FROM moves ORDER BY rowid").fetchall()
+        return [_move(d) for d, state in rows if not active or state in ACTIVE]
+
+    def approve(self, move_id: str) -> Move:
+        """Approve a proposed move (``failover approve``)."""
+        move = self.move(move_id)
+        if move is None:
+            known = ", ".join(m.id for m in self.moves() if m.state == "proposed") or "none"
+            raise NotApprovable(f"no move {move_id!r} is known to the controller; waiting for "
+                                f"approval: {known}")
+        if move.state != "proposed":
+            raise NotApprovable(f"move {move_id} is {move.state}, not waiting for approval")
+        approved = replace(move, state="approved", approved=time.time())
+        self.save_move(approved)
+        return approved
+
+    # -- decisions --------------------------------------------------------------
+
+    def add_decision(self, at: float, decision: Decision) -> None:
+        """Append a decision (the controller keeps only changes, not every tick's)."""
+        with self._db() as db:
+            db.execute("INSERT INTO decisions (at, action, sentence, data) VALUES (?, ?, ?, ?)",
+                       (at, decision.action, decision.sentence,
+                        json.dumps(decision.to_dict(), default=str)))
+
+    def decisions(self, limit: int = 20, since: float = 0.0) -> list[dict[str, Any]]:
+        """The newest decisions, oldest first."""
+        with self._db() as db:
+            rows = db.execute("SELECT at, action, sentence, data FROM decisions WHERE at >= ? "
+                              "ORDER BY seq DESC LIMIT ?", (since, limit)).fetchall()
+        return [{"at": at, "action": action, "sentence": sentence, **json.loads(data)}
+                for at, action, sentence, data in reversed(rows)]
