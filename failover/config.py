@@ -194,7 +194,10 @@ class MailboxConfig(_Strict):
     interval: float = Field(30.0, gt=0, description="seconds between polls")
 
 
-def _default_probes() -> dict[str, ProbeSettings]:
+ProbeName = Literal["http", "database", "dns", "api"]
+
+
+def _default_probes() -> dict[ProbeName, ProbeSettings]:
     return {"http": ProbeSettings(), "database": ProbeSettings(), "dns": ProbeSettings(),
             "api": ProbeSettings(interval=5.0, timeout=5.0)}
 
@@ -204,7 +207,7 @@ class WatchConfig(_Strict):
 
     listen: str = Field("127.0.0.1:8470", description="host:port of the controller's HTTP API")
     tick: float = Field(1.0, gt=0, le=60, description="seconds between decisions")
-    probes: dict[Literal["http", "database", "dns", "api"], ProbeSettings] = Field(
+    probes: dict[ProbeName, ProbeSettings] = Field(
         default_factory=_default_probes)
     failures: int = Field(3, ge=1, le=100, description="failed looks in a row, at one vantage "
                           "point, before that vantage point calls a site down")

@@ -25,18 +25,21 @@ def wait_for(
     interval: float = 0.05,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
 ) -> T:
     """Call ``probe`` until it returns a truthy value and return that value.
 
-    Exceptions from ``probe`` count as "not yet" (a server that is still
-    starting refuses connections); the last one is named in the timeout.
+    Exceptions of ``retry_on`` from ``probe`` count as "not yet" (a server
+    that is still starting refuses connections); the last one is named in the
+    timeout. Any other exception ends the wait at once: a probe that knows
+    the wait is hopeless (the process it waits on died) says so by raising.
     """
     deadline = clock() + timeout
     last_error: BaseException | None = None
     while True:
         try:
             result = probe()
-        except Exception as exc:  # a starting server fails in many ways; keep polling
+        except retry_on as exc:  # a starting server fails in many ways; keep polling
             last_error = exc
             result = None
         if result:

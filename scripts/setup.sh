@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent setup: the Debian servers the lab needs, the venv, the package.
+# Idempotent setup: the Debian servers the lab and tests need, the venv, the package.
 # As root, missing Debian packages are installed; otherwise the exact command is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,8 @@ for bin in /usr/lib/postgresql/*/bin; do
   fi
 done
 [ "$pg_ok" = yes ] || need+=(postgresql)
+# The mailbox tests run a private dovecot (IMAP) on loopback.
+[ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then

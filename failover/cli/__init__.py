@@ -6,10 +6,13 @@ from failover.cli.base import cli
 from failover.cli.drill import drill
 from failover.cli.engine import COMMANDS
 from failover.cli.lab import lab
+from failover.cli.signal import signal
+from failover.cli.watch import COMMANDS as WATCH_COMMANDS
 
 cli.add_command(lab)
 cli.add_command(drill)
-for command in COMMANDS:
+cli.add_command(signal)
+for command in (*COMMANDS, *WATCH_COMMANDS):
     cli.add_command(command)
 
 

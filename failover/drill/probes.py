@@ -1,11 +1,9 @@
-"""What the drill watches while a fault plays out: DNS answers, and the primary's life.
+"""What the drill watches while a fault plays out: the DNS answers.
 
 ``DnsWatcher`` asks the authoritative servers the clients use, without a
 cache, and notes when each answer changed: the moment the servers first name
-the new site is the drill's DNS switch. ``wait_until_down`` is the drill's
-stand-in for the controller's detection (issue 5 brings the real one): the
-primary's database probed on a fixed interval until it fails several times
-in a row.
+the new site is the drill's DNS switch. (Detection is the controller's:
+``failover watch``, run by the drill.)
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from failover.data.postgres import PgEndpoint
 from failover.drill.resolver import CachingResolver, ResolveError
 
 
@@ -79,41 +76,3 @@ class DnsWatcher:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._look()
-
-
-@dataclass(frozen=True)
-class Detection:
-    """The drill's stand-in detector found the primary gone."""
-
-    at: float  # time.time() of the last failed probe
-    probes: int  # how many probes it took
-    reason: str
-
-
-def wait_until_down(
-    endpoint: PgEndpoint, *, interval: float = 1.0, timeout: float = 1.0,
-    failures: int = 3, give_up: float = 60.0, stop: threading.Event | None = None,
-) -> Detection | None:
-    """Probe the database every ``interval`` until ``failures`` probes in a row fail.
-
-    A probe is the protocol's first exchange (``PgEndpoint.answers``), so a
-    frozen server fails it in ``timeout`` and a dead one at once. Returns None
-    when ``give_up`` seconds pass (or ``stop`` is set) without a detection.
-    """
-    stop = stop or threading.Event()
-    deadline = time.monotonic() + give_up
-    in_a_row, probes = 0, 0
-    next_at = time.monotonic()
-    while time.monotonic() < deadline:
-        probes += 1
-        why = endpoint.answers(timeout)
-        if why is None:
-            in_a_row = 0
-        else:
-            in_a_row += 1
-            if in_a_row >= failures:
-                return Detection(time.time(), probes, why)
-        next_at += interval
-        if stop.wait(max(0.0, next_at - time.monotonic())):
-            return None
-    return None

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from failover.data import objects
 from failover.drill import measure
-from failover.drill.probes import Detection, DnsWatcher, wait_until_down
+from failover.drill.controller import DrillController
+from failover.drill.probes import DnsWatcher
 from failover.drill.resolver import CachingResolver
 from failover.drill.scenarios import SCENARIOS, Scenario
 from failover.drill.workload import (
@@ -42,6 +43,7 @@ from failover.engine.plans import (
     plan_switchover,
 )
 from failover.exceptions import FailoverError, StepFailed, UnsafePlan
+from failover.watch.signals import Notice
 from infra.providers.lab import LabCompute
 
 Progress = Callable[[str], None]
@@ -62,23 +64,17 @@ class DrillOptions:
     notice_seconds: float = 60.0  # termination-notice: from the notice to the cut-off
     warmup_seconds: float = 5.0  # of steady load before the fault: the baseline
     settle_seconds: float = 5.0  # of load after recovery (after the cut-off, for a notice)
-    recovery_timeout: float = 120.0  # fault -> first write acknowledged at the new primary
-    probe_interval: float = 1.0  # the stand-in detector's probes
-    probe_timeout: float = 1.0
-    probe_failures: int = 3
-    refusal_patience: float = 30.0  # how long a refused move is asked again
+    recovery_timeout: float = 120.0  # fault -> the move ended / first write at the new primary
+    refusal_patience: float = 30.0  # how long a refused move by hand is asked again
     failback: bool = True
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
             raise DrillRefused(f"unknown scenario {self.scenario!r}; choose one of "
                                f"{', '.join(SCENARIOS)}")
-        for name in ("notice_seconds", "warmup_seconds", "settle_seconds", "recovery_timeout",
-                     "probe_interval", "probe_timeout"):
+        for name in ("notice_seconds", "warmup_seconds", "settle_seconds", "recovery_timeout"):
             if getattr(self, name) <= 0:
                 raise DrillRefused(f"{name.replace('_', ' ')} must be positive")
-        if self.probe_failures < 1:
-            raise DrillRefused("probe failures must be at least 1")
 
 
 def _elapsed(t0: float) -> str:
@@ -99,7 +95,7 @@ class Drill:
         self._t0 = time.monotonic()
         self.timeline: list[tuple[float, str, str]] = []
         self.fault_at = 0.0
-        self.detection: Detection | None = None
+        self.detected_at: float | None = None  # the controller's first decision to act
         self.run_record: RunRecord | None = None
         self.refusals: list[str] = []
         self._stop = threading.Event()
@@ -111,6 +107,8 @@ class Drill:
                 "drills inject their faults into the lab (failover lab up)"
             )
         self.compute = compute
+        self.controller = DrillController(
+            deployment, deployment.config.journal.parent / "logs" / "watch-drill.log")
 
     # -- DrillContext: what scenarios use -----------------------------------
 
@@ -168,15 +166,29 @@ class Drill:
                     return None
                 self._stop.wait(0.2)
 
-    def detect(self) -> Detection | None:
-        """The stand-in detector: the primary's database probed until it fails N times."""
-        found = wait_until_down(
-            self.deployment.endpoint(self.from_site), interval=self.options.probe_interval,
-            timeout=self.options.probe_timeout, failures=self.options.probe_failures,
-            give_up=self.options.recovery_timeout, stop=self._stop,
-        )
-        self.detection = found
-        return found
+    def signal(self, notice: Notice) -> str:
+        """Deliver a notice to the controller by its signed webhook."""
+        answer = self.controller.signal(notice)
+        return f"delivered by signed webhook (notice {answer['notice']['id']})"
+
+    def await_move(self, kinds: tuple[str, ...]) -> RunRecord | None:
+        """Wait for the controller to detect the fault and finish its move."""
+        run = self.controller.await_run(self.fault_at, kinds, self.options.recovery_timeout)
+        decision = self.controller.first_decision(self.fault_at)
+        if decision is not None:
+            self.detected_at = decision["at"]
+            self.note("controller", decision["sentence"], at=decision["at"])
+        if run is None:
+            self.note("controller", f"no {'/'.join(kinds)} was run in "
+                      f"{self.options.recovery_timeout:g}s")
+        else:
+            self.note("controller", f"{run.plan.kind} {run.plan.from_site} -> "
+                      f"{run.plan.to_site}: {run.outcome} (run {run.id})")
+        return run
+
+    def provider(self, site: str) -> str:
+        """The provider a site runs at."""
+        return self.deployment.config.site(site).provider
 
     def wait_until(self, at: float) -> None:
         """Let the workload run until ``at`` (time.time())."""
@@ -241,6 +253,8 @@ class Drill:
                  f"{opts.workload.users} users, {opts.workload.rate:g} requests/s")
         error: BaseException | None = None
         try:
+            if self.scenario.watched:
+                self.note("drill", self.controller.start())
             workload.start()
             watcher.start()
             ticker.start()
@@ -262,6 +276,8 @@ class Drill:
             error = exc
         finally:
             self._stop.set()
+            if self.scenario.watched:  # before the fail back, which it must not fight
+                self.note("drill", self.controller.stop())
             log = workload.stop()
             watcher.stop()
             if ticker.is_alive():  # not started when the workload could not start
@@ -345,10 +361,7 @@ class Drill:
         since = measure.seconds_after
         rto_at = log.first_ack_at(to_address, fault)
         unavailable, longest = measure.write_unavailability(events, fault, ended)
-        if self.scenario.planned:
-            detected = run.created if run else None
-        else:
-            detected = self.detection.at if self.detection else None
+        detected = self.detected_at or (run.created if run else None)
         lost_posts, lost_media, notes = self._lost(log)
         acked_posts, acked_media = len(log.acked_posts()), len(log.acked_media())
         acked = acked_posts + acked_media

@@ -1,12 +1,12 @@
 """The faults a drill injects, and how the engine is let act on each.
 
 A scenario does three things with the drill's hands (``DrillContext``):
-``inject`` the fault at t=0, ``act`` as the operator or the controller would
-(a planned switchover on a notice; detection, then the emergency promote,
-when a site goes dark), and ``repair`` what it broke so that the old site can
-be rebuilt as a standby and the drill can fail back. Until the controller
-exists (``failover watch``), detection here is the drill's own stand-in: the
-primary's database probed every second, three failures in a row.
+``inject`` the fault at t=0 (or deliver the notice), ``act``: mostly, wait
+for the controller (a real ``failover watch`` the drill runs) to detect it
+and move, and ``repair`` what it broke so that the old site can be rebuilt
+as a standby and the drill can fail back. Only ``dns-provider-loss`` acts as
+an operator would, by hand, since its second fault must land inside a
+switchover's promote step.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from failover.drill.probes import Detection
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Step
+from failover.watch.signals import Notice
 from infra.providers.lab import LabCompute
 
 
@@ -40,14 +40,20 @@ class DrillContext(Protocol):
     ) -> RunRecord | None:
         """Plan (or resume) and run a move with the engine; the run, or None if refused."""
 
-    def detect(self) -> Detection | None:
-        """Wait until the drill's stand-in detector finds the primary gone."""
+    def signal(self, notice: Notice) -> str:
+        """Deliver a notice to the controller by its signed webhook; a line for the timeline."""
+
+    def await_move(self, kinds: tuple[str, ...]) -> RunRecord | None:
+        """Wait for the controller's move (a run of one of ``kinds``) to end; None if none."""
 
     def wait_until(self, at: float) -> None:
         """Keep the workload going until time.time() reaches ``at``."""
 
     def lost_dns_provider(self) -> str:
         """The lab process that serves the DNS provider the drill takes away."""
+
+    def provider(self, site: str) -> str:
+        """The provider a site runs at."""
 
 
 @dataclass
@@ -60,17 +66,22 @@ class Scenario:
     inject: Callable[[DrillContext], str]
     act: Callable[[DrillContext], RunRecord | None]
     repair: Callable[[DrillContext], None] = field(default=lambda _ctx: None)
+    watched: bool = True  # the controller runs, detects and acts
 
 
 # -- termination notice -------------------------------------------------------
 
 def _notice(ctx: DrillContext) -> str:
-    return (f"termination notice: {ctx.from_site} ends service in "
-            f"{ctx.notice_seconds:g}s; its processes are killed then")
+    provider = ctx.provider(ctx.from_site)
+    notice = Notice(provider, ctx.fault_at + ctx.notice_seconds, "webhook",
+                    f"drill: {provider} ends service for {ctx.from_site} in "
+                    f"{ctx.notice_seconds:g}s", reference=f"drill-{ctx.fault_at:.0f}")
+    return (f"termination notice: {ctx.signal(notice)}; {ctx.from_site}'s processes are "
+            "killed at the deadline")
 
 
 def _switch_then_cut(ctx: DrillContext) -> RunRecord | None:
-    run = ctx.move("switchover", ctx.to_site)
+    run = ctx.await_move(("switchover",))
     ctx.wait_until(ctx.fault_at + ctx.notice_seconds)
     ctx.note("drill", f"deadline: {ctx.compute.kill_site(ctx.from_site)}")
     return run
@@ -86,16 +97,26 @@ def _crash(ctx: DrillContext) -> str:
     return f"{ctx.from_site}'s database crashes: {ctx.compute.crash_database(ctx.from_site)}"
 
 
-def _detect_then_promote(ctx: DrillContext) -> RunRecord | None:
-    found = ctx.detect()
-    if found is None:
-        ctx.note("drill", f"{ctx.from_site} was never detected as gone; nothing promoted")
-        return None
-    ctx.note("detector", f"{ctx.from_site} is gone: {found.probes} probes, the last: "
-             f"{found.reason}")
-    # The drill measures what an emergency loses, so it accepts the loss the
-    # engine would otherwise refuse, and counts it against the RPO objective.
-    return ctx.move("promote", ctx.to_site, accept_data_loss=True)
+def _promoted(ctx: DrillContext) -> RunRecord | None:
+    # The lab's controller accepts the loss an emergency may bring
+    # (watch.accept_data_loss), so the drill can measure it against the RPO.
+    return ctx.await_move(("promote",))
+
+
+# -- credentials revoked ------------------------------------------------------------
+
+def _revoke(ctx: DrillContext) -> str:
+    return (f"{ctx.provider(ctx.from_site)} refuses the account: "
+            f"{ctx.compute.revoke_api_credentials(ctx.from_site)}")
+
+
+def _moved(ctx: DrillContext) -> RunRecord | None:
+    # The database still answers: the controller's switchover loses nothing.
+    return ctx.await_move(("switchover", "promote"))
+
+
+def _restore_credentials(ctx: DrillContext) -> None:
+    ctx.note("drill", ctx.compute.restore_api_credentials(ctx.from_site))
 
 
 # -- DNS provider loss --------------------------------------------------------------
@@ -125,27 +146,35 @@ SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (
         Scenario(
             "termination-notice",
-            "the provider announces the end of service at a deadline: planned switchover, "
-            "then the old site is cut off (killed) at the deadline",
+            "the provider announces the end of service at a deadline (a signed webhook to the "
+            "controller): its switchover, then the old site is cut off (killed) at the deadline",
             planned=True, inject=_notice, act=_switch_then_cut,
         ),
         Scenario(
             "provider-blackout",
             "the primary site stops answering without warning (every process SIGSTOPped, "
-            "so connections hang): detection, then the emergency promote",
-            planned=False, inject=_freeze, act=_detect_then_promote,
+            "so connections hang): the controller detects it and promotes the standby",
+            planned=False, inject=_freeze, act=_promoted,
         ),
         Scenario(
             "db-primary-crash",
-            "only the primary's PostgreSQL dies (SIGKILL): detection, then the emergency "
-            "promote",
-            planned=False, inject=_crash, act=_detect_then_promote,
+            "only the primary's PostgreSQL dies (SIGKILL): the controller detects it and "
+            "promotes the standby",
+            planned=False, inject=_crash, act=_promoted,
         ),
         Scenario(
             "dns-provider-loss",
             "one DNS provider (the lab's Route 53) stops answering during a planned "
-            "switchover: the others are switched, the lost one is reported",
+            "switchover (by hand, no controller): the others are switched, the lost one is "
+            "reported",
             planned=True, inject=_plain_notice, act=_switch_losing_dns, repair=_thaw_dns,
+            watched=False,
+        ),
+        Scenario(
+            "credentials-revoked",
+            "the primary's provider API starts refusing our credentials (the account is "
+            "blocked): the controller takes it as a termination and switches over",
+            planned=True, inject=_revoke, act=_moved, repair=_restore_credentials,
         ),
     )
 }

@@ -326,6 +326,7 @@ def _all_well(snapshot: Snapshot, primary: str) -> str:
         up = sum(1 for v in vantages if (looks := snapshot.looks("http", site, v))
                  and looks[-1].ok)
         db = snapshot.latest("database", site)
-        role = db.facts.get("role", "?") if db is not None and db.ok else "unreachable"
+        role = ("not yet probed" if db is None else db.facts.get("role", "?") if db.ok
+                else "unreachable")
         parts.append(f"{site} ({role}) app up at {up}/{len(vantages)}")
     return f"all well: primary {primary}; " + "; ".join(parts)

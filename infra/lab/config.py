@@ -6,19 +6,71 @@ lab through exactly the same configuration a real deployment would have.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from failover.config import CONFIG_FILE_NAME, JOURNAL_FILE_NAME
-from infra.lab.layout import PRIMARY_SITE, STANDBY_SITE, LabLayout
+from infra.lab.layout import (
+    EC2_SITE,
+    HCLOUD_SITE,
+    PRIMARY_SITE,
+    STANDBY_SITE,
+    VANTAGE_OCTETS,
+    LabLayout,
+)
 from infra.lab.paths import LabPaths
-from infra.lab.secrets import aws_credentials_file, pgpass_file
+from infra.lab.secrets import (
+    aws_credentials_file,
+    ec2_credentials_file,
+    hcloud_token_file,
+    pgpass_file,
+    webhook_secret_file,
+)
 
 OBJECTIVES = {"rto_seconds": 15.0, "rpo_writes": 0}
 # The records' TTL stays the layout's (5 s: what clients cache when there was
 # no warning); ahead of a planned move it drops to 1 s, so the cut is quick.
 LOW_TTL = 1
+# The controller looks every second (the provider APIs every two) and calls a
+# site down after three failed looks in a row, at a majority of vantage points.
+PROBES = {"http": {"interval": 1, "timeout": 1}, "database": {"interval": 1, "timeout": 1},
+          "dns": {"interval": 1, "timeout": 1}, "api": {"interval": 2, "timeout": 2}}
+FAILURES = 3
+API_TIMEOUT = 2
+
+
+def _relative(paths: LabPaths, path: Path) -> str:
+    return str(path.relative_to(paths.root))
+
+
+def _api(layout: LabLayout, paths: LabPaths, site: str) -> dict[str, Any] | None:
+    """How the controller watches a site's provider account (its API), if it has one."""
+    if site == EC2_SITE:
+        return {"kind": "ec2", "endpoint_url": layout.ec2_endpoint, "region": layout.region,
+                "credentials_file": _relative(paths, ec2_credentials_file(paths)),
+                "timeout": API_TIMEOUT}
+    if site == HCLOUD_SITE:
+        return {"kind": "hcloud", "endpoint": layout.hcloud_endpoint,
+                "token_file": _relative(paths, hcloud_token_file(paths)),
+                "timeout": API_TIMEOUT}
+    return None
+
+
+def _watch(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
+    """The controller's section: where it listens, where it probes from, how it judges."""
+    return {
+        "listen": f"{layout.watch_address}:{layout.watch_port}",
+        "vantage_points": {name: {"source_address": layout.vantage_address(name)}
+                           for name in VANTAGE_OCTETS},
+        "webhook_secret_file": _relative(paths, webhook_secret_file(paths)),
+        # The lab measures what an emergency loses, so the controller may promote
+        # a standby that had not received everything instead of refusing.
+        "accept_data_loss": True,
+        "probes": PROBES,
+        "failures": FAILURES,
+    }
 
 
 def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
@@ -37,6 +89,7 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
                         "region": layout.region, "credentials_file": credentials,
                         "timeout": 5},
             "compute": {"kind": "lab", "state_dir": "."},
+            "api": _api(layout, paths, site),
         }
         for site in (PRIMARY_SITE, STANDBY_SITE)
     }
@@ -55,6 +108,7 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
         "dns": {"zone": layout.zone, "low_ttl": LOW_TTL,
                 "records": [{"name": layout.app_label, "type": "A", "ttl": layout.ttl}]},
         "objectives": OBJECTIVES,
+        "watch": _watch(layout, paths),
         "journal": JOURNAL_FILE_NAME,
     }
 

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,10 +25,17 @@ from typing import Any
 from failover.config import CONFIG_FILE_NAME, JOURNAL_FILE_NAME
 from failover.exceptions import FailoverError
 from failover.waiting import WaitTimeout, wait_for
-from infra.lab import bind, moto, refapp
+from infra.lab import bind, ec2, hcloud_api, moto, refapp
 from infra.lab.config import write_lab_config
 from infra.lab.exceptions import LabError, LabNotRunning
-from infra.lab.layout import PRIMARY_SITE, ROUTE53_PART, STANDBY_SITE, LabLayout
+from infra.lab.layout import (
+    EC2_PART,
+    HCLOUD_PART,
+    PRIMARY_SITE,
+    ROUTE53_PART,
+    STANDBY_SITE,
+    LabLayout,
+)
 from infra.lab.paths import LabPaths
 from infra.lab.postgres import LabPostgres
 from infra.lab.processes import ProcessRecord, is_alive, log_tail, stop
@@ -190,6 +198,13 @@ class Lab:
                             f"port {existing.layout.dns_port}) runs in {self.paths.root}; "
                             "stop it first (failover lab down) or use another --state-dir"
                         )
+                    missing = [part for part, _, _ in layout.listeners()
+                               if existing.process(part) is None]
+                    if missing:  # started by an older version of this tool
+                        raise LabError(
+                            f"the lab in {self.paths.root} has no {', '.join(missing)}; "
+                            "restart it: failover lab down && failover lab up"
+                        )
                     return existing, False
                 if alive:
                     raise LabError(
@@ -250,27 +265,46 @@ class Lab:
         motos = [f"moto@{PRIMARY_SITE}", f"moto@{STANDBY_SITE}", ROUTE53_PART]
         for part in motos:
             started(moto.start(layout, paths, part), moto.endpoint(layout, part))
-        pg.initdb(PRIMARY_SITE)
-        say(f"initialised postgres@{PRIMARY_SITE} (data checksums on)")
-        started(pg.start(PRIMARY_SITE), f"{layout.address(PRIMARY_SITE)}:{layout.postgres_port}")
-        bind.configure(layout, paths, secrets.tsig, layout.address(PRIMARY_SITE), dns_user)
-        started(bind.start(str(named), paths, dns_user), f"{layout.dns_address}:{layout.dns_port}")
+        started(ec2.start(layout, paths), layout.ec2_endpoint)
+        started(hcloud_api.start(layout, paths), f"{layout.hcloud_endpoint} (a fake)")
+        # EC2's first call costs moto a second or two of its own work, so the account
+        # is seeded in a thread beside the databases' start rather than after it.
+        # Leaving the block waits for the thread: no seeding outlives a failed start.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-ec2") as beside:
+            seeding = beside.submit(self._seed_ec2, state, secrets)
+            try:
+                pg.initdb(PRIMARY_SITE)
+                say(f"initialised postgres@{PRIMARY_SITE} (data checksums on)")
+                started(pg.start(PRIMARY_SITE),
+                        f"{layout.address(PRIMARY_SITE)}:{layout.postgres_port}")
+                bind.configure(layout, paths, secrets.tsig, layout.address(PRIMARY_SITE),
+                               dns_user)
+                started(bind.start(str(named), paths, dns_user),
+                        f"{layout.dns_address}:{layout.dns_port}")
 
-        self._await(state, f"postgres@{PRIMARY_SITE}", partial(pg.wait_ready, PRIMARY_SITE))
-        pg.bootstrap(PRIMARY_SITE)
-        pg.base_backup(STANDBY_SITE, PRIMARY_SITE)
-        say(f"base backup of postgres@{PRIMARY_SITE} made for postgres@{STANDBY_SITE}")
-        started(pg.start(STANDBY_SITE), f"{layout.address(STANDBY_SITE)}:{layout.postgres_port}")
-
-        for part in motos:
-            self._await(state, part, partial(moto.wait_ready, layout, part))
-        for site in (PRIMARY_SITE, STANDBY_SITE):
-            moto.create_bucket(layout, secrets, site)
-        moto.create_zone(layout, secrets, layout.route53_endpoint, layout.address(PRIMARY_SITE))
-        say(f"created buckets and the Route 53 zone {layout.zone} at {ROUTE53_PART}")
+                self._await(state, f"postgres@{PRIMARY_SITE}",
+                            partial(pg.wait_ready, PRIMARY_SITE))
+                pg.bootstrap(PRIMARY_SITE)
+                pg.base_backup(STANDBY_SITE, PRIMARY_SITE)
+                say(f"base backup of postgres@{PRIMARY_SITE} made for postgres@{STANDBY_SITE}")
+                started(pg.start(STANDBY_SITE),
+                        f"{layout.address(STANDBY_SITE)}:{layout.postgres_port}")
+            finally:
+                seeding.cancel()  # not begun yet (a failure at once): it never will be
+            for part in motos:
+                self._await(state, part, partial(moto.wait_ready, layout, part))
+            for site in (PRIMARY_SITE, STANDBY_SITE):
+                moto.create_bucket(layout, secrets, site)
+            moto.create_zone(layout, secrets, layout.route53_endpoint,
+                             layout.address(PRIMARY_SITE))
+            say(f"created buckets and the Route 53 zone {layout.zone} at {ROUTE53_PART}")
+            say(f"created the controller's IAM key and instance {seeding.result()} "
+                f"({ec2.INSTANCE_NAME}) at {EC2_PART}; IAM enforced")
 
         for site in (PRIMARY_SITE, STANDBY_SITE):
             started(refapp.start(layout, paths, site), layout.app_url(site))
+        self._await(state, HCLOUD_PART, partial(hcloud_api.wait_ready, layout, secrets))
+        say(f"{HCLOUD_PART} (a fake) serves a project with server {hcloud_api.server_name()}")
         self._await(state, "bind9", partial(bind.wait_ready, layout))
         self._await(state, f"postgres@{STANDBY_SITE}",
                     partial(pg.wait_streaming, PRIMARY_SITE, STANDBY_SITE))
@@ -280,6 +314,11 @@ class Lab:
         state.complete = True
         self._save(state)
         say("lab is up")
+
+    def _seed_ec2(self, state: LabState, secrets: LabSecrets) -> str:
+        """Wait for ec2@aws, seed its account and enforce IAM; returns the instance's id."""
+        self._await(state, EC2_PART, partial(ec2.wait_ready, state.layout))
+        return ec2.seed(state.layout, self.paths, secrets, timeout=10.0)
 
     def _await(
         self, state: LabState, name: str, wait: Callable[..., None], timeout: float = 30.0

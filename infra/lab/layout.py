@@ -3,7 +3,10 @@
 Sites sit on their own loopback addresses (``<subnet>.10.1``, ``.20.1``,
 ``.30.1``) so that each can use the same well-known ports. BIND must listen
 on an address that an interface has, so DNS is on 127.0.0.1 with its own
-port. A second lab (the tests') picks another subnet and DNS port.
+port. A second lab (the tests') picks another subnet and DNS port. The
+controller (``failover watch``) is no part of the lab, but the lab's
+configuration says where it listens (``<subnet>.0.1``) and from which
+addresses its two vantage points probe (``<subnet>.40.1``, ``.41.1``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ STANDBY_SITE = "hetzner"
 # in a moto server of their own, so a drill can silence Route 53 alone.
 ROUTE53_SITE = PRIMARY_SITE
 ROUTE53_PART = f"route53@{ROUTE53_SITE}"
+# Each site's provider API: EC2 (moto, IAM enforced, a server of its own) for
+# aws, a fake of the Hetzner Cloud API for hetzner (no real one runs locally).
+EC2_SITE = PRIMARY_SITE
+EC2_PART = f"ec2@{EC2_SITE}"
+HCLOUD_SITE = STANDBY_SITE
+HCLOUD_PART = f"hcloud@{HCLOUD_SITE}"
+# The controller's probe locations, each leaving from an address of its own.
+VANTAGE_OCTETS = {"vantage-a": 40, "vantage-b": 41}
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,9 @@ class LabLayout:
     app_port: int = 8080
     moto_port: int = 5000
     route53_port: int = 5001
+    hcloud_port: int = 5002
+    ec2_port: int = 5003
+    watch_port: int = 8470
     zone: str = "lab.failover.test."
     app_label: str = "app"
     ttl: int = 5
@@ -50,8 +64,9 @@ class LabLayout:
             problems.append(f"subnet {self.subnet!r}: N must be 0-255")
         if not ipaddress.ip_address(self.dns_address).is_loopback:
             problems.append(f"DNS address {self.dns_address} is not a loopback address")
-        site_ports = ("postgres_port", "app_port", "moto_port", "route53_port")
-        for name in ("dns_port", *site_ports):
+        site_ports = ("postgres_port", "app_port", "moto_port", "route53_port",
+                      "hcloud_port", "ec2_port")
+        for name in ("dns_port", "watch_port", *site_ports):
             port = getattr(self, name)
             if not 1 <= port <= 65535:
                 problems.append(f"{name} {port} is not a TCP/UDP port")
@@ -88,6 +103,25 @@ class LabLayout:
         """The Route 53 endpoint: a moto server of its own at the aws site."""
         return f"http://{self.address(ROUTE53_SITE)}:{self.route53_port}"
 
+    @property
+    def ec2_endpoint(self) -> str:
+        """The EC2 (and IAM) endpoint of the aws site: moto with IAM enforced."""
+        return f"http://{self.address(EC2_SITE)}:{self.ec2_port}"
+
+    @property
+    def hcloud_endpoint(self) -> str:
+        """The base URL of the hetzner site's fake Hetzner Cloud API (as hcloud's api_endpoint)."""
+        return f"http://{self.address(HCLOUD_SITE)}:{self.hcloud_port}/v1"
+
+    @property
+    def watch_address(self) -> str:
+        """Where the controller listens: ``<subnet>.0.1`` (127.0.0.1 for the default lab)."""
+        return f"{self.subnet}.0.1"
+
+    def vantage_address(self, vantage: str) -> str:
+        """The source address of one of the controller's vantage points."""
+        return f"{self.subnet}.{VANTAGE_OCTETS[vantage]}.1"
+
     def listeners(self) -> list[tuple[str, str, int]]:
         """Every (part, address, port) the running lab listens on."""
         out = [("bind9", self.dns_address, self.dns_port)]
@@ -100,6 +134,10 @@ class LabLayout:
             ]
             if site == ROUTE53_SITE:
                 out.append((ROUTE53_PART, address, self.route53_port))
+            if site == EC2_SITE:
+                out.append((EC2_PART, address, self.ec2_port))
+            if site == HCLOUD_SITE:
+                out.append((HCLOUD_PART, address, self.hcloud_port))
         return out
 
     def listener(self, part: str) -> tuple[str, int]:

@@ -1,8 +1,11 @@
 """The lab's secrets, generated fresh at every ``lab up``.
 
-Passwords, the TSIG key and the S3/AWS keys are random per lab, written into
-0600 files under the state dir, and handed to servers through files
-(pgpass, an AWS credentials file, BIND's key clause), not command lines.
+Passwords, the TSIG key, the S3/AWS keys, the tokens of the fake Hetzner
+Cloud API and the controller's webhook secret are random per lab, written
+into 0600 files under the state dir, and handed to servers through files
+(pgpass, an AWS credentials file, BIND's key clause, token files), not
+command lines. The EC2 keys are the exception: moto's IAM makes them, so
+``infra.lab.ec2`` writes their files once it has them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class LabSecrets:
     aws_access_key_id: str
     aws_secret_access_key: str
     tsig: TsigKey
+    hcloud_token: str  # the hetzner project's API token, as the controller holds it
+    hcloud_admin_token: str  # the fake's own control (/_fake/...), e.g. to block the project
+    webhook_secret: str  # signs notices sent to the controller (failover watch)
 
     def __repr__(self) -> str:
         return "LabSecrets(<hidden>)"
@@ -43,6 +49,10 @@ class LabSecrets:
             aws_access_key_id="AKIA" + secrets.token_hex(8).upper(),
             aws_secret_access_key=secrets.token_urlsafe(30),
             tsig=TsigKey.generate(TSIG_KEY_NAME),
+            # Hetzner's tokens are 64 characters of [A-Za-z0-9]; hex is of that kind.
+            hcloud_token=secrets.token_hex(32),
+            hcloud_admin_token=secrets.token_hex(32),
+            webhook_secret=secrets.token_urlsafe(32),
         )
 
     def save(self, paths: LabPaths, addresses: list[str], pg_port: int) -> None:
@@ -58,6 +68,9 @@ class LabSecrets:
             f"aws_access_key_id = {self.aws_access_key_id}\n"
             f"aws_secret_access_key = {self.aws_secret_access_key}\n",
         )
+        write_private(hcloud_token_file(paths), self.hcloud_token + "\n")
+        write_private(hcloud_admin_token_file(paths), self.hcloud_admin_token + "\n")
+        write_private(webhook_secret_file(paths), self.webhook_secret + "\n")
         users = (("postgres", self.postgres_password), ("app", self.app_password),
                  ("replicator", self.replication_password))
         # libpq's own password file, so DSNs and command lines carry no password.
@@ -82,6 +95,9 @@ class LabSecrets:
             aws_access_key_id=creds["aws_access_key_id"],
             aws_secret_access_key=creds["aws_secret_access_key"],
             tsig=TsigKey.load(d / "tsig.key"),
+            hcloud_token=read(hcloud_token_file(paths).name),
+            hcloud_admin_token=read(hcloud_admin_token_file(paths).name),
+            webhook_secret=read(webhook_secret_file(paths).name),
         )
 
 
@@ -93,3 +109,28 @@ def pgpass_file(paths: LabPaths) -> Path:
 def aws_credentials_file(paths: LabPaths) -> Path:
     """The lab's AWS shared-credentials file."""
     return paths.secrets / "aws-credentials"
+
+
+def hcloud_token_file(paths: LabPaths) -> Path:
+    """The hetzner project's API token (what the controller reads)."""
+    return paths.secrets / "hcloud.token"
+
+
+def hcloud_admin_token_file(paths: LabPaths) -> Path:
+    """The admin token of the fake Hetzner Cloud API's own control."""
+    return paths.secrets / "hcloud-admin.token"
+
+
+def webhook_secret_file(paths: LabPaths) -> Path:
+    """The shared secret that signs notices posted to the controller."""
+    return paths.secrets / "webhook.secret"
+
+
+def ec2_credentials_file(paths: LabPaths) -> Path:
+    """The controller's key to the aws account's EC2 (IAM user failover-watch)."""
+    return paths.secrets / "ec2-credentials"
+
+
+def ec2_admin_credentials_file(paths: LabPaths) -> Path:
+    """The lab's admin key to ec2@aws's IAM: it revokes and issues the controller's key."""
+    return paths.secrets / "ec2-admin-credentials"

@@ -12,13 +12,15 @@ from typing import Any
 
 import httpx
 
+from failover.config import Ec2ApiConfig, HcloudApiConfig
 from failover.data.postgres import PgEndpoint, server_state, standby_lags
-from infra.lab import bind, moto, refapp
+from failover.watch.providers import check_api
+from infra.lab import bind, hcloud_api, moto, refapp
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
 from infra.lab.processes import ProcessRecord, is_alive, tree_memory, uptime
-from infra.lab.secrets import LabSecrets, pgpass_file
+from infra.lab.secrets import LabSecrets, ec2_credentials_file, hcloud_token_file, pgpass_file
 
 PROBE_TIMEOUT = 2.0
 
@@ -56,6 +58,8 @@ def _probe_part(
                 raise RuntimeError(str(ready.get("database") or ready.get("error")))
         elif kind in ("moto", "route53"):
             httpx.get(f"{moto.endpoint(layout, record.name)}/moto-api/", timeout=PROBE_TIMEOUT)
+        elif kind in ("ec2", "hcloud"):
+            part["detail"] = _api_detail(kind, layout, paths, secrets)
         elif kind == "bind9":
             bind.wait_ready(layout, timeout=PROBE_TIMEOUT)
         part["health"] = "ok"
@@ -63,6 +67,28 @@ def _probe_part(
         part.update(health="failing", detail=str(exc).splitlines()[0][:200] if str(exc) else
                     type(exc).__name__)
     return part
+
+
+def _api_detail(kind: str, layout: LabLayout, paths: LabPaths, secrets: LabSecrets) -> str:
+    """What the controller's credentials get from a provider API; raises when it is silent.
+
+    Refused credentials are no fault of the part (a drill may have revoked
+    them): the part is healthy, its detail says so.
+    """
+    config: Ec2ApiConfig | HcloudApiConfig
+    if kind == "ec2":
+        config = Ec2ApiConfig(kind="ec2", endpoint_url=layout.ec2_endpoint,
+                              region=layout.region, credentials_file=ec2_credentials_file(paths),
+                              timeout=PROBE_TIMEOUT)
+    else:
+        hcloud_api.fake_state(layout, secrets, timeout=PROBE_TIMEOUT)  # raises when silent
+        config = HcloudApiConfig(kind="hcloud", endpoint=layout.hcloud_endpoint,
+                                 token_file=hcloud_token_file(paths), timeout=PROBE_TIMEOUT)
+    answer = check_api(config, PROBE_TIMEOUT)
+    if answer.status == "down":
+        raise RuntimeError(answer.detail)
+    detail = answer.detail.split(": ", 1)[1]
+    return f"fake; {detail}" if kind == "hcloud" else detail
 
 
 def _dns(layout: LabLayout, secrets: LabSecrets) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from failover import logs
 from failover.exceptions import ProviderError
 from failover.waiting import WaitTimeout, wait_for
-from infra.lab import moto, refapp
+from infra.lab import ec2, hcloud_api, moto, refapp
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.lab import Lab, LabState
 from infra.lab.postgres import LabPostgres
@@ -319,10 +319,13 @@ class LabCompute:
         Whatever of the site no longer runs is started again: its object store
         (empty, as a new account's would be; the bucket is created), its
         Route 53 server when the site has one (empty too; the zone is
-        created, answering ``primary``), its database (rejoined: rewound, or
-        rebuilt from a fresh base backup) and its app. Parts that run are
-        left alone, so a frozen site is thawed first and a crashed database
-        is only rejoined.
+        created, answering ``primary``), its provider API (EC2: users, the
+        controller's new key and the instance seeded, IAM enforced; the
+        fake Hetzner Cloud API: its server, unblocked), its database
+        (rejoined: rewound, or rebuilt from a fresh base backup) and its
+        app. Parts that run are left alone, so a frozen site is thawed first
+        and a crashed database is only rejoined; a revoked key or a blocked
+        project of a running API stays so (``restore_api_credentials``).
         """
         state = self._state()
         layout, paths = state.layout, self.lab.paths
@@ -337,6 +340,7 @@ class LabCompute:
                              layout.address(primary))
             done.append(f"route53@{site} started (pid {record.pid}), zone {layout.zone} "
                         f"created, answering {primary}")
+        done += self._restart_apis(state, site, secrets)
         if site == primary:  # nothing moved: the site comes back as what it was
             self.start_database(site, timeout=timeout)
             done.append(f"postgres@{site}: running")
@@ -363,6 +367,75 @@ class LabCompute:
         self._replace(record)
         self._await(record, partial(moto.wait_ready, state.layout, part), 30, "answer")
         return record
+
+    def _restart_apis(self, state: LabState, site: str, secrets: LabSecrets) -> list[str]:
+        """Start the site's provider API again if it died, with its account as at ``lab up``."""
+        layout, paths, done = state.layout, self.lab.paths, []
+        old = state.process(f"ec2@{site}")
+        if old is not None and not is_alive(old):
+            record = ec2.start(layout, paths)
+            self._replace(record)
+            self._await(record, partial(ec2.wait_ready, layout), 30, "answer")
+            instance = ec2.seed(layout, paths, secrets)
+            done.append(f"{record.name} started (pid {record.pid}), instance {instance} and "
+                        "the controller's new key created, IAM enforced")
+        old = state.process(f"hcloud@{site}")
+        if old is not None and not is_alive(old):
+            record = hcloud_api.start(layout, paths)
+            self._replace(record)
+            self._await(record, partial(hcloud_api.wait_ready, layout, secrets), 30, "answer")
+            done.append(f"{record.name} (fake) started (pid {record.pid}), server "
+                        f"{hcloud_api.server_name(site)} in an unblocked project")
+        return done
+
+    # -- the provider's API (credentials-revoked) ------------------------------
+
+    def revoke_api_credentials(self, site: str) -> str:
+        """Make the site's provider API refuse the controller; returns a line for a timeline.
+
+        EC2 (``ec2@aws``): the controller's access key is deleted, so
+        ``DescribeInstances`` fails with AuthFailure. Hetzner (the fake
+        ``hcloud@hetzner``): the project is blocked, so every call is
+        refused with 403 forbidden. Idempotent.
+        """
+        state = self._state()
+        kind = self._api_kind(state, site)
+        secrets = LabSecrets.load(self.lab.paths)
+        if kind == "ec2":
+            said = ec2.revoke(state.layout, self.lab.paths)
+        else:
+            said = hcloud_api.block(state.layout, secrets)
+        log_event("compute.revoke_api", site=site, api=f"{kind}@{site}")
+        return said
+
+    def restore_api_credentials(self, site: str) -> str:
+        """Undo ``revoke_api_credentials``; returns a line for a timeline.
+
+        EC2: a new key for the controller, written to ``secrets/ec2-credentials``
+        (the controller reads the file at every look). Hetzner: the project is
+        unblocked; its token never changed. Idempotent.
+        """
+        state = self._state()
+        kind = self._api_kind(state, site)
+        secrets = LabSecrets.load(self.lab.paths)
+        if kind == "ec2":
+            said = ec2.restore(state.layout, self.lab.paths)
+        else:
+            said = hcloud_api.unblock(state.layout, secrets)
+        log_event("compute.restore_api", site=site, api=f"{kind}@{site}")
+        return said
+
+    def _api_kind(self, state: LabState, site: str) -> str:
+        """The kind of the site's provider API in the lab: ``ec2`` or ``hcloud``."""
+        for kind in ("ec2", "hcloud"):
+            record = state.process(f"{kind}@{site}")
+            if record is not None:
+                if not is_alive(record):
+                    raise ProviderError(f"{record.name} is not running; restore the site first",
+                                        provider=self.provider, code="not-running")
+                return kind
+        raise ProviderError(f"site {site!r} has no provider API in the lab in "
+                            f"{self.lab.paths.root}", provider=self.provider, code="unknown-site")
 
     def process_at(self, address: str, port: int) -> str:
         """The name of the lab part that listens on ``address:port`` (e.g. moto@aws)."""

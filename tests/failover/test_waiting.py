@@ -39,3 +39,20 @@ def test_exceptions_count_as_not_yet_and_are_named_on_timeout() -> None:
     with pytest.raises(WaitTimeout, match=r"after 1s waiting for the server.*connection refused"):
         wait_for(refuse, timeout=1, what="the server", clock=clock, sleep=clock.sleep)
     assert clock.now >= 1
+
+
+def test_only_the_errors_named_in_retry_on_count_as_not_yet() -> None:
+    clock = FakeClock()
+    answers: list[BaseException | bool] = [ConnectionRefusedError("not yet"),
+                                           RuntimeError("the process died"), True]
+
+    def probe() -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    with pytest.raises(RuntimeError, match="the process died"):
+        wait_for(probe, timeout=5, what="x", clock=clock, sleep=clock.sleep,
+                 retry_on=ConnectionRefusedError)
+    assert clock.sleeps == [0.05]  # one "not yet", then the end at once

@@ -38,7 +38,10 @@ def test_route53_has_a_port_of_its_own_at_the_aws_site() -> None:
     listeners = layout.listeners()
     assert len({(address, port) for _, address, port in listeners}) == len(listeners)
     assert [part for part, _, _ in listeners if part.endswith("@aws")] == [
-        "postgres@aws", "moto@aws", "app@aws", "route53@aws",
+        "postgres@aws", "moto@aws", "app@aws", "route53@aws", "ec2@aws",
+    ]
+    assert [part for part, _, _ in listeners if part.endswith("@hetzner")] == [
+        "postgres@hetzner", "moto@hetzner", "app@hetzner", "hcloud@hetzner",
     ]
 
 
@@ -47,3 +50,18 @@ def test_refuses_a_route53_port_that_is_no_port_or_clashes_at_a_site() -> None:
         LabLayout(route53_port=0)
     with pytest.raises(ConfigError, match="route53_port 5000 is moto_port too"):
         LabLayout(route53_port=5000)
+
+
+def test_the_provider_apis_and_the_controller_have_their_places() -> None:
+    layout = LabLayout(subnet="127.77")
+    assert layout.ec2_endpoint == "http://127.77.10.1:5003"
+    assert layout.hcloud_endpoint == "http://127.77.20.1:5002/v1"
+    assert (layout.watch_address, layout.watch_port) == ("127.77.0.1", 8470)
+    assert LabLayout().watch_address == "127.0.0.1"  # the default lab's controller
+    assert [layout.vantage_address(v) for v in ("vantage-a", "vantage-b")] == [
+        "127.77.40.1", "127.77.41.1",
+    ]
+    with pytest.raises(ConfigError, match="hcloud_port 5001 is route53_port too"):
+        LabLayout(hcloud_port=5001)
+    with pytest.raises(ConfigError, match="ec2_port 70000 is not a TCP/UDP port"):
+        LabLayout(ec2_port=70000)

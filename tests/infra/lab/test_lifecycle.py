@@ -64,8 +64,8 @@ def test_up_is_idempotent_and_down_leaves_no_process(
     state, started = lab.up(layout)
     assert started
     assert {p.name for p in state.processes} == {
-        "moto@aws", "moto@hetzner", "route53@aws", "postgres@aws", "postgres@hetzner",
-        "bind9", "app@aws", "app@hetzner",
+        "moto@aws", "moto@hetzner", "route53@aws", "ec2@aws", "hcloud@hetzner",
+        "postgres@aws", "postgres@hetzner", "bind9", "app@aws", "app@hetzner",
     }
     assert all(is_alive(p) for p in state.processes)
 

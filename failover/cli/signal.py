@@ -1,0 +1,130 @@
+"""``failover signal termination``: tell the controller about a notice, by hand.
+
+The notice goes where a provider's webhook would: a signed ``POST
+/v1/signals`` to the running ``failover watch`` (see failover.watch.webhook
+for the scheme), so the controller hears it exactly as it hears the others.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from failover.cli.base import config_option, json_option, state_dir_option
+from failover.engine.deployment import open_deployment
+from failover.exceptions import ConfigError, FailoverError
+from failover.watch.signals import Notice
+from failover.watch.webhook import load_secret, parse_deadline, sign, signal_body
+
+TIMEOUT = 5.0  # seconds to connect to the controller, and for its answer
+
+
+def controller_url(listen: str) -> str:
+    """The URL a client uses for a controller listening on ``host:port``."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0"):  # listening everywhere: ask on this machine
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def _refusal(response: httpx.Response) -> str:
+    """The controller's reason and message, from its JSON answer or its text."""
+    try:
+        data: Any = response.json()
+    except ValueError:
+        return " ".join(response.text.split())[:200] or response.reason_phrase
+    detail = data.get("detail", data) if isinstance(data, dict) else data
+    if isinstance(detail, dict):
+        reason, error = detail.get("reason"), detail.get("error") or detail.get("message")
+        return ": ".join(str(p) for p in (reason, error) if p) or json.dumps(data)
+    return str(detail)
+
+
+@click.group()
+def signal() -> None:
+    """Tell the controller (failover watch) about a notice, by hand."""
+
+
+@signal.command()
+@click.option("--provider", required=True, metavar="P",
+              help="The provider that ends service: one of the sites' providers.")
+@click.option("--deadline", required=True, metavar="T",
+              help="When service ends: ISO 8601 with a zone (2026-11-24T12:00:00Z), or a "
+              "time from now (+90s, +30m, +2h, +1d), or now.")
+@click.option("--text", default="", help="Free text for the journal (the letter's words).")
+@config_option
+@state_dir_option
+@json_option
+def termination(provider: str, deadline: str, text: str, config: Path | None,
+                state_dir: Path | None, as_json: bool) -> None:
+    """Deliver a termination notice to the running controller (failover watch).
+
+    The notice is signed with the controller's webhook secret
+    ($FAILOVER_WEBHOOK_SECRET or watch.webhook_secret_file) and sent to
+    watch.listen. The controller schedules the planned move before the
+    deadline; the same notice sent twice is kept once.
+
+    \b
+    Exit status: 0 delivered (new or already known), 1 the controller did not
+    take it (not running, or it refused), 2 bad options or configuration.
+    """
+    deployment = open_deployment(config, state_dir)
+    providers = sorted({site.provider for site in deployment.config.sites.values()})
+    if provider not in providers:
+        raise ConfigError(f"no site runs at provider {provider!r}; the sites' providers: "
+                          f"{', '.join(providers)}")
+    now = time.time()
+    try:
+        when = parse_deadline(deadline, now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--deadline") from None
+    notice = Notice(provider, when, "cli", text, received=now, reference=_who())
+    secret = load_secret(deployment.config.watch)
+    body = signal_body(notice)
+    url = controller_url(deployment.config.watch.listen)
+    headers = {"Content-Type": "application/json", **sign(secret, body)}
+    try:
+        response = httpx.post(f"{url}/v1/signals", content=body, headers=headers,
+                              timeout=TIMEOUT)
+    except httpx.TransportError:
+        raise FailoverError(f"failover watch is not answering at {url}: start it (failover "
+                            "watch) and send the notice again") from None
+    if response.status_code in (401, 403):
+        raise FailoverError(f"failover watch at {url} refused the notice "
+                            f"(HTTP {response.status_code} {_refusal(response)}): this "
+                            "machine's webhook secret must be the controller's")
+    if response.status_code != 202:
+        raise FailoverError(f"failover watch at {url} did not take the notice: HTTP "
+                            f"{response.status_code} {_refusal(response)}")
+    try:
+        answer = response.json()
+        kept, new = answer["notice"], bool(answer["new"])
+    except (ValueError, KeyError, TypeError):
+        raise FailoverError(f"failover watch at {url} took the notice but its answer is not "
+                            f"understood: {response.text[:200]}") from None
+    if as_json:
+        click.echo(json.dumps({**answer, "url": url}, indent=2))
+        return
+    at = datetime.fromtimestamp(float(kept.get("deadline", when)), UTC)
+    click.echo(f"notice {kept.get('id', notice.id)} ({provider}, deadline "
+               f"{at:%Y-%m-%d %H:%M:%S} UTC) delivered to failover watch at {url}: "
+               + ("new" if new else "it had it already"))

@@ -1,0 +1,1 @@
+"""The controller (failover watch): probes, notices, the policy, its HTTP API."""

@@ -1,0 +1,87 @@
+"""The controller's HTTP API: status, signed signals, Prometheus metrics.
+
+``GET /v1/status``   sites, roles, lag, the last decisions, pending notices, moves
+``POST /v1/signals`` a termination notice, signed (see ``failover.watch.webhook``)
+``GET /metrics``     Prometheus exposition
+``GET /healthz``     200 while the controller runs
+
+It runs in the controller's own event loop (uvicorn, with its signal
+handling left to the controller), so a request sees the controller's state
+without locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from failover.logs import log_event
+from failover.watch.controller import Controller
+from failover.watch.webhook import ReplayGuard, SignalRefused, parse_signal, verify
+
+log = logging.getLogger("failover.watch")
+# Refusals of the signature are 401 (who are you?); a well-signed body that
+# makes no sense is 400.
+STATUS_OF_REFUSAL = {"malformed": 400}
+
+
+def make_app(controller: Controller, secret: bytes) -> FastAPI:
+    """The API of one controller; ``secret`` checks the signals' signatures."""
+    app = FastAPI(title="failover watch", docs_url=None, redoc_url=None, openapi_url=None)
+    guard = ReplayGuard()
+    providers = sorted(set(controller.sites.values()))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "primary": controller.primary}
+
+    @app.get("/v1/status")
+    async def status() -> dict[str, Any]:
+        return controller.status()
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(controller.metrics.text(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post("/v1/signals", status_code=202)
+    async def signals(request: Request) -> Any:
+        body = await request.body()
+        now = controller.clock()
+        peer = request.client.host if request.client else "?"
+        try:
+            verify(secret, request.headers, body, now=now,
+                   max_age=controller.config.max_signature_age, guard=guard)
+            notice = parse_signal(body, now=now, providers=providers)
+        except SignalRefused as refused:
+            controller.metrics.signals_refused.labels(refused.reason).inc()
+            log_event(log, "watch.signal", outcome="refused", reason=refused.reason,
+                      peer=peer, detail=str(refused))
+            return JSONResponse({"error": str(refused), "reason": refused.reason},
+                                status_code=STATUS_OF_REFUSAL.get(refused.reason, 401))
+        new = controller.deliver(notice)
+        return {"notice": notice.to_dict(), "new": new}
+
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the controller stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def server(app: FastAPI, listen: str) -> uvicorn.Server:
+    """A server for ``app`` on ``host:port``; ``await server.serve()``, stop: should_exit."""
+    host, _, port = listen.rpartition(":")
+    config = uvicorn.Config(app, host=host, port=int(port), log_level="warning",
+                            access_log=False, lifespan="off")
+    return _Server(config)

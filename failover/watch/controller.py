@@ -1,0 +1,358 @@
+"""``failover watch``: probes, notices, one policy cycle per tick, the engine's runs.
+
+One asyncio loop holds it all: the probe scheduler feeds observations into a
+bounded history; every tick (or at once when a look fails or a notice
+arrives) the controller takes an immutable ``Snapshot`` of what it heard and
+asks ``run_cycle``; it logs the sentence (when it changed), keeps decisions
+that ask for something, and carries them out. The engine's runs are
+blocking and long, so one worker thread runs them, one at a time, each
+under the journal's run lock. Restarted, the controller reads its store and
+the journal, so an interrupted move is resumed and a scheduled one kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from failover.engine.deployment import Deployment, Topology
+from failover.engine.executor import execute, one_line, run_lock
+from failover.engine.journal import RunRecord
+from failover.engine.plan import Plan
+from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_switchover
+from failover.exceptions import FailoverError, UnsafePlan
+from failover.logs import log_event
+from failover.watch.metrics import WatchMetrics
+from failover.watch.notify import Notifier
+from failover.watch.policy import (
+    Decision,
+    Move,
+    RunSummary,
+    Settings,
+    Snapshot,
+    refusal_notice,
+    run_cycle,
+)
+from failover.watch.probes import ProbeScheduler, build_probes
+from failover.watch.signals import Notice, Observation, ProbeKind
+from failover.watch.store import WatchStore, store_path
+
+log = logging.getLogger("failover.watch")
+HISTORY = 10  # looks kept per probe: more than any sane `failures`
+DECISIONS_KEPT = 50
+
+
+def _summary(record: RunRecord, outcome: str | None = None) -> RunSummary:
+    starts = sum(1 for e in record.events if e.step is None and e.event == "start")
+    return RunSummary(record.id, record.plan.kind, record.plan.from_site, record.plan.to_site,
+                      outcome or record.outcome, starts, record.ended, record.error)
+
+
+class Controller:
+    """The controller of one deployment."""
+
+    def __init__(self, deployment: Deployment, *, mode: str | None = None,
+                 secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.deployment = deployment
+        self.config = deployment.config.watch
+        if mode is not None:
+            self.config = self.config.model_copy(update={"mode": mode})
+        self.clock = clock
+        self.store = WatchStore(store_path(deployment.config.journal))
+        self.metrics = WatchMetrics()
+        self.secret = secret
+        self.notifier = Notifier(self.config.notify_url, secret)
+        self.settings = Settings(
+            failures=self.config.failures, needed=self.config.needed,
+            vantages=tuple(self.config.vantage_points), margin=self.config.notice_margin_seconds,
+            mode=self.config.mode)
+        self.sites = {name: s.provider for name, s in deployment.config.sites.items()}
+        self.history: dict[tuple[ProbeKind, str, str], deque[Observation]] = {}
+        self.primary: str | None = None
+        self.started = clock()
+        self.last_sentence = ""
+        self.recent: deque[dict[str, Any]] = deque(maxlen=DECISIONS_KEPT)
+        self._running: RunSummary | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._refused: dict[str, bool] = {}
+        self.scheduler = ProbeScheduler(build_probes(deployment.config), self.hear)
+
+    # -- hearing -------------------------------------------------------------------
+
+    def hear(self, obs: Observation) -> None:
+        """Take one observation (the probes' sink)."""
+        key = (obs.kind, obs.target, obs.vantage)
+        self.history.setdefault(key, deque(maxlen=HISTORY)).append(obs)
+        self.metrics.observe(obs)
+        if obs.kind == "database":
+            self._learn_primary()
+        if obs.kind == "api" and obs.target in self.sites:
+            self._api_refusal(obs.target)
+        if not obs.ok:
+            self.wake()
+
+    def _learn_primary(self) -> None:
+        """The primary is the one site whose database says so (fenced ones aside, by moves)."""
+        roles = {}
+        for site in self.sites:
+            looks = [h[-1] for (k, t, _v), h in self.history.items()
+                     if k == "database" and t == site and h]
+            if looks:
+                last = max(looks, key=lambda o: o.at)
+                roles[site] = last.facts.get("role") if last.ok else None
+        primaries = [s for s, role in roles.items() if role == "primary"]
+        if len(primaries) == 1 and primaries[0] != self.primary and self._running is None:
+            # Two answering as primary is a fenced old one mid-move: keep what we knew.
+            if self.primary is not None:
+                log_event(log, "watch.primary", was=self.primary, now=primaries[0])
+            self.primary = primaries[0]
+
+    def _api_refusal(self, site: str) -> None:
+        looks = [o for (k, t, _v), h in self.history.items() if k == "api" and t == site
+                 for o in h]
+        looks.sort(key=lambda o: o.at)
+        notice = refusal_notice(looks, self.config.failures, self.sites[site])
+        refused = notice is not None
+        if refused and not self._refused.get(site):
+            assert notice is not None
+            self.deliver(notice)
+        self._refused[site] = refused
+
+    def deliver(self, notice: Notice) -> bool:
+        """Keep a notice (any path: webhook, mailbox, API refusal); True when new."""
+        if notice.provider not in set(self.sites.values()):
+            raise FailoverError(f"no site runs at provider {notice.provider!r}; providers: "
+                                f"{', '.join(sorted(set(self.sites.values())))}")
+        if not notice.received:
+            notice = replace(notice, received=self.clock())
+        new = self.store.add_notice(notice)
+        log_event(log, "watch.notice", id=notice.id, provider=notice.provider,
+                  source=notice.source, deadline=round(notice.deadline, 3), new=new)
+        self.metrics.notices.set(len(self.store.notices()))
+        self.wake()
+        return new
+
+    def wake(self) -> None:
+        """Run the next cycle now (thread-safe)."""
+        if self._loop is not None and self._wake is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # -- deciding ------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """What the controller knows now, frozen."""
+        run = self._running
+        if run is None:
+            last = self.deployment.journal.last()
+            if last is not None and not last.settled and last.changed_anything():
+                run = _summary(last)
+        return Snapshot(
+            now=self.clock(), sites=dict(self.sites), primary=self.primary,
+            history={k: tuple(v) for k, v in self.history.items()},
+            notices=tuple(self.store.notices()), moves=tuple(self.store.moves()),
+            run=run, settings=self.settings)
+
+    def cycle(self) -> Decision:
+        """One policy cycle: decide, log, keep, act."""
+        snapshot = self.snapshot()
+        decision = run_cycle(snapshot)
+        self.metrics.cycles.inc()
+        if decision.sentence != self.last_sentence or decision.action != "none":
+            log_event(log, "watch.decision", action=decision.action, sentence=decision.sentence)
+            self.last_sentence = decision.sentence
+            entry = {"at": snapshot.now, **decision.to_dict()}
+            self.recent.append(entry)
+            if decision.action != "none":
+                self.metrics.decisions.labels(decision.action).inc()
+                self.store.add_decision(snapshot.now, decision)
+                self.notifier.send({"event": "decision", **entry})
+        self._act(decision)
+        return decision
+
+    def _act(self, decision: Decision) -> None:
+        if decision.supersedes:
+            old = self.store.move(decision.supersedes)
+            if old is not None:
+                self.store.save_move(replace(old, state="superseded"))
+        move = decision.move
+        if decision.action == "propose" and move is not None:
+            self.store.save_move(move)
+        elif decision.action == "prepare" and move is not None:
+            self._start_run(replace(move, state="preparing"), "prepare")
+        elif decision.action == "start" and move is not None:
+            self._start_run(move, move.kind)
+        elif decision.action == "resume" and decision.run_id:
+            self._start_run(None, "resume", decision.run_id)
+
+    # -- acting --------------------------------------------------------------------
+
+    def _start_run(self, move: Move | None, kind: str, run_id: str | None = None) -> None:
+        if self._worker is not None and not self._worker.done():
+            return
+        if move is not None:
+            self.store.save_move(move)
+        target = move.to_site if move else "?"
+        self._running = RunSummary(run_id or "(new)", kind, move.from_site if move else "?",
+                                   target, "running", 1, None)
+        self._worker = asyncio.get_running_loop().create_task(
+            self._run_in_thread(move, kind, run_id))
+
+    async def _run_in_thread(self, move: Move | None, kind: str, run_id: str | None) -> None:
+        try:
+            await asyncio.to_thread(self._run, move, kind, run_id)
+        finally:
+            self._running = None
+            self.wake()
+
+    def _plan(self, move: Move, kind: str, topology: Topology) -> Plan:
+        if kind == "prepare":
+            return plan_prepare(self.deployment, move.to_site, topology)
+        if kind == "switchover":
+            return plan_switchover(self.deployment, move.to_site, topology)
+        return plan_promote(self.deployment, move.to_site, topology,
+                            accept_data_loss=self.config.accept_data_loss)
+
+    def _run(self, move: Move | None, kind: str, run_id: str | None) -> None:
+        """Run a plan (or resume a run) in the worker thread; record how it ended."""
+        d = self.deployment
+
+        def progress(message: str) -> None:
+            log_event(log, "watch.engine", message=message.strip())
+
+        record: RunRecord | None = None
+        try:
+            with run_lock(d):
+                if run_id is not None:
+                    resume = d.journal.run(run_id)
+                    move = next((m for m in self.store.moves(active=False)
+                                 if m.run_id == run_id), None)
+                    record = execute(d, resume.plan, resume=resume, progress=progress)
+                else:
+                    assert move is not None
+                    plan = self._plan(move, kind, d.observe())
+                    log_event(log, "watch.run", kind=plan.kind, source=plan.from_site,
+                              target=plan.to_site, steps=len(plan.steps), move=move.id)
+                    record = execute(d, plan, progress=progress,
+                                     before_step=lambda i, _s: self._note_run(move, i))
+        except NothingToDo as done:
+            log_event(log, "watch.run", outcome="nothing-to-do", detail=str(done))
+            if move is not None:
+                self.store.save_move(replace(move, state="done"))
+            return
+        except UnsafePlan as refused:
+            # The world may settle (a standby still streaming from a frozen primary
+            # until its receiver times out): the next cycle decides again.
+            log_event(log, "watch.run", outcome="refused", detail=one_line(refused))
+            if move is not None:
+                self.store.save_move(replace(move, state="scheduled"))
+            self.notifier.send({"event": "refused", "move": move.id if move else None,
+                                "detail": one_line(refused)})
+            return
+        except FailoverError as exc:
+            log_event(log, "watch.run", outcome="failed", detail=one_line(exc))
+            record = d.journal.last()
+        if record is None:
+            return
+        self.metrics.run_ended(record)
+        outcome = record.outcome
+        log_event(log, "watch.run", run=record.id, kind=record.plan.kind, outcome=outcome,
+                  error=record.error or "")
+        self.notifier.send({"event": "run", **{k: v for k, v in record.to_dict().items()
+                                               if k != "steps"}})
+        if move is None:
+            return
+        if outcome == "ok" and record.plan.kind == "prepare":
+            self.store.save_move(replace(move, state="prepared", run_id=record.id))
+        elif outcome == "ok":
+            self.primary = record.plan.to_site
+            self.store.save_move(replace(move, state="done", run_id=record.id))
+        else:
+            self.store.save_move(replace(move, run_id=record.id))
+
+    def _note_run(self, move: Move, index: int) -> None:
+        """Tie the move to its journaled run as the first step begins."""
+        if index == 0:
+            last = self.deployment.journal.last()
+            if last is not None:
+                self.store.save_move(replace(move, run_id=last.id))
+                if self._running is not None:
+                    self._running = replace(self._running, id=last.id)
+
+    # -- the loop ------------------------------------------------------------------
+
+    def initial_primary(self) -> None:
+        """Ask the databases once, with the engine's own view (it knows about fences)."""
+        topology = self.deployment.observe()
+        if len(topology.primaries) == 1:
+            self.primary = topology.primaries[0]
+        log_event(log, "watch.start", primary=self.primary or "unknown",
+                  mode=self.config.mode, probes=len(self.scheduler.probes),
+                  vantage_points=",".join(self.config.vantage_points))
+
+    async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
+        """Watch and act until ``stop`` is set."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        await asyncio.to_thread(self.initial_primary)
+        probes = asyncio.create_task(self.scheduler.run(stop))
+        if ready is not None:
+            ready()
+        tick = self.config.tick
+        next_at = time.monotonic()
+        try:
+            while not stop.is_set():
+                self.metrics.cycle_lateness.set(max(0.0, time.monotonic() - next_at))
+                try:
+                    self.cycle()
+                except FailoverError as exc:  # e.g. the store or journal cannot be opened
+                    log_event(log, "watch.error", detail=one_line(exc))
+                next_at = max(next_at + tick, time.monotonic())
+                self._wake.clear()
+                waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
+                await asyncio.wait(waits, timeout=max(0.0, next_at - time.monotonic()),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for task in waits:
+                    task.cancel()
+        finally:
+            stop.set()
+            await probes
+            if self._worker is not None and not self._worker.done():
+                log_event(log, "watch.stop", detail="waiting for the run under way to end")
+                await self._worker
+            await asyncio.to_thread(self.notifier.close)
+
+    # -- what /v1/status shows -----------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The controller's view as JSON-ready data."""
+        snap = self.snapshot()
+        sites: dict[str, Any] = {}
+        for site, provider in self.sites.items():
+            db = snap.latest("database", site)
+            api = snap.latest("api", site)
+            sites[site] = {
+                "provider": provider,
+                "role": db.facts.get("role") if db is not None and db.ok else None,
+                "database": None if db is None else db.to_dict(),
+                "lag_bytes": None if db is None else db.facts.get("lag_bytes"),
+                "app": {v: (looks[-1].to_dict() if (looks := snap.looks("http", site, v))
+                            else None) for v in self.settings.vantages},
+                "api": None if api is None else api.to_dict(),
+            }
+        dns = {t: h[-1].to_dict() for (k, t, _v), h in self.history.items() if k == "dns" and h}
+        return {
+            "primary": self.primary, "mode": self.settings.mode, "started": self.started,
+            "sites": sites, "dns": dns,
+            "decisions": list(self.recent),
+            "notices": [n.to_dict() for n in snap.notices],
+            "moves": [m.__dict__ for m in snap.moves],
+            "run": None if snap.run is None else snap.run.__dict__,
+            "probes": self.scheduler.stats(),
+        }

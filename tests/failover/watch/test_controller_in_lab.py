@@ -1,0 +1,211 @@
+"""``failover watch`` as a real process against a lab of its own: what it hears and does.
+
+Each test starts the controller, gives it a signal (or a forged one), waits on
+what it must do (a run in the journal, a proposal in its status), and stops
+it by PID; a test that moved the primary moves it back by hand, with the
+controller stopped, and checks that the lab is whole again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from failover.drill.controller import DrillController
+from failover.engine.deployment import Deployment, open_deployment
+from failover.engine.executor import CRASH_AFTER_STEP
+from failover.waiting import wait_for
+from failover.watch.signals import Notice
+from failover.watch.webhook import load_secret, sign, signal_body
+from infra.lab.processes import is_alive
+from tests.conftest import RunningLab, running_lab
+from tests.failover.engine.test_moves_in_lab import assert_whole, failover
+
+pytestmark = pytest.mark.lab
+
+SUBNET = os.environ.get("FAILOVER_WATCH_TEST_SUBNET", "127.92")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[RunningLab]:
+    """This module's own lab."""
+    with running_lab(SUBNET, "failover-test-watch-") as started:
+        yield started
+
+
+def deployment(lab: RunningLab) -> Deployment:
+    return open_deployment(None, lab.lab.paths.root)
+
+
+@contextmanager
+def watching(lab: RunningLab, *args: str, env: dict[str, str] | None = None,
+             name: str = "watch") -> Iterator[DrillController]:
+    """A controller process for the length of a block, stopped by PID whatever happens."""
+    controller = DrillController(deployment(lab), lab.lab.paths.logs / f"{name}.log")
+    controller.start(args=args, env=env)
+    try:
+        yield controller
+    finally:
+        controller.stop()
+        print(controller.log.read_text()[-6000:])  # shown by pytest when a test fails
+
+
+def watched_well(controller: DrillController) -> dict[str, Any]:
+    """Wait until every site's app has been seen from both vantage points."""
+    def seen() -> dict[str, Any] | None:
+        status = controller.status()
+        apps = [look for site in status["sites"].values() for look in site["app"].values()]
+        return status if apps and all(a is not None and a["status"] == "up"
+                                      for a in apps) else None
+    return wait_for(seen, timeout=20, what="the controller to see every app up")
+
+
+def aws_notice(in_seconds: float, reference: str = "") -> Notice:
+    """A notice for aws; each test gives its own deadline (a notice's id is its provider
+    and its deadline's minute, so equal minutes would be one notice, already answered)."""
+    return Notice("aws", time.time() + in_seconds, "webhook", "contract terminated",
+                  reference=reference)
+
+
+def post(controller: DrillController, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{controller.url}/v1/signals", content=body,
+                      headers={"Content-Type": "application/json", **headers}, timeout=5)
+
+
+def move_back(lab: RunningLab) -> None:
+    """Put aws back as the primary, by hand, with no controller running."""
+    done = failover(lab, "switchover", "--to", "aws", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert_whole(lab, "aws")
+
+
+def switchovers_since(lab: RunningLab, t0: float) -> list[Any]:
+    return [r for r in deployment(lab).journal.runs(50)
+            if r.created >= t0 and r.plan.kind == "switchover"]
+
+
+def test_status_and_metrics_show_what_the_probes_see(lab: RunningLab) -> None:
+    with watching(lab) as controller:
+        status = watched_well(controller)
+        assert status["primary"] == "aws"
+        assert status["mode"] == "auto"
+        assert set(status["sites"]) == {"aws", "hetzner"}
+        assert set(status["sites"]["aws"]["app"]) == {"vantage-a", "vantage-b"}
+        wait_for(lambda: controller.status()["sites"]["hetzner"]["role"] == "standby",
+                 timeout=10, what="the standby's role")
+        assert status["decisions"][-1]["sentence"].startswith("all well: primary aws")
+        metrics = httpx.get(f"{controller.url}/metrics", timeout=5).text
+        assert 'failover_probe_up{kind="http",target="aws",vantage="vantage-b"} 1.0' in metrics
+        assert "failover_probe_seconds_bucket" in metrics
+        assert "failover_cycles_total" in metrics
+
+
+def test_a_notice_heard_twice_moves_once(lab: RunningLab) -> None:
+    t0 = time.time()
+    with watching(lab) as controller:
+        watched_well(controller)
+        notice = aws_notice(120, "ticket-1")
+        assert controller.signal(notice)["new"] is True
+        # The same notice again, by hand this time (another path, signed anew).
+        deadline = datetime.fromtimestamp(notice.deadline, UTC).isoformat()
+        again = failover(lab, "signal", "termination", "--provider", "aws", "--deadline",
+                         deadline, "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["new"] is False
+        later = aws_notice(240, "ticket-2")  # a second notice, another deadline
+        assert controller.signal(later)["new"] is True
+        run = controller.await_run(t0, ("switchover",), timeout=90)
+        assert run is not None and run.outcome == "ok", run and run.error
+        decision = controller.first_decision(t0)
+        assert decision is not None and decision["action"] == "start"
+        assert "aws ends service" in decision["sentence"]
+        status = controller.status()
+        assert status["primary"] == "hetzner"
+        assert status["notices"] == []  # both answered by the move
+    assert len(switchovers_since(lab, t0)) == 1
+    move_back(lab)
+
+
+def test_a_controller_killed_mid_move_resumes_it(lab: RunningLab) -> None:
+    t0 = time.time()
+    crash = {CRASH_AFTER_STEP: "promote"}
+    with watching(lab, env=crash, name="watch-crash") as controller:
+        watched_well(controller)
+        controller.signal(aws_notice(1000))
+        record = controller.record
+        assert record is not None
+        wait_for(lambda: not is_alive(record), timeout=90,
+                 what="the controller to die after its promote step")
+    interrupted = switchovers_since(lab, t0)
+    assert len(interrupted) == 1 and interrupted[0].outcome == "interrupted"
+    with watching(lab, name="watch-resume") as controller:
+        run = controller.await_run(t0, ("switchover",), timeout=90)
+        assert run is not None and run.id == interrupted[0].id
+        assert run.outcome == "ok", run.error
+        sentences = [d["sentence"] for d in controller.status()["decisions"]]
+        assert any("was interrupted; resuming it" in s for s in sentences), sentences
+    move_back(lab)
+
+
+def test_approve_mode_waits_for_failover_approve(lab: RunningLab) -> None:
+    t0 = time.time()
+    with watching(lab, "--mode", "approve", name="watch-approve") as controller:
+        watched_well(controller)
+        controller.signal(aws_notice(2000))
+
+        def proposed() -> dict[str, Any] | None:
+            moves = controller.status()["moves"]
+            return next((m for m in moves if m["state"] == "proposed"), None)
+
+        move = wait_for(proposed, timeout=20, what="a proposed move")
+        assert switchovers_since(lab, t0) == []  # nothing runs unapproved
+        done = failover(lab, "approve", move["id"], "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["state"] == "approved"
+        again = failover(lab, "approve", move["id"])
+        assert again.returncode != 0 and "not waiting for approval" in again.stderr
+        run = controller.await_run(t0, ("switchover",), timeout=90)
+        assert run is not None and run.outcome == "ok", run and run.error
+    move_back(lab)
+
+
+def test_forged_stale_replayed_and_unsigned_signals_are_refused(lab: RunningLab) -> None:
+    secret = load_secret(deployment(lab).config.watch)
+    # A notice for the standby's provider: accepted, it moves nothing. (Last in
+    # the module: a pending notice for hetzner would move a primary back there.)
+    body = signal_body(Notice("hetzner", time.time() + 86400, "webhook", "test"))
+    t0 = time.time()
+    with watching(lab) as controller:
+        watched_well(controller)
+        refused = {
+            "unsigned": post(controller, body, {}),
+            "forged": post(controller, body, sign(b"not the secret", body)),
+            "tampered": post(controller, body.replace(b"hetzner", b"aws"), sign(secret, body)),
+            "stale": post(controller, body, sign(secret, body, time.time() - 3600)),
+        }
+        for what, response in refused.items():
+            assert response.status_code == 401, (what, response.text)
+            assert response.json()["reason"], what
+        good = sign(secret, body)
+        first = post(controller, body, good)
+        assert first.status_code == 202, first.text
+        assert first.json()["new"] is True
+        replayed = post(controller, body, good)
+        assert replayed.status_code == 401 and replayed.json()["reason"] == "replayed"
+        malformed = b'{"type": "termination", "provider": "nowhere"}'
+        bad = post(controller, malformed, sign(secret, malformed))
+        assert bad.status_code == 400
+        status = controller.status()
+        assert [n["provider"] for n in status["notices"]] == ["hetzner"]
+        assert status["moves"] == []
+        metrics = httpx.get(f"{controller.url}/metrics", timeout=5).text
+        assert 'failover_signals_refused_total{reason="replayed"} 1.0' in metrics
+    assert switchovers_since(lab, t0) == []
