@@ -157,7 +157,8 @@ class Controller:
             now=self.clock(), sites=dict(self.sites), primary=self.primary,
             history={k: tuple(v) for k, v in self.history.items()},
             notices=tuple(self.store.notices()), moves=tuple(self.store.moves()),
-            run=run, settings=self.settings)
+            run=run, settings=self.settings,
+            lateness=max((t.lateness_last for t in self.scheduler.tracks), default=0.0))
 
     def cycle(self) -> Decision:
         """One policy cycle: decide, log, keep, act."""

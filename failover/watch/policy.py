@@ -39,6 +39,9 @@ ACTIVE: frozenset[str] = frozenset({"scheduled", "preparing", "prepared", "propo
 Action = Literal["none", "prepare", "start", "propose", "resume"]
 RESUME_ATTEMPTS = 3  # a run that failed is tried this many times in all
 RESUME_PAUSE = 5.0  # seconds between them
+# Looks that start this late mean the controller itself is overloaded: its
+# timeouts then say more about its own loop than about the target.
+BLIND_LATENESS = 0.5
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Snapshot:
     moves: tuple[Move, ...] = ()
     run: RunSummary | None = None
     settings: Settings = field(default_factory=Settings)
+    lateness: float = 0.0  # how late the probes' latest looks started (the worst)
 
     def looks(self, kind: ProbeKind, target: str, vantage: str) -> tuple[Observation, ...]:
         """The recent looks of one probe, newest last."""
@@ -235,6 +239,10 @@ def run_cycle(snapshot: Snapshot) -> Decision:
     active = [m for m in snapshot.moves if m.active and m.provider == snapshot.sites[primary]
               and m.from_site == primary]
     if is_down(snapshot, primary):
+        if snapshot.lateness > BLIND_LATENESS:
+            return Decision("none", f"{primary} looks down, but the controller's own looks "
+                            f"start {snapshot.lateness:.1f}s late (it is overloaded): its "
+                            "timeouts are no evidence; not failing over")
         return _emergency(snapshot, primary, active)
     notices = [n for n in snapshot.notices if n.provider == snapshot.sites[primary]]
     if notices or active:

@@ -699,10 +699,13 @@ class ProbeScheduler:
 
     The k-th look of a probe is due at ``start + offset + k * interval``; the
     offsets spread the probes evenly over their interval so that hundreds do
-    not fire in the same millisecond. A look that runs past its successor's
-    due time does not make looks pile up: the successor's slot is skipped
-    (counted). How late each look starts against its due time is recorded:
-    lateness is what an overloaded loop shows first.
+    not fire in the same millisecond. A look that runs a little past its
+    successor's due time (a timeout equal to the interval) is followed at
+    once, so a dark target costs no extra interval before it is called down;
+    one that runs past more than one interval does not make looks pile up:
+    the slots it ran past are skipped (counted). How late each look starts,
+    against its due time or the end of the look before if that came later,
+    is recorded: lateness is what an overloaded loop shows first.
     """
 
     SAMPLES = 100_000  # lateness samples kept for the percentiles (the most recent)
@@ -740,12 +743,12 @@ class ProbeScheduler:
         """One probe's looks, each at its slot; never two at once."""
         probe, track = self.probes[index], self.tracks[index]
         loop = asyncio.get_running_loop()
-        slot = 0
+        slot, ready = 0, first
         while True:
             due = first + slot * probe.interval
             if (delay := due - loop.time()) > 0:
                 await asyncio.sleep(delay)
-            lateness = max(0.0, loop.time() - due)
+            lateness = max(0.0, loop.time() - max(due, ready))
             track.looks += 1
             track.lateness_last = lateness
             track.lateness_max = max(track.lateness_max, lateness)
@@ -760,10 +763,12 @@ class ProbeScheduler:
             except Exception as exc:
                 logs.log_event(log, "watch.sink_error", kind=probe.kind, target=probe.target,
                                error=one_line(exc))
-            # The next slot still ahead: slots the look ran past are skipped, not queued.
-            ahead = math.ceil((loop.time() - first) / probe.interval)
-            following = max(slot + 1, ahead)
-            track.skipped += following - slot - 1
+            ready = loop.time()
+            following = slot + 1
+            if ready - (first + following * probe.interval) >= probe.interval:
+                # Past more than one slot: the next slot still ahead, the rest skipped.
+                following = math.ceil((ready - first) / probe.interval)
+                track.skipped += following - slot - 1
             slot = following
 
     def reset_stats(self) -> None:

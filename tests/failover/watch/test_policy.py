@@ -82,6 +82,12 @@ def test_one_vantage_point_alone_triggers_nothing() -> None:
     assert decision.sentence.startswith("all well")  # the quorum is what counts
 
 
+def test_an_overloaded_controller_does_not_trust_its_own_timeouts() -> None:
+    decision = run_cycle(snap({("aws", "a"): "ddd", ("aws", "b"): "ddd"}, lateness=0.8))
+    assert decision.action == "none"
+    assert "overloaded" in decision.sentence
+
+
 def test_a_quorum_of_one_is_a_setting() -> None:
     decision = run_cycle(snap({("aws", "a"): "ddd"}, settings=replace(TWO, needed=1)))
     assert decision.action == "start"

@@ -592,6 +592,18 @@ def test_an_overrunning_look_skips_slots_instead_of_piling_up() -> None:
     assert stats["looks"] == len(probe.starts)
 
 
+def test_a_look_that_times_out_at_its_interval_is_followed_at_once() -> None:
+    # A timeout equal to the interval ends a little after the next slot: the next
+    # look must start then, not one interval later (that would slow detection).
+    # (Slots of 0.2 s, so a loaded machine's stalls stay well inside the margins.)
+    probe = FakeProbe(interval=0.2, durations=(0.21,))
+    scheduler, _ = schedule([probe], lambda seen: len(seen) >= 8)
+    gaps = [b - a for a, b in itertools.pairwise(probe.starts)]
+    assert scheduler.stats()["skipped"] == 0
+    assert all(gap < 0.21 + 0.15 for gap in gaps), gaps  # back to back, no slot lost
+    assert scheduler.stats()["lateness_max"] < 0.15  # the look's own overrun is not lateness
+
+
 def test_probes_are_spread_over_the_interval_and_a_broken_one_keeps_its_schedule() -> None:
     probes = [FakeProbe(interval=0.2, target=f"site{i}") for i in range(10)]
     probes[3].fail = True
