@@ -108,6 +108,9 @@ def test_provider_blackout_is_detected_promoted_and_rolled_back(lab: RunningLab)
     assert report["lost_posts"] == 0  # replication is quick and the standby replays it all
     assert report["errors_by_cause"].get("timeout", 0) > 0  # a frozen site hangs requests
     assert any("could not be fenced" in w for w in report["run"]["warnings"])
+    # Detected by the controller: both vantage points, several looks in a row.
+    assert any(e["source"] == "controller" and "aws is down: 2 of 2 vantage points" in e["event"]
+               for e in report["timeline"])
     assert_consistent(report)
     assert_whole(lab, "aws")
 
@@ -117,6 +120,18 @@ def test_db_primary_crash_is_detected_promoted_and_rolled_back(lab: RunningLab) 
     assert report["run"]["kind"] == "promote" and report["run"]["outcome"] == "ok"
     assert report["rto_seconds"] is not None and report["detection_seconds"] is not None
     assert report["lost_writes"] == 0
+    assert_consistent(report)
+    assert_whole(lab, "aws")
+
+
+def test_revoked_credentials_are_a_termination_the_controller_acts_on(lab: RunningLab) -> None:
+    report = run_drill(lab, options("credentials-revoked"))
+    assert report["run"]["kind"] == "switchover" and report["run"]["outcome"] == "ok"
+    controller = [e["event"] for e in report["timeline"] if e["source"] == "controller"]
+    assert any("api notice: aws ends service" in e for e in controller), controller
+    assert report["detection_seconds"] is not None and report["detection_seconds"] > 0
+    assert report["lost_writes"] == 0  # the database still answered: a planned move
+    assert any("new access key" in e["event"] for e in report["timeline"])  # repaired
     assert_consistent(report)
     assert_whole(lab, "aws")
 
