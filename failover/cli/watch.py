@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -14,7 +15,7 @@ import click
 from failover.cli.base import config_option, json_option, state_dir_option
 from failover.engine.deployment import open_deployment
 from failover.logs import log_event
-from failover.watch.api import make_app, server
+from failover.watch.api import listening_socket, make_app, server
 from failover.watch.controller import Controller
 from failover.watch.mailbox import MailboxPoller
 from failover.watch.store import WatchStore, store_path
@@ -28,19 +29,13 @@ async def _serve(controller: Controller, secret: bytes, listen: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    api = server(make_app(controller, secret), listen)
-    serving = asyncio.create_task(api.serve())
-    while not api.started:  # a port taken is an error before anything is watched
-        if serving.done():
-            serving.result()
-            raise click.ClickException(f"the API could not listen on {listen}")
-        await asyncio.sleep(0.05)
+    sock = listening_socket(listen)  # a port taken is an error before anything is watched
+    api = server(make_app(controller, secret))
+    serving = asyncio.create_task(api.serve(sockets=[sock]))
     log_event(log, "watch.listen", url=f"http://{listen}")
     mailbox = controller.config.mailbox
     poller_stop = None
     if mailbox is not None:
-        import threading
-
         poller_stop = threading.Event()
         poller = MailboxPoller(mailbox, controller.deliver, sorted(set(controller.sites.values())))
         threading.Thread(target=poller.run, args=(poller_stop,), name="mailbox",

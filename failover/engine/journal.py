@@ -10,18 +10,18 @@ makes each row durable before the step it describes goes on.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from failover.engine.plan import Plan
 from failover.exceptions import ConfigError
+from failover.privatedb import private_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -201,17 +201,8 @@ class Journal:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Step results name servers and files: only its owner reads the journal.
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the journal {self.path}: {exc}") from None
-        with closing(conn):
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(SCHEMA)
+        # FULL: a step the journal says ended must have ended, even after a power cut.
+        with private_db(self.path, SCHEMA, "the journal", synchronous="FULL") as conn:
             yield conn
 
     def begin(self, plan: Plan) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from failover.exceptions import ConfigError
 from failover.logs import log_event
 from failover.watch.controller import Controller
 from failover.watch.webhook import ReplayGuard, SignalRefused, parse_signal, verify
@@ -29,6 +31,7 @@ log = logging.getLogger("failover.watch")
 # Refusals of the signature are 401 (who are you?); a well-signed body that
 # makes no sense is 400.
 STATUS_OF_REFUSAL = {"malformed": 400}
+MAX_BODY = 64 * 1024  # a notice is a few hundred bytes
 
 
 def make_app(controller: Controller, secret: bytes) -> FastAPI:
@@ -52,7 +55,15 @@ def make_app(controller: Controller, secret: bytes) -> FastAPI:
 
     @app.post("/v1/signals", status_code=202)
     async def signals(request: Request) -> Any:
-        body = await request.body()
+        # The body is read before it can be verified: cap it, so that nobody
+        # unsigned can make the controller hold megabytes.
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                controller.metrics.signals_refused.labels("too-large").inc()
+                return JSONResponse({"error": f"body over {MAX_BODY} bytes",
+                                     "reason": "too-large"}, status_code=413)
         now = controller.clock()
         peer = request.client.host if request.client else "?"
         try:
@@ -79,9 +90,24 @@ class _Server(uvicorn.Server):
         yield
 
 
-def server(app: FastAPI, listen: str) -> uvicorn.Server:
-    """A server for ``app`` on ``host:port``; ``await server.serve()``, stop: should_exit."""
+def listening_socket(listen: str) -> socket.socket:
+    """Bind ``host:port`` now, so a taken port is one clear error before anything starts."""
     host, _, port = listen.rpartition(":")
-    config = uvicorn.Config(app, host=host, port=int(port), log_level="warning",
-                            access_log=False, lifespan="off")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"watch.listen {listen}: cannot listen there ({exc.strerror}); is "
+                          "another failover watch running? Stop it, or give --listen") from None
+    sock.listen(128)
+    return sock
+
+
+def server(app: FastAPI) -> uvicorn.Server:
+    """A server for ``app``; ``await server.serve(sockets=[listening_socket(...)])``."""
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     return _Server(config)

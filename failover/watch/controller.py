@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from failover.data.postgres import set_asynchronous
 from failover.engine.deployment import Deployment, Topology
-from failover.engine.executor import execute, one_line, run_lock
+from failover.engine.executor import RunBusy, execute, one_line, run_lock
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan
 from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_switchover
@@ -45,6 +46,7 @@ from failover.watch.store import WatchStore, store_path
 log = logging.getLogger("failover.watch")
 HISTORY = 10  # looks kept per probe: more than any sane `failures`
 DECISIONS_KEPT = 50
+WAKE_SPACING = 0.1  # seconds: the least time between two cycles
 
 
 def _summary(record: RunRecord, outcome: str | None = None) -> RunSummary:
@@ -191,13 +193,17 @@ class Controller:
             self._start_run(move, move.kind)
         elif decision.action == "resume" and decision.run_id:
             self._start_run(None, "resume", decision.run_id)
+        elif decision.action == "abandon" and decision.run_id:
+            self._start_run(None, "abandon", decision.run_id)
+        elif decision.action == "relax" and move is not None:
+            self._start_run(move, "relax")
 
     # -- acting --------------------------------------------------------------------
 
     def _start_run(self, move: Move | None, kind: str, run_id: str | None = None) -> None:
         if self._worker is not None and not self._worker.done():
             return
-        if move is not None:
+        if move is not None and kind != "relax":
             self.store.save_move(move)
         target = move.to_site if move else "?"
         self._running = RunSummary(run_id or "(new)", kind, move.from_site if move else "?",
@@ -207,7 +213,16 @@ class Controller:
 
     async def _run_in_thread(self, move: Move | None, kind: str, run_id: str | None) -> None:
         try:
-            await asyncio.to_thread(self._run, move, kind, run_id)
+            if kind == "abandon" and run_id is not None:
+                await asyncio.to_thread(self._abandon, run_id, "its move repeats it")
+            elif kind == "relax" and move is not None:
+                await asyncio.to_thread(self._relax, move)
+            else:
+                await asyncio.to_thread(self._run, move, kind, run_id)
+        except Exception as exc:  # a bug or a broken server must not leave a move "started"
+            log_event(log, "watch.error", kind=kind, detail=one_line(exc))
+            if move is not None and kind not in ("relax",):
+                self._put_back(move)
         finally:
             self._running = None
             self.wake()
@@ -221,27 +236,41 @@ class Controller:
                             accept_data_loss=self.config.accept_data_loss)
 
     def _run(self, move: Move | None, kind: str, run_id: str | None) -> None:
-        """Run a plan (or resume a run) in the worker thread; record how it ended."""
+        """Run a plan (or resume a run) in the worker thread; record how it ended.
+
+        Only the run this call began (or resumed) is ever tied to the move:
+        another process's run (a switchover by hand holding the run lock) is
+        none of its business.
+        """
         d = self.deployment
+        begun: list[str] = [run_id] if run_id else []
 
         def progress(message: str) -> None:
             log_event(log, "watch.engine", message=message.strip())
 
-        record: RunRecord | None = None
+        def first_step(index: int, _step: object) -> None:
+            if index == 0 and not begun and (last := d.journal.last()) is not None:
+                begun.append(last.id)  # execute() journaled it under our lock just now
+                if move is not None:
+                    self.store.save_move(replace(move, run_id=last.id))
+
         try:
             with run_lock(d):
                 if run_id is not None:
                     resume = d.journal.run(run_id)
                     move = next((m for m in self.store.moves(active=False)
                                  if m.run_id == run_id), None)
-                    record = execute(d, resume.plan, resume=resume, progress=progress)
+                    execute(d, resume.plan, resume=resume, progress=progress)
                 else:
                     assert move is not None
                     plan = self._plan(move, kind, d.observe())
                     log_event(log, "watch.run", kind=plan.kind, source=plan.from_site,
                               target=plan.to_site, steps=len(plan.steps), move=move.id)
-                    record = execute(d, plan, progress=progress,
-                                     before_step=lambda i, _s: self._note_run(move, i))
+                    execute(d, plan, progress=progress, before_step=first_step)
+        except RunBusy as busy:
+            log_event(log, "watch.run", outcome="busy", detail=one_line(busy))
+            self._put_back(move)
+            return
         except NothingToDo as done:
             log_event(log, "watch.run", outcome="nothing-to-do", detail=str(done))
             if move is not None:
@@ -249,18 +278,29 @@ class Controller:
             return
         except UnsafePlan as refused:
             # The world may settle (a standby still streaming from a frozen primary
-            # until its receiver times out): the next cycle decides again.
+            # until its receiver times out): the policy asks again in a moment.
             log_event(log, "watch.run", outcome="refused", detail=one_line(refused))
-            if move is not None:
-                self.store.save_move(replace(move, state="scheduled"))
+            self._put_back(move, refused=one_line(refused))
             self.notifier.send({"event": "refused", "move": move.id if move else None,
                                 "detail": one_line(refused)})
             return
         except FailoverError as exc:
             log_event(log, "watch.run", outcome="failed", detail=one_line(exc))
-            record = d.journal.last()
-        if record is None:
+        if not begun:
+            self._put_back(move)
             return
+        self._ended(d.journal.run(begun[0]), move)
+
+    def _put_back(self, move: Move | None, refused: str = "") -> None:
+        """A move whose run never began waits again (an approval it had still counts)."""
+        if move is None:
+            return
+        self.store.save_move(replace(
+            move, state="approved" if move.approved is not None else "scheduled",
+            refused_at=self.clock() if refused else None, refusal=refused))
+
+    def _ended(self, record: RunRecord, move: Move | None) -> None:
+        """Count, tell and record a run that this controller ran."""
         self.metrics.run_ended(record)
         outcome = record.outcome
         log_event(log, "watch.run", run=record.id, kind=record.plan.kind, outcome=outcome,
@@ -277,14 +317,39 @@ class Controller:
         else:
             self.store.save_move(replace(move, run_id=record.id))
 
-    def _note_run(self, move: Move, index: int) -> None:
-        """Tie the move to its journaled run as the first step begins."""
-        if index == 0:
-            last = self.deployment.journal.last()
-            if last is not None:
-                self.store.save_move(replace(move, run_id=last.id))
-                if self._running is not None:
-                    self._running = replace(self._running, id=last.id)
+    def _abandon(self, run_id: str, reason: str) -> None:
+        """Give up a failed preparation (the move repeats its steps)."""
+        with run_lock(self.deployment):
+            self.deployment.journal.ended(run_id, "abandoned", reason)
+        for move in self.store.moves():
+            if move.run_id == run_id:
+                self.store.save_move(replace(move, state="scheduled", run_id=None))
+        log_event(log, "watch.run", run=run_id, outcome="abandoned", detail=reason)
+
+    def _relax(self, move: Move) -> None:
+        """Commits at the primary stop waiting for a standby that is gone."""
+        with self.deployment.endpoint(move.from_site).connect(timeout=5.0) as conn:
+            set_asynchronous(conn)
+        self.store.save_move(replace(move, state="scheduled"))
+        log_event(log, "watch.relax", primary=move.from_site, standby=move.to_site)
+
+    def recover_moves(self) -> None:
+        """After a restart: a move left started or preparing with no run to resume waits again."""
+        for move in self.store.moves():
+            if move.state not in ("started", "preparing"):
+                continue
+            run = None
+            if move.run_id:
+                try:
+                    run = self.deployment.journal.run(move.run_id)
+                except FailoverError:
+                    run = None
+            if run is not None and run.outcome == "ok":
+                self.store.save_move(replace(
+                    move, state="prepared" if run.plan.kind == "prepare" else "done"))
+            elif run is None or run.settled or not run.changed_anything():
+                self.store.save_move(replace(move, state="scheduled", run_id=None))
+            # else: the journal holds it unfinished; the policy resumes it.
 
     # -- the loop ------------------------------------------------------------------
 
@@ -302,6 +367,7 @@ class Controller:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         await asyncio.to_thread(self.initial_primary)
+        await asyncio.to_thread(self.recover_moves)
         probes = asyncio.create_task(self.scheduler.run(stop))
         if ready is not None:
             ready()
@@ -315,6 +381,9 @@ class Controller:
                 except FailoverError as exc:  # e.g. the store or journal cannot be opened
                     log_event(log, "watch.error", detail=one_line(exc))
                 next_at = max(next_at + tick, time.monotonic())
+                # A wake (a failed look, a notice) runs the cycle early, but not more
+                # than every WAKE_SPACING: a hundred failing probes are one cycle.
+                await asyncio.sleep(WAKE_SPACING)
                 self._wake.clear()
                 waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
                 await asyncio.wait(waits, timeout=max(0.0, next_at - time.monotonic()),

@@ -36,9 +36,10 @@ MoveState = Literal["scheduled", "preparing", "prepared", "proposed", "approved"
                     "done", "failed", "superseded"]
 ACTIVE: frozenset[str] = frozenset({"scheduled", "preparing", "prepared", "proposed",
                                     "approved", "started"})
-Action = Literal["none", "prepare", "start", "propose", "resume"]
+Action = Literal["none", "prepare", "start", "propose", "resume", "abandon", "relax"]
 RESUME_ATTEMPTS = 3  # a run that failed is tried this many times in all
 RESUME_PAUSE = 5.0  # seconds between them
+REFUSAL_PAUSE = 2.0  # seconds before a plan the engine refused is asked for again
 # Looks that start this late mean the controller itself is overloaded: its
 # timeouts then say more about its own loop than about the target.
 BLIND_LATENESS = 0.5
@@ -60,6 +61,11 @@ class Move:
     notice_id: str | None = None
     run_id: str | None = None
     approved: float | None = None
+    # A letter is easy to forge: a move a mailbox notice asked for waits for a
+    # person whatever the mode (preparing for it does not).
+    needs_approval: bool = False
+    refused_at: float | None = None  # the engine refused its plan then
+    refusal: str = ""
 
     @property
     def active(self) -> bool:
@@ -205,13 +211,25 @@ def _new_move(snapshot: Snapshot, kind: MoveKind, primary: str, target: str, rea
     seed = f"{kind}|{primary}|{target}|{snapshot.now}|{notice.id if notice else ''}"
     return Move(hashlib.sha256(seed.encode()).hexdigest()[:8], kind, primary, target,
                 snapshot.sites[primary], reason, snapshot.now, due, state,
-                notice_id=notice.id if notice else None)
+                notice_id=notice.id if notice else None,
+                needs_approval=notice is not None and notice.source == "mailbox")
+
+
+def _cooling(snapshot: Snapshot, move: Move) -> bool:
+    """Whether the engine refused the move's plan a moment ago (ask again a little later)."""
+    return move.refused_at is not None and snapshot.now - move.refused_at < REFUSAL_PAUSE
 
 
 def _go(snapshot: Snapshot, move: Move, sentence: str,
         supersedes: str | None = None) -> Decision:
-    """Start ``move`` (auto, or approved), or propose it (approve mode)."""
-    if snapshot.settings.mode == "approve" and move.approved is None:
+    """Start ``move`` (auto, or approved), or propose it (approve mode, or a letter's)."""
+    if _cooling(snapshot, move):
+        ago = snapshot.now - (move.refused_at or 0.0)
+        return Decision("none", f"{sentence}; the engine refused the {move.kind} {ago:.1f}s "
+                        f"ago ({move.refusal}); asking again shortly", move,
+                        supersedes=supersedes)
+    approval = snapshot.settings.mode == "approve" or move.needs_approval
+    if approval and move.approved is None:
         if move.state == "proposed":
             return Decision("none", f"{sentence}; waiting for approval: failover approve "
                             f"{move.id}", move)
@@ -244,6 +262,12 @@ def run_cycle(snapshot: Snapshot) -> Decision:
                             f"start {snapshot.lateness:.1f}s late (it is overloaded): its "
                             "timeouts are no evidence; not failing over")
         return _emergency(snapshot, primary, active)
+    # An emergency that did not happen (the primary came back before its promote
+    # started) is dropped: an old approval must not start it at the next outage.
+    stale = next((m for m in active if m.kind == "promote" and m.state != "started"), None)
+    if stale is not None:
+        return Decision("none", f"{primary} answers again: promote {stale.id} is dropped",
+                        supersedes=stale.id)
     notices = [n for n in snapshot.notices if n.provider == snapshot.sites[primary]]
     if notices or active:
         return _planned(snapshot, primary, notices, active)
@@ -252,6 +276,11 @@ def run_cycle(snapshot: Snapshot) -> Decision:
 
 def _unfinished(snapshot: Snapshot, run: RunSummary) -> Decision:
     what = f"run {run.id} ({run.kind} {run.from_site} -> {run.to_site})"
+    if run.kind == "prepare" and run.outcome == "failed":
+        # Its steps are the move's first ones: the move repeats them. Left
+        # unfinished, it would block every other plan, the emergency's too.
+        return Decision("abandon", f"{what} failed ({run.error}); abandoning it: the move "
+                        "itself repeats the preparation", run_id=run.id)
     if run.outcome == "interrupted":
         return Decision("resume", f"{what} was interrupted; resuming it from the journal",
                         run_id=run.id)
@@ -317,7 +346,16 @@ def _planned(snapshot: Snapshot, primary: str, notices: list[Notice],
     if move.state == "started":
         return Decision("none", f"move {move.id} ({move.kind} to {move.to_site}) has started",
                         move)
+    if move.state == "prepared" and move.due > snapshot.now and _lost(snapshot, move.to_site):
+        # Synchronous commits wait for a standby that is gone: every write would
+        # hang until it came back (DESIGN.md). Back to asynchronous; prepare again later.
+        return Decision("relax", f"{move.to_site} stopped answering while commits at "
+                        f"{primary} wait for it (prepared for move {move.id}); making them "
+                        "asynchronous again", move)
     if move.due > snapshot.now and move.state != "proposed":
+        if move.state == "scheduled" and _cooling(snapshot, move):
+            return Decision("none", f"{move.reason}; the engine refused to prepare "
+                            f"({move.refusal}); asking again shortly", move)
         if move.state == "scheduled":
             return Decision("prepare", f"{move.reason}; preparing the switchover to "
                             f"{move.to_site} due at {_when(move.due)}", move)
@@ -325,6 +363,14 @@ def _planned(snapshot: Snapshot, primary: str, notices: list[Notice],
                         f"{move.state}, due at {_when(move.due)} (in "
                         f"{_in(move.due - snapshot.now)})", move)
     return _go(snapshot, move, f"{move.reason}; the switchover to {move.to_site} is due")
+
+
+def _lost(snapshot: Snapshot, site: str) -> bool:
+    """Whether a site's database failed its last ``failures`` looks (from any vantage point)."""
+    looks = sorted((o for (k, t, _v), h in snapshot.history.items()
+                    if k == "database" and t == site for o in h), key=lambda o: o.at)
+    last = looks[-snapshot.settings.failures:]
+    return len(last) == snapshot.settings.failures and not any(o.ok for o in last)
 
 
 def _all_well(snapshot: Snapshot, primary: str) -> str:

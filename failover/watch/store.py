@@ -11,16 +11,16 @@ controller restarts. Decisions are appended for ``/v1/status`` and the drill.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from failover.exceptions import ConfigError, FailoverError
+from failover.exceptions import FailoverError
+from failover.privatedb import private_db
 from failover.watch.policy import ACTIVE, Decision, Move
 from failover.watch.signals import Notice
 
@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     sentence TEXT NOT NULL, data TEXT NOT NULL
 );
 """
+
+
+class StoreError(FailoverError):
+    """The store could not be read or written."""
 
 
 class NotApprovable(FailoverError):
@@ -61,15 +65,10 @@ class WatchStore:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the controller's store {self.path}: {exc}") from None
-        with closing(conn):
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
-            yield conn
+            with private_db(self.path, SCHEMA, "the controller's store") as conn:
+                yield conn
+        except sqlite3.Error as exc:  # e.g. locked for longer than the timeout
+            raise StoreError(f"the controller's store {self.path}: {exc}") from exc
 
     # -- notices ----------------------------------------------------------------
 
@@ -120,10 +119,14 @@ class WatchStore:
             known = ", ".join(m.id for m in self.moves() if m.state == "proposed") or "none"
             raise NotApprovable(f"no move {move_id!r} is known to the controller; waiting for "
                                 f"approval: {known}")
-        if move.state != "proposed":
-            raise NotApprovable(f"move {move_id} is {move.state}, not waiting for approval")
         approved = replace(move, state="approved", approved=time.time())
-        self.save_move(approved)
+        with self._db() as db:  # only if it is still proposed: the controller may have moved on
+            cursor = db.execute("UPDATE moves SET state = 'approved', data = ? WHERE id = ? AND "
+                                "state = 'proposed'", (json.dumps(asdict(approved)), move_id))
+        if cursor.rowcount != 1:
+            now = self.move(move_id)
+            raise NotApprovable(f"move {move_id} is {now.state if now else 'gone'}, not "
+                                "waiting for approval")
         return approved
 
     # -- decisions --------------------------------------------------------------

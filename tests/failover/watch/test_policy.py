@@ -198,8 +198,8 @@ def test_a_failed_run_is_tried_again_a_little_later_then_left_to_a_person() -> N
 
 
 def test_refused_credentials_are_a_notice_only_after_n_looks_in_a_row() -> None:
-    looks = [look("api", "aws", "a", s, NOW + i)
-             for i, s in enumerate(["refused", "up", "refused", "refused"])]
+    statuses: list[Status] = ["refused", "up", "refused", "refused"]
+    looks = [look("api", "aws", "a", s, NOW + i) for i, s in enumerate(statuses)]
     assert refusal_notice(looks, 3, "aws") is None
     looks.append(look("api", "aws", "a", "refused", NOW + 4))
     found = refusal_notice(looks, 3, "aws")
@@ -213,3 +213,41 @@ def test_refused_credentials_are_a_notice_only_after_n_looks_in_a_row() -> None:
 def test_notice_ids_are_stable_across_sources() -> None:
     assert notice(source="webhook").id == notice(source="mailbox", reference="<x@y>").id
     assert notice("aws").id != notice("hetzner").id
+
+
+def test_a_failed_preparation_is_abandoned_not_retried_for_ever() -> None:
+    run = RunSummary("r1", "prepare", "aws", "hetzner", "failed", 1, NOW - 60, "boom")
+    decision = run_cycle(snap(run=run))
+    assert (decision.action, decision.run_id) == ("abandon", "r1")
+
+
+def test_a_lost_standby_makes_prepared_commits_asynchronous_again() -> None:
+    looks = history({("aws", "a"): "uuu", ("aws", "b"): "uuu", ("hetzner", "a"): "ddd",
+                     ("hetzner", "b"): "ddd"})
+    looks[("database", "hetzner", "a")] = tuple(
+        look("database", "hetzner", "a", "down", NOW - i) for i in (2, 1, 0))
+    decision = run_cycle(snap(history=looks, notices=(notice(),), moves=(_scheduled(),)))
+    assert decision.action == "relax"
+    assert decision.move is not None and decision.move.id == "m1"
+
+
+def test_a_promote_that_never_started_is_dropped_when_the_primary_answers_again() -> None:
+    stale = replace(_scheduled(state="approved"), id="p1", kind="promote", approved=NOW - 99)
+    decision = run_cycle(snap(moves=(stale,)))
+    assert decision.action == "none" and decision.supersedes == "p1"
+
+
+def test_a_refused_plan_is_asked_again_only_after_a_pause() -> None:
+    refused = _scheduled(state="scheduled", due=NOW - 1, refused_at=NOW - 0.5,
+                         refusal="standby still streams")
+    waiting = run_cycle(snap(notices=(notice(in_seconds=600),), moves=(refused,)))
+    assert waiting.action == "none" and "asking again shortly" in waiting.sentence
+    later = replace(refused, refused_at=NOW - 5)
+    assert run_cycle(snap(notices=(notice(in_seconds=600),), moves=(later,))).action == "start"
+
+
+def test_a_letter_alone_never_moves_without_a_person() -> None:
+    letter = notice(in_seconds=600, source="mailbox")
+    decision = run_cycle(snap(notices=(letter,)))
+    assert decision.action == "propose"  # even in auto mode: a letter is easy to forge
+    assert decision.move is not None and decision.move.needs_approval

@@ -1,0 +1,57 @@
+"""The controller's store: notices kept once, moves and approvals, what a finished move answers."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from failover.watch.policy import Move
+from failover.watch.signals import Notice
+from failover.watch.store import NotApprovable, WatchStore
+
+NOW = 1_800_000_000.0
+
+
+def move(state: str = "proposed") -> Move:
+    return Move("m1", "switchover", "aws", "hetzner", "aws", "notice", NOW, NOW,
+                state)  # type: ignore[arg-type]
+
+
+def test_a_notice_is_kept_once_and_the_file_is_private(tmp_path: Path) -> None:
+    store = WatchStore(tmp_path / "watch.sqlite")
+    first = Notice("aws", NOW + 3600, "webhook", "ends", reference="a")
+    assert store.add_notice(first) is True
+    assert store.add_notice(replace(first, source="mailbox", reference="b")) is False
+    assert [n.reference for n in store.notices()] == ["a"]
+    assert stat.S_IMODE((tmp_path / "watch.sqlite").stat().st_mode) == 0o600
+
+
+def test_a_finished_move_answers_its_providers_notices_only(tmp_path: Path) -> None:
+    store = WatchStore(tmp_path / "watch.sqlite")
+    store.add_notice(Notice("aws", NOW + 3600, "webhook"))
+    store.add_notice(Notice("hetzner", NOW + 3600, "webhook"))
+    store.save_move(move("started"))
+    assert len(store.notices()) == 2
+    store.save_move(move("done"))
+    assert [n.provider for n in store.notices()] == ["hetzner"]
+    assert len(store.notices(pending=False)) == 2
+    assert store.moves() == []  # done is not active
+    assert [m.state for m in store.moves(active=False)] == ["done"]
+
+
+def test_only_a_proposed_move_can_be_approved(tmp_path: Path) -> None:
+    store = WatchStore(tmp_path / "watch.sqlite")
+    store.save_move(move("proposed"))
+    approved = store.approve("m1")
+    assert approved.state == "approved" and approved.approved is not None
+    assert store.move("m1") == approved
+    with pytest.raises(NotApprovable, match="m1 is approved, not waiting"):
+        store.approve("m1")
+    store.save_move(replace(approved, state="superseded"))
+    with pytest.raises(NotApprovable, match="superseded"):
+        store.approve("m1")
+    with pytest.raises(NotApprovable, match="no move 'zz'"):
+        store.approve("zz")
