@@ -14,10 +14,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from failover.drill.controller import DrillController
 from failover.engine.deployment import Deployment, open_deployment
@@ -28,6 +30,7 @@ from failover.watch.webhook import load_secret, sign, signal_body
 from infra.lab.processes import is_alive
 from tests.conftest import RunningLab, running_lab
 from tests.failover.engine.test_moves_in_lab import assert_whole, failover
+from tests.failover.watch.dovecot import Mailbox
 
 pytestmark = pytest.mark.lab
 
@@ -210,3 +213,40 @@ def test_forged_stale_replayed_and_unsigned_signals_are_refused(lab: RunningLab)
         metrics = httpx.get(f"{controller.url}/metrics", timeout=5).text
         assert 'failover_signals_refused_total{reason="replayed"} 1.0' in metrics
     assert switchovers_since(lab, t0) == []
+
+
+def test_a_termination_letter_in_the_mailbox_is_proposed_for_a_person(
+        lab: RunningLab, mailbox: Mailbox) -> None:
+    # Last in the module: the proposal it leaves stays pending.
+    root = lab.lab.paths.root
+    config = yaml.safe_load((root / "failover.yaml").read_text())
+    config["watch"]["mailbox"] = {"host": mailbox.host, "port": mailbox.port, "tls": False,
+                                  "user": mailbox.user,
+                                  "password_file": str(mailbox.password_file), "interval": 0.5}
+    path = root / "failover-mailbox.yaml"  # beside the lab's: its relative paths hold
+    path.write_text(yaml.safe_dump(config))
+    mailbox.append(
+        b"From: AWS Trust & Safety <no-reply@aws.amazon.com>\r\n"
+        b"To: ops@example.com\r\n"
+        b"Subject: Your AWS account will be terminated\r\n"
+        b"Message-ID: <termination-1@aws.amazon.com>\r\n"
+        + f"Date: {formatdate(usegmt=True)}\r\n\r\n".encode()
+        + b"Your AWS account will be terminated within 2 hours.\r\n")
+    t0 = time.time()
+    controller = DrillController(open_deployment(path, None), lab.lab.paths.logs / "mail.log")
+    controller.start()
+    try:
+        def proposed() -> dict[str, Any] | None:
+            moves = controller.status()["moves"]
+            return next((m for m in moves if m["state"] == "proposed"), None)
+
+        move = wait_for(proposed, timeout=30, what="the letter's move to be proposed")
+        assert move["needs_approval"] and move["kind"] == "switchover"
+        assert "mailbox notice" in move["reason"] and "aws ends service" in move["reason"]
+        notices = controller.status()["notices"]
+        assert [(n["provider"], n["source"]) for n in notices] == [("aws", "mailbox")]
+        assert mailbox.unseen() == 0  # read, and marked so
+        assert switchovers_since(lab, t0) == []  # a letter alone moves nothing
+    finally:
+        controller.stop()
+        print(controller.log.read_text()[-6000:])  # shown by pytest when the test fails
