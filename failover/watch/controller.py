@@ -137,7 +137,6 @@ class Controller:
         new = self.store.add_notice(notice)
         log_event(log, "watch.notice", id=notice.id, provider=notice.provider,
                   source=notice.source, deadline=round(notice.deadline, 3), new=new)
-        self.metrics.notices.set(len(self.store.notices()))
         self.wake()
         return new
 
@@ -167,6 +166,7 @@ class Controller:
         snapshot = self.snapshot()
         decision = run_cycle(snapshot)
         self.metrics.cycles.inc()
+        self.metrics.notices.set(len(snapshot.notices))
         if decision.sentence != self.last_sentence or decision.action != "none":
             log_event(log, "watch.decision", action=decision.action, sentence=decision.sentence)
             self.last_sentence = decision.sentence
