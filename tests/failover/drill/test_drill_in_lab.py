@@ -21,7 +21,7 @@ import pytest
 from failover.data.postgres import PgEndpoint
 from failover.drill.runner import Drill, DrillOptions
 from failover.drill.scenarios import SCENARIOS, DrillContext, Scenario
-from failover.drill.workload import WorkloadSpec
+from failover.drill.workload import WorkloadSpec, missing_posts
 from failover.engine.deployment import open_deployment
 from failover.waiting import wait_for
 from failover.watch.providers import check_api
@@ -120,9 +120,17 @@ def test_db_primary_crash_is_detected_promoted_and_rolled_back(lab: RunningLab) 
     report = run_drill(lab, options("db-primary-crash"))
     assert report["run"]["kind"] == "promote" and report["run"]["outcome"] == "ok"
     assert report["rto_seconds"] is not None and report["detection_seconds"] is not None
-    assert report["lost_writes"] == 0
+    # Replication is asynchronous: a post acknowledged in the crash's last
+    # milliseconds may not have reached the standby (seen once in CI: 1 post).
+    # The report must count it, and the verdict must say so.
+    rpo = next(v for v in report["verdicts"] if v["objective"] == "rpo_writes")
+    assert rpo["measured"] == report["lost_writes"]
+    assert rpo["met"] == (report["lost_writes"] <= rpo["limit"])
     assert_consistent(report)
     assert_whole(lab, "aws")
+    # Whatever was lost is really missing, at the primary it failed back to.
+    lost_posts = report["lost_write_ids"][:report["lost_posts"]]
+    assert sorted(missing_posts(app_db(lab, "aws"), lost_posts)) == sorted(lost_posts)
 
 
 def test_revoked_credentials_are_a_termination_the_controller_acts_on(lab: RunningLab) -> None:
