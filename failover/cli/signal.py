@@ -22,20 +22,9 @@ from failover.cli.base import config_option, json_option, state_dir_option
 from failover.engine.deployment import open_deployment
 from failover.exceptions import ConfigError, FailoverError
 from failover.watch.signals import Notice
-from failover.watch.webhook import load_secret, parse_deadline, sign, signal_body
+from failover.watch.webhook import controller_url, load_secret, parse_deadline, post_signal
 
 TIMEOUT = 5.0  # seconds to connect to the controller, and for its answer
-
-
-def controller_url(listen: str) -> str:
-    """The URL a client uses for a controller listening on ``host:port``."""
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if host in ("", "0.0.0.0"):  # listening everywhere: ask on this machine
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _who() -> str:
@@ -99,12 +88,9 @@ def termination(provider: str, deadline: str, text: str, config: Path | None,
         raise click.BadParameter(str(exc), param_hint="--deadline") from None
     notice = Notice(provider, when, "cli", text, received=now, reference=_who())
     secret = load_secret(deployment.config.watch)
-    body = signal_body(notice)
     url = controller_url(deployment.config.watch.listen)
-    headers = {"Content-Type": "application/json", **sign(secret, body)}
     try:
-        response = httpx.post(f"{url}/v1/signals", content=body, headers=headers,
-                              timeout=TIMEOUT)
+        response = post_signal(url, secret, notice, TIMEOUT)
     except httpx.TransportError:
         raise FailoverError(f"failover watch is not answering at {url}: start it (failover "
                             "watch) and send the notice again") from None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from failover.engine.journal import RunRecord
 from failover.exceptions import FailoverError
 from failover.waiting import WaitTimeout, wait_for
 from failover.watch.signals import Notice
-from failover.watch.webhook import load_secret, sign, signal_body
+from failover.watch.webhook import controller_url, load_secret, post_signal
 from infra.lab.processes import ProcessRecord, is_alive, log_tail, spawn, stop
 
 ACTING = ("start", "prepare", "propose", "resume")  # decisions that ask for something
@@ -42,7 +41,7 @@ class DrillController:
     def __init__(self, deployment: Deployment, log: Path) -> None:
         self.deployment = deployment
         self.log = log
-        self.url = f"http://{deployment.config.watch.listen}"
+        self.url = controller_url(deployment.config.watch.listen)
         self.record: ProcessRecord | None = None
 
     def start(self, timeout: float = 30.0, *, args: tuple[str, ...] = (),
@@ -96,12 +95,9 @@ class DrillController:
 
     def signal(self, notice: Notice) -> dict[str, Any]:
         """Deliver a notice by the signed webhook, as a provider's system would."""
-        body = signal_body(notice)
-        headers = {"Content-Type": "application/json",
-                   **sign(load_secret(self.deployment.config.watch), body)}
+        secret = load_secret(self.deployment.config.watch)
         try:
-            response = httpx.post(f"{self.url}/v1/signals", content=body, headers=headers,
-                                  timeout=5.0)
+            response = post_signal(self.url, secret, notice, 5.0)
         except httpx.HTTPError as exc:
             raise ControllerFailed(f"failover watch at {self.url} did not answer: {exc}") from exc
         if response.status_code != 202:
@@ -140,8 +136,3 @@ class DrillController:
             wait_for(done, timeout=timeout, interval=0.2,
                      what=f"the controller's {'/'.join(kinds)}", retry_on=())
         return newest()
-
-
-def wait_seconds(deadline: float) -> float:
-    """Seconds left until ``deadline`` (time.time()), never negative."""
-    return max(0.0, deadline - time.time())

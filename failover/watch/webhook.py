@@ -36,6 +36,8 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, Literal, get_args
 
+import httpx
+
 from failover.config import WatchConfig
 from failover.exceptions import ConfigError, FailoverError
 from failover.secretfiles import read_private
@@ -266,3 +268,24 @@ def signal_body(notice: Notice) -> bytes:
     if notice.reference:
         data["id"] = notice.reference
     return json.dumps(data, sort_keys=True).encode()
+
+
+def controller_url(listen: str) -> str:
+    """The URL a client uses for a controller listening on ``host:port``."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0"):  # listening everywhere: ask on this machine
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def post_signal(url: str, secret: bytes, notice: Notice, timeout: float) -> httpx.Response:
+    """POST ``notice``, signed, to the controller at ``url`` (the CLI's and the drill's way).
+
+    Raises httpx.TransportError when nothing answers; the caller reads the status.
+    """
+    body = signal_body(notice)
+    return httpx.post(f"{url}/v1/signals", content=body, timeout=timeout,
+                      headers={"Content-Type": "application/json", **sign(secret, body)})
