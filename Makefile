@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup lab drill lab-status lab-down test lint typecheck check clean
+.PHONY: setup lab drill lab-status lab-down test test-fast lint typecheck check clean
 
 setup:
 	@./scripts/setup.sh
@@ -33,6 +33,10 @@ typecheck: setup
 # Lint and types first: they take seconds and fail fast.
 test: setup lint typecheck
 	$(BIN)/python -m pytest
+
+# The unit layer alone: no server started (tests/conftest.py refuses any), under a minute.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not lab"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

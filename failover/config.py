@@ -23,9 +23,12 @@ from pydantic import (
     model_validator,
 )
 
-from failover.dns.rfc2136 import Rfc2136Settings
-from failover.dns.route53 import Route53Settings
+from failover.dns.registry import DnsSettings
 from failover.exceptions import ConfigError
+from failover.fieldpath import field_path
+from failover.watch.providers import ApiSettings
+from failover.watch.providers import Ec2ApiConfig as Ec2ApiConfig  # re-exported: their old home
+from failover.watch.providers import HcloudApiConfig as HcloudApiConfig
 
 CONFIG_FILE_NAME = "failover.yaml"
 LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
@@ -77,29 +80,8 @@ class LabComputeConfig(_Strict):
 ComputeConfig = Annotated[LabComputeConfig, Field(discriminator="kind")]
 
 
-class Ec2ApiConfig(_Strict):
-    """A site's AWS account, watched through the EC2 API (``DescribeInstances``)."""
-
-    kind: Literal["ec2"]
-    endpoint_url: str | None = Field(None, description="another endpoint (moto in the lab)")
-    region: str = "us-east-1"
-    credentials_file: Path | None = Field(
-        None, description="AWS shared-credentials file, mode 0600; default: boto3's chain",
-    )
-    timeout: float = Field(5.0, gt=0, le=120, description="seconds to connect, and to read")
-
-
-class HcloudApiConfig(_Strict):
-    """A site's Hetzner Cloud project, watched through its API (``GET /servers``)."""
-
-    kind: Literal["hcloud"]
-    endpoint: str = Field("https://api.hetzner.cloud/v1",
-                          description="the API's base URL (the lab's fake in the lab)")
-    token_file: Path = Field(description="the project's API token, in a 0600 file")
-    timeout: float = Field(5.0, gt=0, le=120, description="seconds to connect, and to read")
-
-
-ProviderApiConfig = Annotated[Ec2ApiConfig | HcloudApiConfig, Field(discriminator="kind")]
+# Every kind of provider API comes from its registry (failover.watch.providers).
+ProviderApiConfig = Annotated[ApiSettings, Field(discriminator="kind")]
 
 
 class SiteConfig(_Strict):
@@ -164,7 +146,8 @@ class Objectives(_Strict):
     rpo_writes: int = Field(0, ge=0, description="acknowledged writes that may be lost")
 
 
-DnsProviderConfig = Annotated[Rfc2136Settings | Route53Settings, Field(discriminator="kind")]
+# Every kind of DNS provider comes from its registry (failover.dns.registry).
+DnsProviderConfig = Annotated[DnsSettings, Field(discriminator="kind")]
 
 
 class ProbeSettings(_Strict):
@@ -228,6 +211,10 @@ class WatchConfig(_Strict):
     max_signature_age: float = Field(
         300.0, gt=0, description="seconds a signed request stays fresh (older: stale)")
     notify_url: str | None = Field(None, description="every decision is POSTed here, signed")
+    notify_secret_file: Path | None = Field(
+        None, description="the secret that signs notifications, in a 0600 file (or "
+        "$FAILOVER_NOTIFY_SECRET); never the webhook's: receivers must not be able to sign "
+        "signals")
     mailbox: MailboxConfig | None = None
 
     @field_validator("listen")
@@ -300,14 +287,9 @@ class FailoverConfig(_Strict):
             ) from None
 
 
-DISCRIMINATOR_TAGS = frozenset({"rfc2136", "route53", "lab", "ec2", "hcloud"})  # the `kind` values
-
-
 def _location(loc: tuple[int | str, ...]) -> str:
-    # pydantic puts the discriminator's tag in the path (dns_providers.bind9.rfc2136.port);
-    # a person wrote dns_providers.bind9.port.
-    parts = [str(p) for p in loc if p not in DISCRIMINATOR_TAGS]
-    return ".".join(parts) or "(top level)"
+    # dns_providers.bind9.port, as a person wrote it (pydantic inserts the `kind` tag).
+    return field_path(FailoverConfig, loc)
 
 
 PATH_KEYS = ("file", "state_dir", "journal")  # *_file, e.g. token_file, password_file
@@ -363,3 +345,23 @@ def load_config(path: Path) -> FailoverConfig:
         raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") \
             from None
     return parse_config(data, str(path), path.parent.absolute())
+
+
+def missing_files(config: BaseModel, where: str = "") -> list[str]:
+    """Every file or folder the configuration names that does not exist, with its field path.
+
+    The journal is left out: the engine creates it. Checked when a deployment is
+    opened, not at parse time, so a configuration can be validated elsewhere.
+    """
+    found = []
+    for name, value in config:
+        path = f"{where}.{name}" if where else name
+        if isinstance(value, BaseModel):
+            found += missing_files(value, path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, BaseModel):
+                    found += missing_files(item, f"{path}.{key}")
+        elif isinstance(value, Path) and name != "journal" and not value.exists():
+            found.append(f"{path}: {value} does not exist")
+    return found

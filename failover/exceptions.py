@@ -20,6 +20,12 @@ class ConfigError(FailoverError):
     exit_code = 2
 
 
+class UsageError(FailoverError):
+    """A command called in a way that cannot work: an option it needs is missing."""
+
+    exit_code = 2
+
+
 class ProviderError(FailoverError):
     """A provider (DNS, compute, data store) refused or failed a call."""
 

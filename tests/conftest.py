@@ -1,19 +1,29 @@
-"""Shared fixtures: one lab per test session, on its own subnet and DNS port.
+"""Shared fixtures: the labs tests share, and the guard that keeps the unit layer serverless.
 
-The lab is stopped by PID at the end of the session even when tests fail;
-``lab down`` itself is tested by a lab of its own (tests/infra/lab).
+Two labs serve most modules: the session's (``lab``: the primary stays at aws,
+tests touch only fresh names and rows) and ``moves_lab``, shared by the
+modules that move the primary and each leave it whole at aws again. A module
+that breaks its lab on purpose gets a lab of its own from ``own_lab``. Every
+lab is stopped by PID at the end even when tests fail; ``lab down`` itself is
+tested by a lab of its own (tests/infra/lab).
+
+``pytest -m "not lab"`` is the unit layer: it starts no server. That is
+enforced, not hoped for: see "The unit layer starts no server" below.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
+import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.query
@@ -28,6 +38,7 @@ from infra.lab.secrets import LabSecrets, pgpass_file
 
 # Far from the default lab (127.0.x) so that tests never touch a user's lab.
 TEST_SUBNET = os.environ.get("FAILOVER_TEST_SUBNET", "127.77")
+MOVES_SUBNET = os.environ.get("FAILOVER_MOVES_TEST_SUBNET", "127.66")
 
 
 def free_port() -> int:
@@ -108,8 +119,186 @@ def running_lab(subnet: str, prefix: str = "failover-test-lab-") -> Iterator[Run
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
+# -- The unit layer starts no server -------------------------------------------------
+#
+# Two guards, because a forgotten marker is silent otherwise:
+#
+# 1. At collection, before any test runs: a test that asks for a fixture marked
+#    with @starts_servers (directly or through other fixtures) must carry the lab
+#    marker, or the whole run stops naming it. This is what keeps the lab and
+#    dovecot fixtures out of `-m "not lab"` even when a test module forgets.
+# 2. While a test without the marker is set up and runs, starting a server raises:
+#    a lab (Lab.up), an in-process uvicorn, or a process of a server program
+#    (postgres, named, dovecot, moto, uvicorn, the app, the controller), seen in
+#    Popen's argv at its lowest level so that subprocess.run, spawn and asyncio's
+#    subprocesses are all caught. This catches servers a fixture name cannot show:
+#    a module's own fixture, or a server started inside a test.
+# A test's own in-process fakes (http.server, asyncio servers on loopback) are not
+# servers here: they are part of the test, start in microseconds and need nothing
+# installed. Teardown is not guarded: stopping a lab is always allowed.
+
+SERVER_PROGRAMS = frozenset({"postgres", "pg_ctl", "named", "dovecot", "moto_server",
+                             "uvicorn"})
+SERVER_MODULES = frozenset({"moto.server", "uvicorn", "infra.refapp",
+                            "infra.lab.hcloud_fake"})
+SERVER_COMMANDS = (("lab", "up"), ("watch",))  # of the failover CLI: a lab, the controller
+STARTS_SERVERS = "_starts_servers"
+
+
+def starts_servers(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a fixture's function as starting servers: the tests using it must be marked lab."""
+    # An attribute, not a registry: pytest loads this file as `conftest` while test
+    # modules import it as `tests.conftest`, two module objects with two registries.
+    setattr(function, STARTS_SERVERS, True)
+    return function
+
+
+def _argv(args: Any) -> list[str]:
+    if isinstance(args, str | bytes):
+        return shlex.split(os.fsdecode(args))
+    if isinstance(args, os.PathLike):
+        return [os.fsdecode(args)]
+    return [os.fsdecode(a) for a in args]
+
+
+def server_in(argv: Sequence[str]) -> str | None:
+    """The server a command line would start, or None."""
+    if not argv:
+        return None
+    program = os.path.basename(argv[0])
+    if program in SERVER_PROGRAMS:
+        return program
+    rest = list(argv[1:])
+    if "-m" in rest[:-1]:
+        module = rest[rest.index("-m") + 1]
+        if module in SERVER_MODULES:
+            return module
+        program, rest = module, rest[rest.index("-m") + 2:]
+    if program == "failover":
+        words = [w for w in rest if not w.startswith("-")]
+        for command in SERVER_COMMANDS:
+            if tuple(words[:len(command)]) == command:
+                return "failover " + " ".join(command)
+    return None
+
+
+class ServerInUnitTest(AssertionError):
+    """A test without the lab marker tried to start a server."""
+
+
+def _refuse(what: str) -> ServerInUnitTest:
+    return ServerInUnitTest(f"{what}, in a test without the lab marker: mark it "
+                            "@pytest.mark.lab (pytest -m 'not lab' must start no server)")
+
+
+@contextmanager
+def _no_servers() -> Iterator[None]:
+    """While it lasts, starting a lab, a server process or an in-process uvicorn raises."""
+    import uvicorn  # here: the unit layer need not pay for it unless a test runs
+
+    execute = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def guarded(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> Any:
+        server = server_in(_argv(args))
+        if server is not None:
+            raise _refuse(f"starting {server} ({shlex.join(_argv(args))[:120]})")
+        return execute(self, args, *rest, **kwargs)
+
+    def no_lab(*args: Any, **kwargs: Any) -> Any:
+        raise _refuse("starting a lab")
+
+    def no_uvicorn(*args: Any, **kwargs: Any) -> None:
+        raise _refuse("starting uvicorn")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "_execute_child", guarded)
+        patch.setattr(Lab, "up", no_lab)
+        patch.setattr(uvicorn.Server, "__init__", no_uvicorn)
+        yield
+
+
+def _unit(item: pytest.Item) -> bool:
+    return item.get_closest_marker("lab") is None
+
+
+def _server_fixtures(item: pytest.Item) -> list[str]:
+    # pytest keeps a test's fixture closure, with the definitions it will use, on
+    # the item; there is no public accessor for the definitions.
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    return sorted(name for name, defs in info.name2fixturedefs.items()
+                  if defs and getattr(defs[-1].func, STARTS_SERVERS, False))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: every collected test is checked
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Stop the run if a test that uses a server fixture is not marked lab."""
+    unmarked = [f"  {item.nodeid} uses {', '.join(fixtures)}" for item in items
+                if _unit(item) and (fixtures := _server_fixtures(item))]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that start servers must be marked @pytest.mark.lab (pytest -m 'not lab' "
+            "must start none):\n" + "\n".join(unmarked))
+
+
+def _guarded(item: pytest.Item) -> AbstractContextManager[None]:
+    return _no_servers() if _unit(item) else nullcontext()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Set up a test without the lab marker with servers refused."""
+    with _guarded(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Run a test without the lab marker with servers refused."""
+    with _guarded(item):
+        return (yield)
+
+
+# -- The labs -----------------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
+@starts_servers
 def lab() -> Iterator[RunningLab]:
-    """The session's lab: started once, stopped by PID at the end whatever happened."""
+    """The session's lab: started once, stopped by PID at the end whatever happened.
+
+    Its primary stays at aws: tests that use it touch only names and rows of their own.
+    """
     with running_lab(TEST_SUBNET) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+@starts_servers
+def moves_lab() -> Iterator[RunningLab]:
+    """The lab of the modules that move the primary: drills, the engine's moves, the controller.
+
+    Each of their tests leaves it whole (one primary, one standby streaming from it),
+    at aws when it found it there; they share it to start one lab, not three. The
+    controller's module runs last of them (file order): it leaves a notice pending.
+    Two people running these modules at once need two subnets
+    (FAILOVER_MOVES_TEST_SUBNET).
+    """
+    with running_lab(MOVES_SUBNET, "failover-test-moves-") as started:
+        yield started
+
+
+def own_lab(subnet: str, prefix: str) -> Any:
+    """A module's own lab on ``subnet``, for a module that breaks it on purpose.
+
+    Assign it to the fixture's name in the module: ``lab = own_lab("127.97", "...")``.
+    """
+    @pytest.fixture(scope="module")
+    @starts_servers
+    def fixture() -> Iterator[RunningLab]:
+        """A lab of this module's own, stopped by PID at the end whatever happened."""
+        with running_lab(subnet, prefix) as started:
+            yield started
+
+    return fixture

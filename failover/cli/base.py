@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from failover import __version__
-from failover.exceptions import ConfigError, FailoverError
+from failover.exceptions import FailoverError, UsageError
 
 # No click envvar: $FAILOVER_STATE_DIR is only a default (read by default_state_dir),
 # which --config overrides.
@@ -26,11 +26,13 @@ yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for conf
 
 
 def confirm(question: str, yes: bool) -> None:
-    """Ask on a terminal; without one, only --yes may say yes."""
+    """Ask on a terminal; without one, only --yes may say yes (else UsageError, exit 2)."""
     if yes:
         return
     if not sys.stdin.isatty():
-        raise ConfigError("not a terminal, so nobody can confirm: pass --yes")
+        asked = question.rstrip("?").strip()
+        raise UsageError(f"--yes is missing: there is no terminal to confirm on, and this "
+                         f"would {asked}; pass --yes to go ahead")
     click.confirm(question, abort=True, err=True)
 
 

@@ -6,12 +6,12 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
 from failover.cli.base import config_option, confirm, state_dir_option, yes_option
 from failover.drill import report as reports
+from failover.drill.results import DrillReport
 from failover.drill.runner import Drill, DrillOptions
 from failover.drill.scenarios import SCENARIOS
 from failover.drill.workload import WorkloadSpec
@@ -85,11 +85,11 @@ def drill(
     deployment = open_deployment(config, state_dir)
     base = report_dir or (Path(deployment.source).parent / "drills" /
                           f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{scenario}")
-    confirm(f"run {repeat} {scenario} drill(s) on {deployment.source}? The primary moves "
-            "and moves back.", yes)
+    confirm(f"run {repeat} {scenario} drill(s) on {deployment.source} (the primary moves "
+            "and moves back)?", yes)
     # With --json -, standard output is the JSON's alone: summaries go to stderr.
     show = _say if json_file is not None and str(json_file) == "-" else click.echo
-    runs: list[dict[str, Any]] = []
+    runs: list[DrillReport] = []
     dirs: list[str] = []
     for n in range(1, repeat + 1):
         if repeat > 1:
@@ -100,23 +100,29 @@ def drill(
         show(reports.render_summary(report, paths))
         runs.append(report)
         dirs.append(directory.name)
-        if not report["failback"]["done"]:
+        if not _failed_back(report):
             if n < repeat:
                 _say(f"the fail back failed: {repeat - n} drill(s) not run")
             break
-    document: dict[str, Any] = runs[0]
+    document = runs[0].to_dict()
     if repeat > 1:
-        document = {**reports.aggregate(runs), "runs": runs}
-        (base / "summary.json").write_text(json.dumps(document, indent=2, default=str))
-        (base / "summary.md").write_text(reports.render_aggregate_markdown(document, dirs))
-        show(reports.render_aggregate(document))
+        summary = reports.aggregate(runs)
+        document = {**summary.to_dict(), "runs": [r.to_dict() for r in runs]}
+        (base / "summary.json").write_text(json.dumps(document, indent=2))
+        (base / "summary.md").write_text(reports.render_aggregate_markdown(summary, dirs))
+        show(reports.render_aggregate(summary))
         show(f"summary: {base / 'summary.md'}")
     if json_file is not None:
-        text = json.dumps(document, indent=2, default=str)
+        text = json.dumps(document, indent=2)
         if str(json_file) == "-":
             click.echo(text)
         else:
             json_file.write_text(text + "\n")
-    passed = all(r["objectives_met"] and r["failback"]["done"] for r in runs)
+    passed = all(r.objectives_met and _failed_back(r) for r in runs)
     if not passed or len(runs) < repeat:
         sys.exit(1)
+
+
+def _failed_back(report: DrillReport) -> bool:
+    """Whether the lab was put back after the drill."""
+    return report.failback is not None and report.failback.done

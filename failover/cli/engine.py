@@ -107,7 +107,8 @@ def _move(
 
 EXITS = (
     "Exit status: 0 done, 1 a step failed (run the same command again to resume), "
-    f"2 bad configuration, {EXIT_WARNINGS} done with warnings (e.g. a DNS provider failed)."
+    "2 bad configuration or usage (e.g. no --yes without a terminal), "
+    f"{EXIT_WARNINGS} done with warnings (e.g. a DNS provider failed)."
 )
 
 

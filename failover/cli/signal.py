@@ -70,7 +70,9 @@ def termination(provider: str, deadline: str, text: str, config: Path | None,
     The notice is signed with the controller's webhook secret
     ($FAILOVER_WEBHOOK_SECRET or watch.webhook_secret_file) and sent to
     watch.listen. The controller schedules the planned move before the
-    deadline; the same notice sent twice is kept once.
+    deadline; the same notice sent twice is kept once. A deadline more than a
+    minute in the past (a typo or a replay) or more than a year ahead is
+    refused, here and by the controller.
 
     \b
     Exit status: 0 delivered (new or already known), 1 the controller did not
@@ -87,6 +89,9 @@ def termination(provider: str, deadline: str, text: str, config: Path | None,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--deadline") from None
     notice = Notice(provider, when, "cli", text, received=now, reference=_who())
+    problem = notice.deadline_problem(now)
+    if problem is not None:  # the controller would refuse it too; say so before sending
+        raise click.BadParameter(problem[1], param_hint="--deadline")
     secret = load_secret(deployment.config.watch)
     url = controller_url(deployment.config.watch.listen)
     try:

@@ -19,7 +19,7 @@ from failover.watch.api import listening_socket, make_app, server
 from failover.watch.controller import Controller
 from failover.watch.mailbox import MailboxPoller
 from failover.watch.store import WatchStore, store_path
-from failover.watch.webhook import load_secret
+from failover.watch.webhook import load_notify_secret, load_secret
 
 log = logging.getLogger("failover.watch")
 
@@ -81,7 +81,8 @@ def watch(mode: str | None, listen: str | None, config: Path | None,
         logging.getLogger(chatty).setLevel(logging.WARNING)
     deployment = open_deployment(config, state_dir)
     secret = load_secret(deployment.config.watch)
-    controller = Controller(deployment, mode=mode, secret=secret)
+    controller = Controller(deployment, mode=mode,
+                            notify_secret=load_notify_secret(deployment.config.watch))
     asyncio.run(_serve(controller, secret, listen or deployment.config.watch.listen))
 
 

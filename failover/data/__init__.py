@@ -1,1 +1,7 @@
-"""Data plane: PostgreSQL roles and replication, object storage."""
+"""Data plane: PostgreSQL roles and replication, object storage.
+
+``postgres`` reaches a server and asks what it is; ``replication`` (sync,
+catch-up, promote) and ``fencing`` (with the pg_hba.conf rules in ``hba``)
+are what a failover does to the databases, through ``statements``. ``objects``
+talks to one S3 endpoint; ``objectsync`` copies between two and verifies.
+"""

@@ -1,39 +1,25 @@
-"""Object storage: copy what one site's bucket lacks from another's, then check.
+"""Object storage at one S3 endpoint: a client, its errors in one sentence, listings, copies.
 
-The two sites are two S3 endpoints (two providers, or two moto servers in the
-lab), so nothing is copied server-side: each object is read from the source
-and streamed into the target by a pool of workers. Only objects that are
-missing at the target or differ there are copied; objects found only at the
-target are counted and left alone (a sync never deletes).
+A site's objects live in one bucket at one S3 endpoint (a provider's, or a
+moto server in the lab). This module talks to one endpoint at a time: it
+lists a bucket, reads the ETag a copy was made from, and streams one object
+from one endpoint into another. Deciding what to copy and checking the
+result is ``objectsync``'s work.
 
-When two objects are the same: equal size, and equal ETag. A single PUT's
-ETag is the MD5 of the body, but an object uploaded in parts has an ETag like
-``"<md5 of the parts' md5s>-3"`` that depends on the part size, and an
-encrypted object's ETag is no MD5 at all, so a copy's ETag need not match its
-original's. Every copy therefore carries the ETag it was copied from in its
-metadata (``x-amz-meta-failover-source-etag``). When sizes match but ETags
-do not, one HeadObject at the target settles it (its recorded source ETag is
-the source's ETag), and if not, one at the source (the source is itself a
-copy, e.g. when failing back, of what the target holds). Objects with equal
-ETags, the common case, cost nothing beyond one listing per side.
+Every copy carries the ETag it was copied from in its metadata
+(``x-amz-meta-failover-source-etag``), because a copy's own ETag need not
+match its original's (see ``objectsync`` for when two objects are the same).
 
 Retry policy: botocore retries each call up to twice more (``standard``
 mode, with backoff), which is safe for everything here: listings, HEADs and
 GETs only read, and a PUT or a part writes the whole of the same bytes again.
-If an endpoint stops answering during a sync, the objects not yet started
-are not attempted (each would only wait out the same timeouts); they are
-reported as failed, and the next sync picks them up.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +36,6 @@ from failover.exceptions import ConfigError, FailoverError, ProviderError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-log = logging.getLogger("failover.data")
-
 PROVIDER = "s3"
 SOURCE_ETAG_KEY = "failover-source-etag"  # user metadata on every copy
 CONNECT_TIMEOUT = 5.0
@@ -66,8 +50,9 @@ _TRANSFER = TransferConfig(
 _CREDENTIAL_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                      "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
-_Errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, Boto3Error,
-           OSError)
+# What a call to an endpoint may raise: the errors a copy of one object is failed for.
+S3_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, Boto3Error,
+             OSError)
 
 
 @dataclass(frozen=True)
@@ -77,56 +62,6 @@ class ObjectInfo:
     key: str
     size: int
     etag: str  # without quotes
-
-
-@dataclass(frozen=True)
-class SyncProgress:
-    """How far a sync is: objects and bytes handled (copied or failed) of those to copy."""
-
-    done: int
-    total: int
-    bytes_done: int
-    bytes_total: int
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    """What one sync did."""
-
-    copied: int
-    copied_bytes: int
-    unchanged: int
-    extra_at_target: int  # keys only at the target: reported, never deleted
-    failed: tuple[str, ...]  # "key: reason"
-    seconds: float
-    # The source's keys when the sync listed it: what this sync answers for.
-    # Objects written after that are the next sync's work, not this one's failure.
-    listed: frozenset[str] = field(default=frozenset(), repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result as JSON-ready data (the listed keys left out: counts say enough)."""
-        data = {**asdict(self), "failed": list(self.failed), "seconds": round(self.seconds, 3)}
-        del data["listed"]
-        return data
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """How the target compares with the source, object by object."""
-
-    missing: tuple[str, ...]
-    differing: tuple[str, ...]
-    checked: int
-
-    @property
-    def ok(self) -> bool:
-        """Whether every source object is at the target, the same."""
-        return not self.missing and not self.differing
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result as JSON-ready data."""
-        return {"ok": self.ok, "missing": list(self.missing),
-                "differing": list(self.differing), "checked": self.checked}
 
 
 def s3_client(store: ObjectStoreConfig, *, max_connections: int = 10) -> S3Client:
@@ -217,89 +152,52 @@ def list_objects(client: S3Client, bucket: str) -> dict[str, ObjectInfo]:
         return _list(client, bucket)
 
 
-class _Side:
-    """One end of a sync: its config and a client for it."""
+class Bucket:
+    """A site's bucket at its endpoint, with a client for it."""
 
     def __init__(self, store: ObjectStoreConfig, connections: int) -> None:
         self.store = store
-        self.bucket = store.bucket
+        self.name = store.bucket
         self.client = s3_client(store, max_connections=connections)
         self.endpoint = self.client.meta.endpoint_url
 
+    def __str__(self) -> str:
+        return f"{self.endpoint}/{self.name}"
+
     def list(self) -> dict[str, ObjectInfo]:
-        with _calling(self.client, self.bucket, "list the objects of",
+        """Every object in the bucket by key; a failure is one sentence (ProviderError)."""
+        with _calling(self.client, self.name, "list the objects of",
                       self.store.credentials_file):
-            return _list(self.client, self.bucket)
+            return _list(self.client, self.name)
 
     def recorded_source_etag(self, key: str) -> str | None:
         """The ETag this object was copied from, if failover copied it (None on any error)."""
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except _Errors:
+            head = self.client.head_object(Bucket=self.name, Key=key)
+        except S3_ERRORS:
             return None  # unknown counts as different: at worst one copy too many
         return head.get("Metadata", {}).get(SOURCE_ETAG_KEY)
 
 
-@dataclass(frozen=True)
-class _Comparison:
-    to_copy: tuple[ObjectInfo, ...]  # missing at the target or different there
-    missing: tuple[str, ...]
-    differing: tuple[str, ...]
-    same: int
-    extra: int
-
-
-def _same_by_metadata(source: _Side, target: _Side, src: ObjectInfo, dst: ObjectInfo) -> bool:
-    """Whether equal-size objects with unequal ETags are copies of one another."""
-    at_target = target.recorded_source_etag(dst.key)
-    if at_target == src.etag:
-        return True  # the target is our copy of this very source object
-    at_source = source.recorded_source_etag(src.key)
-    # The source is a copy of what the target holds (a fail-back), or both are
-    # copies of one original.
-    return at_source is not None and at_source in (dst.etag, at_target)
-
-
-def _compare(
-    source: _Side, target: _Side, src_objects: dict[str, ObjectInfo],
-    dst_objects: dict[str, ObjectInfo], pool: ThreadPoolExecutor,
-) -> _Comparison:
-    missing = [o for k, o in src_objects.items() if k not in dst_objects]
-    differing = [o for k, o in src_objects.items()
-                 if k in dst_objects and o.size != dst_objects[k].size]
-    unsure = [o for k, o in src_objects.items() if k in dst_objects
-              and o.size == dst_objects[k].size and o.etag != dst_objects[k].etag]
-    verdicts = pool.map(lambda o: _same_by_metadata(source, target, o, dst_objects[o.key]),
-                        unsure)
-    differing += [o for o, same in zip(unsure, verdicts, strict=True) if not same]
-    return _Comparison(
-        to_copy=tuple(missing + differing),
-        missing=tuple(sorted(o.key for o in missing)),
-        differing=tuple(sorted(o.key for o in differing)),
-        same=len(src_objects) - len(missing) - len(differing),
-        extra=sum(1 for k in dst_objects if k not in src_objects),
-    )
-
-
-def _copy(source: _Side, target: _Side, key: str) -> int:
-    """Stream one object from source to target with its headers; returns its size."""
-    got = source.client.get_object(Bucket=source.bucket, Key=key)
+def copy_object(source: Bucket, target: Bucket, key: str) -> ObjectInfo:
+    """Stream one object from source to target with its headers; returns what was read."""
+    got = source.client.get_object(Bucket=source.name, Key=key)
     body = got["Body"]
+    etag = _etag(got["ETag"])  # of what was read, not of the listing: it may have changed since
     try:
         extra: dict[str, Any] = {
             "ContentType": got.get("ContentType", "binary/octet-stream"),
-            # The ETag of what was read, not of the listing: the object may have changed since.
-            "Metadata": {**got.get("Metadata", {}), SOURCE_ETAG_KEY: _etag(got["ETag"])},
+            "Metadata": {**got.get("Metadata", {}), SOURCE_ETAG_KEY: etag},
         }
         for name in ("CacheControl", "ContentDisposition", "ContentEncoding",
                      "ContentLanguage"):
             if got.get(name):
                 extra[name] = got[name]
-        target.client.upload_fileobj(body, target.bucket, key, ExtraArgs=extra,
+        target.client.upload_fileobj(body, target.name, key, ExtraArgs=extra,
                                      Config=_TRANSFER)
     finally:
         body.close()
-    return got["ContentLength"]
+    return ObjectInfo(key, got["ContentLength"], etag)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -308,7 +206,7 @@ def _unwrap(exc: BaseException) -> BaseException:
     return cause if isinstance(exc, Boto3Error) and cause is not None else exc
 
 
-def _reason(exc: BaseException) -> str:
+def copy_failure(exc: BaseException) -> str:
     """Why one object was not copied, in a few words."""
     exc = _unwrap(exc)
     if isinstance(exc, botocore.exceptions.ClientError):
@@ -320,106 +218,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _unreachable(exc: BaseException) -> bool:
+def unreachable(exc: BaseException) -> bool:
+    """Whether an error says the endpoint cannot be reached at all (not one object's fault)."""
     return isinstance(_unwrap(exc), (botocore.exceptions.EndpointConnectionError,
                                      botocore.exceptions.ConnectTimeoutError))
-
-
-class _EndpointDown(Exception):
-    """An earlier copy found an endpoint unreachable; this one was not attempted."""
-
-
-def sync_bucket(
-    source: ObjectStoreConfig, target: ObjectStoreConfig, *, workers: int = 8,
-    progress: Callable[[SyncProgress], None] | None = None, only_missing: bool = False,
-) -> SyncResult:
-    """Copy every object missing or different at the target; delete nothing.
-
-    With ``only_missing``, objects the target has are left alone even when they
-    differ: after a move the target is where writes go, and its copy is newer.
-
-    ``progress`` is called from the calling thread, once before the first copy
-    and once as each object is done (copied or failed).
-    """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, not {workers}")
-    started = time.monotonic()
-    src, dst = _Side(source, workers + 2), _Side(target, workers + 2)
-    src_objects, dst_objects = src.list(), dst.list()
-    down = threading.Event()
-    down_reason: list[str] = []
-
-    def copy_one(key: str) -> int:
-        if down.is_set():
-            raise _EndpointDown(f"not attempted: {down_reason[0]}")
-        try:
-            return _copy(src, dst, key)
-        except _Errors as exc:
-            if _unreachable(exc) and not down.is_set():
-                down_reason.append(f"{_reason(exc)}")
-                down.set()
-            raise
-
-    with ThreadPoolExecutor(workers, thread_name_prefix="objects-sync") as pool:
-        plan = _compare(src, dst, src_objects, dst_objects, pool)
-        if only_missing:
-            missing = set(plan.missing)
-            plan = replace(
-                plan, to_copy=tuple(o for o in plan.to_copy if o.key in missing),
-                same=plan.same + len(plan.differing), differing=(),
-            )
-        # Largest first, so one big object does not start last and finish alone.
-        todo = sorted(plan.to_copy, key=lambda o: (-o.size, o.key))
-        total_bytes = sum(o.size for o in todo)
-        done = done_bytes = copied = copied_bytes = 0
-        failed: list[str] = []
-        if progress:
-            progress(SyncProgress(0, len(todo), 0, total_bytes))
-        futures: dict[Future[int], ObjectInfo] = {pool.submit(copy_one, o.key): o for o in todo}
-        for future in as_completed(futures):
-            info = futures[future]
-            try:
-                size = future.result()
-            except (*_Errors, _EndpointDown) as exc:
-                failed.append(f"{info.key}: {_reason(exc)}")
-            else:
-                copied, copied_bytes = copied + 1, copied_bytes + size
-            done, done_bytes = done + 1, done_bytes + info.size
-            if progress:
-                progress(SyncProgress(done, len(todo), done_bytes, total_bytes))
-    result = SyncResult(
-        copied=copied, copied_bytes=copied_bytes, unchanged=plan.same,
-        extra_at_target=plan.extra, failed=tuple(sorted(failed)),
-        seconds=time.monotonic() - started, listed=frozenset(src_objects),
-    )
-    log.info(
-        "event=objects.sync source=%s/%s target=%s/%s copied=%d bytes=%d unchanged=%d "
-        "extra=%d failed=%d seconds=%.2f", src.endpoint, src.bucket, dst.endpoint, dst.bucket,
-        result.copied, result.copied_bytes, result.unchanged, result.extra_at_target,
-        len(result.failed), result.seconds,
-    )
-    return result
-
-
-def verify_bucket(
-    source: ObjectStoreConfig, target: ObjectStoreConfig, *, workers: int = 8,
-    only: Collection[str] | None = None,
-) -> VerifyResult:
-    """Compare both listings by key, size and ETag (and recorded source ETag).
-
-    ``only`` limits the check to those source keys (a sync's ``listed``): the
-    source of a live site keeps taking objects while it is verified.
-    """
-    src, dst = _Side(source, workers + 2), _Side(target, workers + 2)
-    src_objects, dst_objects = src.list(), dst.list()
-    if only is not None:
-        src_objects = {k: v for k, v in src_objects.items() if k in only}
-    with ThreadPoolExecutor(workers, thread_name_prefix="objects-verify") as pool:
-        plan = _compare(src, dst, src_objects, dst_objects, pool)
-    result = VerifyResult(plan.missing, plan.differing, len(src_objects))
-    log.info(
-        "event=objects.verify source=%s/%s target=%s/%s checked=%d missing=%d differing=%d",
-        src.endpoint, src.bucket, dst.endpoint, dst.bucket, result.checked,
-        len(result.missing), len(result.differing),
-    )
-    return result

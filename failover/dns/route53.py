@@ -311,8 +311,11 @@ class Route53Provider(DnsProvider):
                 return self._client.get_change(Id=change_id)["ChangeInfo"]["Status"] == "INSYNC"
 
         try:
+            # The change is accepted: a status read that got no answer is worth
+            # another look; one that was refused (keys, no such change) is not.
             wait_for(insync, timeout=self.settings.sync_timeout, interval=2.0,
-                     what=f"Route 53 change {change_id} to be INSYNC")
+                     what=f"Route 53 change {change_id} to be INSYNC",
+                     retry_on=ProviderUnreachable)
         except WaitTimeout as exc:
             raise ProviderError(
                 f"{self.name}: change {change_id} was accepted but is still not on every "

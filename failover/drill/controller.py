@@ -62,14 +62,12 @@ class DrillController:
             if not is_alive(record):
                 raise ControllerFailed(f"failover watch exited while starting: "
                                        f"{log_tail(record, 3) or 'no output'} (log: {self.log})")
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
-            except httpx.HTTPError:
-                return False
+            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
 
         try:
+            # Refused or unanswered while it starts: not yet. It exiting is hopeless.
             wait_for(answers, timeout=timeout, what=f"failover watch at {self.url}",
-                     retry_on=httpx.HTTPError)
+                     retry_on=httpx.TransportError)
         except WaitTimeout as exc:
             self.stop()
             raise ControllerFailed(f"{exc} (log: {self.log})") from exc
@@ -132,6 +130,8 @@ class DrillController:
             run = newest()
             return run is not None and run.outcome == "ok"
 
+        # "Not yet" is only a run not yet ended well; a journal that cannot be read
+        # or a controller that died will not get better by waiting.
         with contextlib.suppress(WaitTimeout):  # then the newest run says how far it got
             wait_for(done, timeout=timeout, interval=0.2,
                      what=f"the controller's {'/'.join(kinds)}", retry_on=())

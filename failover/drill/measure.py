@@ -1,18 +1,33 @@
 """The drill's figures, from what the clients saw (and the journal, for the steps).
 
 Every figure here is computed from the workload's log, whose times are the
-clients' own clocks, and from the journal's step times; nothing trusts the
-engine's view of its own success. What was lost is not computed here: it is
-asked of the new primary's database (``workload.missing_posts``).
+clients' own clocks, from the DNS answers the drill watched and from the
+journal's step times; nothing trusts the engine's view of its own success.
+What was lost is not computed here: it is asked of the new primary's
+database (``losses.find_losses``). ``report`` puts it all together and
+judges the scenario's objectives.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from failover.drill.workload import Event, WorkloadLog
+from failover.drill.losses import Losses
+from failover.drill.objectives import Measured, judge
+from failover.drill.probes import DnsChange
+from failover.drill.results import (
+    DrillReport,
+    Promise,
+    RunSummary,
+    Series,
+    StepTiming,
+    TimelineEvent,
+)
+from failover.drill.scenarios import Scenario
+from failover.drill.workload import Event, WorkloadLog, WorkloadSpec
 from failover.engine.journal import RunRecord
 
 
@@ -39,7 +54,7 @@ def write_unavailability(
 
 def series(
     events: Sequence[Event], fault_at: float, start: float, end: float, bin_seconds: float = 1.0
-) -> dict[str, Any]:
+) -> Series:
     """Per-bin counts on a time axis in seconds since the fault (bins from ``start``)."""
     first = math.floor((start - fault_at) / bin_seconds) * bin_seconds
     count = max(1, math.ceil((end - fault_at - first) / bin_seconds))
@@ -53,28 +68,127 @@ def series(
             (ok_writes if event.is_write else ok_reads)[index] += 1
         else:
             errors.setdefault(event.cause or "unknown", [0] * count)[index] += 1
-    return {"bin_seconds": bin_seconds, "start": first, "ok_writes": ok_writes,
-            "ok_reads": ok_reads, "errors": errors}
+    return Series(bin_seconds, first, tuple(ok_writes), tuple(ok_reads),
+                  {cause: tuple(counts) for cause, counts in errors.items()})
 
 
-def steps(run: RunRecord | None, fault_at: float) -> list[dict[str, Any]]:
+def steps(run: RunRecord | None, fault_at: float) -> tuple[StepTiming, ...]:
     """The run's steps with start and end in seconds since the fault."""
     if run is None:
-        return []
+        return ()
     titles = {i: s.title for i, s in enumerate(run.plan.steps)}
-    out = []
-    for step in run.steps():
-        out.append({
-            "index": step.index, "action": step.action, "title": titles.get(step.index, ""),
-            "started": seconds_after(step.started, fault_at),
-            "ended": seconds_after(step.ended, fault_at),
-            "seconds": None if step.seconds is None else round(step.seconds, 3),
-            "outcome": step.outcome or ("running" if step.started else "not run"),
-            "error": step.error,
-        })
-    return out
+    return tuple(
+        StepTiming(
+            index=step.index, action=step.action, title=titles.get(step.index, ""),
+            started=seconds_after(step.started, fault_at),
+            ended=seconds_after(step.ended, fault_at),
+            seconds=None if step.seconds is None else round(step.seconds, 3),
+            outcome=step.outcome or ("running" if step.started else "not run"),
+            error=step.error,
+        )
+        for step in run.steps()
+    )
+
+
+def first_answer(changes: Sequence[DnsChange], address: str, after: float) -> float | None:
+    """When the servers first answered ``address`` at or after ``after``."""
+    current: DnsChange | None = None
+    for change in changes:
+        if change.at <= after:
+            current = change
+            continue
+        if address in change.addresses:
+            return change.at
+    if current is not None and address in current.addresses:
+        return after  # it already answered so when ``after`` came
+    return None
 
 
 def seconds_after(at: float | None, fault_at: float) -> float | None:
     """``at`` in seconds since the fault, rounded to milliseconds; None stays None."""
     return None if at is None else round(at - fault_at, 3)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything a drill saw, gathered once the workload has stopped (times: time.time())."""
+
+    scenario: Scenario
+    deployment: str  # its configuration file
+    from_site: str
+    to_site: str
+    to_address: str  # the new primary's, as DNS should come to answer
+    started: datetime
+    fault_at: float
+    ended: float
+    detected_at: float | None  # the controller's first decision to act
+    run: RunRecord | None
+    log: WorkloadLog
+    dns_changes: tuple[DnsChange, ...]
+    notes: tuple[tuple[float, str, str], ...]  # the drill's own timeline: (at, source, text)
+    refusals: tuple[str, ...]  # each distinct refusal of the engine before it acted
+    losses: Losses
+    promise: Promise
+    workload: WorkloadSpec
+    notice_seconds: float
+
+
+def report(seen: Observed) -> DrillReport:
+    """The drill's report: its figures, timeline and verdicts (not yet failed back)."""
+    events = seen.log.snapshot()
+    fault, run = seen.fault_at, seen.run
+    rto = seconds_after(seen.log.first_ack_at(seen.to_address, fault), fault)
+    unavailable, longest = write_unavailability(events, fault, seen.ended)
+    detected = seen.detected_at or (run.created if run else None)
+    losses = seen.losses
+    acked_posts, acked_media = len(seen.log.acked_posts()), len(seen.log.acked_media())
+    lost = len(losses.posts) + len(losses.media)
+    verdicts = judge(seen.scenario.objectives(), Measured(
+        fault, seen.ended, rto, lost, run, seen.promise, seen.notice_seconds))
+    timings = steps(run, fault)
+    notes = list(losses.notes)
+    if seen.refusals:
+        notes.append(f"the engine refused {len(seen.refusals)} time(s) before acting: "
+                     f"{seen.refusals[0]}")
+    return DrillReport(
+        scenario=seen.scenario.name,
+        summary=seen.scenario.summary,
+        started=seen.started.isoformat(timespec="seconds"),
+        fault_at=datetime.fromtimestamp(fault, UTC).isoformat(timespec="milliseconds"),
+        deployment=seen.deployment,
+        from_site=seen.from_site, to_site=seen.to_site,
+        objectives=seen.promise,
+        verdicts=verdicts,
+        rto_seconds=rto,
+        write_unavailable_seconds=round(unavailable, 3),
+        longest_write_outage_seconds=round(longest, 3),
+        detection_seconds=seconds_after(detected, fault),
+        dns_switch_seconds=seconds_after(
+            first_answer(seen.dns_changes, seen.to_address, fault), fault),
+        acked_writes=acked_posts + acked_media, lost_writes=lost,
+        lost_write_ids=losses.posts + losses.media,
+        acked_posts=acked_posts, lost_posts=len(losses.posts),
+        acked_media=acked_media, lost_media=len(losses.media),
+        requests=len(events),
+        errors_by_cause=seen.log.failures_by_cause(),
+        workload=seen.workload,
+        run=None if run is None else RunSummary(
+            run.id, run.plan.kind, run.outcome, tuple(run.warnings()), tuple(run.plan.notes)),
+        steps=timings,
+        timeline=timeline(seen, timings),
+        series=series(events, fault, min((e.at for e in events), default=fault), seen.ended),
+        notes=tuple(notes),
+    )
+
+
+def timeline(seen: Observed, timings: Sequence[StepTiming]) -> tuple[TimelineEvent, ...]:
+    """The drill's notes, each change of the DNS answers and each step's start, in time order."""
+    fault = seen.fault_at
+    events = [TimelineEvent(round(at - fault, 3), source, text)
+              for at, source, text in seen.notes]
+    events += [TimelineEvent(round(c.at - fault, 3), "dns", "authoritative answer: "
+                             f"{', '.join(c.addresses) or c.detail}")
+               for c in seen.dns_changes]
+    events += [TimelineEvent(s.started, "engine", f"step {s.action}")
+               for s in timings if s.started is not None]
+    return tuple(sorted(events, key=lambda e: e.at))

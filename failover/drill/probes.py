@@ -2,8 +2,8 @@
 
 ``DnsWatcher`` asks the authoritative servers the clients use, without a
 cache, and notes when each answer changed: the moment the servers first name
-the new site is the drill's DNS switch. (Detection is the controller's:
-``failover watch``, run by the drill.)
+the new site is the drill's DNS switch (``measure.first_answer``). (Detection
+is the controller's: ``failover watch``, run by the drill.)
 """
 
 from __future__ import annotations
@@ -50,19 +50,6 @@ class DnsWatcher:
         if self._thread.is_alive():
             self._thread.join()
         return self.changes
-
-    def first_answer(self, address: str, after: float) -> float | None:
-        """When the servers first answered ``address`` at or after ``after``."""
-        current: DnsChange | None = None
-        for change in self.changes:
-            if change.at <= after:
-                current = change
-                continue
-            if address in change.addresses:
-                return change.at
-        if current is not None and address in current.addresses:
-            return after  # it already answered so when ``after`` came
-        return None
 
     def _look(self) -> None:
         try:

@@ -3,10 +3,11 @@
 The order is fixed: the workload runs until writes flow (a baseline), the
 scenario injects its fault at t=0 and lets the engine act, the workload runs
 on until the first write is acknowledged at the new primary and a little
-after, then stops. Only then is anything counted: what the clients saw, what
-the journal says of each step, and what the new primary's database and
-bucket really hold of the acknowledged writes. Fail back last: the old site
-is rebuilt as a standby and (unless told not to) the primary moves back.
+after, then stops. Only then is anything counted (``measure``): what the
+clients saw, what the journal says of each step, and what the new primary's
+database and bucket really hold of the acknowledged writes (``losses``).
+Fail back last (``failback``): the old site is rebuilt as a standby and
+(unless told not to) the primary moves back.
 """
 
 from __future__ import annotations
@@ -14,24 +15,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from failover.data import objects
 from failover.drill import measure
 from failover.drill.controller import DrillController
+from failover.drill.failback import fail_back
+from failover.drill.losses import find_losses
 from failover.drill.probes import DnsWatcher
 from failover.drill.resolver import CachingResolver
+from failover.drill.results import DrillReport, Promise
 from failover.drill.scenarios import SCENARIOS, Scenario
-from failover.drill.workload import (
-    Workload,
-    WorkloadLog,
-    WorkloadSpec,
-    missing_media,
-    missing_posts,
-)
+from failover.drill.workload import Workload, WorkloadLog, WorkloadSpec
 from failover.engine.deployment import Deployment, Topology
 from failover.engine.executor import execute, run_lock, unfinished_run
 from failover.engine.journal import RunRecord
@@ -240,8 +237,8 @@ class Drill:
         port = urlsplit(config.site(self.from_site).app_url).port or 80
         return (lambda: CachingResolver(name, servers)), name, servers, port
 
-    def run(self) -> dict[str, Any]:
-        """Run the drill; returns its report (fail back included)."""
+    def run(self) -> DrillReport:
+        """Run the drill: a baseline, the fault and recovery, then measure and fail back."""
         opts = self.options
         resolver, name, servers, port = self._clients()
         workload = Workload(opts.workload, resolver, port=port, host_header=name.rstrip("."))
@@ -253,26 +250,9 @@ class Drill:
                  f"{opts.workload.users} users, {opts.workload.rate:g} requests/s")
         error: BaseException | None = None
         try:
-            if self.scenario.watched:
-                self.note("drill", self.controller.start())
-            workload.start()
-            watcher.start()
-            ticker.start()
-            self.note("drill", f"workload started; baseline of {opts.warmup_seconds:g}s")
-            try:
-                workload.wait_acks(1, timeout=30)
-            except (TimeoutError, RuntimeError) as exc:
-                raise DrillRefused(
-                    f"no write was acknowledged in the 30 s before the fault, so there is "
-                    f"nothing to measure: {exc}; see failover status"
-                ) from exc
-            self._stop.wait(opts.warmup_seconds)
-            self.fault_at = time.time()
-            self.note("drill", self.scenario.inject(self))
-            self.run_record = self.scenario.act(self)
-            self._await_first_ack(workload, to_address)
-            self.wait_until(time.time() + opts.settle_seconds)
-        except BaseException as exc:  # measure what there is, repair, then raise
+            self._baseline(workload, watcher, ticker)
+            self._fault(workload, to_address)
+        except BaseException as exc:  # stop the load, repair, then raise
             error = exc
         finally:
             self._stop.set()
@@ -284,16 +264,42 @@ class Drill:
                 ticker.join()
             ended = time.time()
         self._stop.clear()
-        report: dict[str, Any] = {}
+        report: DrillReport | None = None
         try:
             if error is None:
-                report = self._report(log, watcher, started, ended, to_address)
+                report = measure.report(self._observed(log, watcher, started, ended, to_address))
         finally:  # whatever went wrong, the lab is put back
-            failback = self._failback()
+            failback = fail_back(self)
         if error is not None:
             raise error
-        report["failback"] = failback
-        return report
+        assert report is not None  # measured, since nothing went wrong
+        return replace(report, failback=failback)
+
+    def _baseline(self, workload: Workload, watcher: DnsWatcher,
+                  ticker: threading.Thread) -> None:
+        """Start the controller and the load, and let writes flow before the fault."""
+        if self.scenario.watched:
+            self.note("drill", self.controller.start())
+        workload.start()
+        watcher.start()
+        ticker.start()
+        self.note("drill", f"workload started; baseline of {self.options.warmup_seconds:g}s")
+        try:
+            workload.wait_acks(1, timeout=30)
+        except (TimeoutError, RuntimeError) as exc:
+            raise DrillRefused(
+                f"no write was acknowledged in the 30 s before the fault, so there is "
+                f"nothing to measure: {exc}; see failover status"
+            ) from exc
+        self._stop.wait(self.options.warmup_seconds)
+
+    def _fault(self, workload: Workload, to_address: str) -> None:
+        """Inject the fault at t=0, let the engine act, wait for writes at the new primary."""
+        self.fault_at = time.time()
+        self.note("drill", self.scenario.inject(self))
+        self.run_record = self.scenario.act(self)
+        self._await_first_ack(workload, to_address)
+        self.wait_until(time.time() + self.options.settle_seconds)
 
     def _await_first_ack(self, workload: Workload, address: str) -> None:
         if self.run_record is None or self.run_record.outcome != "ok":
@@ -327,145 +333,18 @@ class Drill:
             self.say(f"users: {writes / 2:.0f} writes/s, {reads / 2:.0f} reads/s ok; "
                      f"errors: {text}; answered by {', '.join(where) or 'nobody'}")
 
-    # -- figures --------------------------------------------------------------
-
-    def _lost(self, log: WorkloadLog) -> tuple[list[str], list[str], list[str]]:
-        """(lost posts, lost media, notes), asked of the new primary's database and bucket."""
-        posts = [e.id for e in log.acked_posts() if e.id]
-        media = [e.id for e in log.acked_media() if e.id]
-        notes: list[str] = []
-        endpoint = self.deployment.app_endpoint(self.to_site)
-        lost_posts = missing_posts(endpoint, posts)
-        lost_media = set(missing_media(endpoint, media))
-        store = self.deployment.config.site(self.to_site).objects
-        try:
-            keys = objects.list_objects(objects.s3_client(store), store.bucket)
-        except FailoverError as exc:
-            notes.append(f"media objects not checked: {exc}")
-        else:
-            absent = {m for m in media if f"media/{m}" not in keys}
-            if absent - lost_media:
-                notes.append(
-                    f"{len(absent - lost_media)} media rows reached {self.to_site} without "
-                    "their objects: objects are copied when a move begins and ends, so a "
-                    "site that goes dark keeps what it took since"
-                )
-            lost_media |= absent
-        return lost_posts, sorted(lost_media), notes
-
-    def _report(self, log: WorkloadLog, watcher: DnsWatcher, started: datetime, ended: float,
-                to_address: str) -> dict[str, Any]:
-        events = log.snapshot()
-        fault = self.fault_at or ended
-        run = self.run_record
-        since = measure.seconds_after
-        rto_at = log.first_ack_at(to_address, fault)
-        unavailable, longest = measure.write_unavailability(events, fault, ended)
-        detected = self.detected_at or (run.created if run else None)
-        lost_posts, lost_media, notes = self._lost(log)
-        acked_posts, acked_media = len(log.acked_posts()), len(log.acked_media())
-        acked = acked_posts + acked_media
-        lost = len(lost_posts) + len(lost_media)
-        objectives = self.deployment.config.objectives
-        rto = since(rto_at, fault)
-        outcome = run.outcome if run else "no run"
-        verdicts = [
-            {"objective": "rto_seconds", "limit": objectives.rto_seconds, "measured": rto,
-             "met": rto is not None and rto <= objectives.rto_seconds},
-            {"objective": "rpo_writes", "limit": 0 if self.scenario.planned
-             else objectives.rpo_writes, "measured": lost,
-             "met": lost <= (0 if self.scenario.planned else objectives.rpo_writes)},
-            {"objective": "run", "limit": "ok", "measured": outcome, "met": outcome == "ok"},
-        ]
-        if self.scenario.name == "termination-notice" and run is not None:
-            finished = run.ended or ended
-            verdicts.append({
-                "objective": "move_finished_seconds", "limit": self.notice_seconds,
-                "measured": since(finished, fault),
-                "met": finished <= fault + self.notice_seconds})
-        timeline = [{"at": since(at, fault), "source": src, "event": text}
-                    for at, src, text in self.timeline]
-        timeline += [{"at": since(c.at, fault), "source": "dns",
-                      "event": f"authoritative answer: {', '.join(c.addresses) or c.detail}"}
-                     for c in watcher.changes]
-        steps = measure.steps(run, fault)
-        timeline += [{"at": s["started"], "source": "engine", "event": f"step {s['action']}"}
-                     for s in steps if s["started"] is not None]
-        timeline.sort(key=lambda e: e["at"] if e["at"] is not None else 0.0)
-        if self.refusals:
-            notes.append(f"the engine refused {len(self.refusals)} time(s) before acting: "
-                         f"{self.refusals[0]}")
-        return {
-            "scenario": self.scenario.name,
-            "summary": self.scenario.summary,
-            "started": started.isoformat(timespec="seconds"),
-            "fault_at": datetime.fromtimestamp(fault, UTC).isoformat(timespec="milliseconds"),
-            "deployment": self.deployment.source,
-            "from_site": self.from_site, "to_site": self.to_site,
-            "objectives": {"rto_seconds": objectives.rto_seconds,
-                           "rpo_writes": objectives.rpo_writes},
-            "verdicts": verdicts,
-            "objectives_met": all(v["met"] for v in verdicts),
-            "rto_seconds": rto,
-            "write_unavailable_seconds": round(unavailable, 3),
-            "longest_write_outage_seconds": round(longest, 3),
-            "detection_seconds": since(detected, fault),
-            "dns_switch_seconds": since(watcher.first_answer(to_address, fault), fault),
-            "acked_writes": acked, "lost_writes": lost,
-            "lost_write_ids": lost_posts + lost_media,
-            "acked_posts": acked_posts,
-            "lost_posts": len(lost_posts),
-            "acked_media": acked_media,
-            "lost_media": len(lost_media),
-            "requests": len(events),
-            "errors_by_cause": log.failures_by_cause(),
-            "workload": asdict(self.options.workload),
-            "run": None if run is None else {
-                "id": run.id, "kind": run.plan.kind, "outcome": run.outcome,
-                "warnings": run.warnings(), "notes": list(run.plan.notes)},
-            "steps": steps,
-            "timeline": timeline,
-            "series": measure.series(events, fault, min((e.at for e in events), default=fault),
-                                     ended),
-            "notes": notes,
-        }
-
-    # -- fail back ------------------------------------------------------------
-
-    def _failback(self) -> dict[str, Any]:
-        """Rebuild the old site as a standby; unless told not to, move the primary back."""
-        t0 = time.monotonic()
-        done: list[str] = []
-        try:
-            self.scenario.repair(self)
-            new_primary = self._primary_now()
-            for line in self.compute.restore_site(self.from_site, new_primary):
-                self.note("failback", line)
-                done.append(line)
-            if (run := unfinished_run(self.deployment)) is not None:
-                # The drill's move did not finish: finish it, as an SRE would.
-                self.note("failback", f"resuming run {run.id} ({run.plan.kind} to "
-                          f"{run.plan.to_site})")
-                with run_lock(self.deployment):
-                    execute(self.deployment, run.plan, resume=run,
-                            progress=lambda m: self.say(f"engine: {m.strip()}"))
-                new_primary = self._primary_now()
-            if self.options.failback and new_primary != self.from_site:
-                run = self.move("switchover", self.from_site)
-                if run is None or run.outcome != "ok":
-                    raise StepFailed(f"the switchover back to {self.from_site} did not finish; "
-                                     "see failover status")
-                done.append(f"switchover {new_primary} -> {self.from_site} ok")
-        except FailoverError as exc:
-            self.note("failback", f"failed: {exc}")
-            return {"done": False, "seconds": round(time.monotonic() - t0, 2),
-                    "detail": f"failed: {exc}", "steps": done}
-        detail = "; ".join(done[-1:]) if self.options.failback else \
-            f"--no-failback: {self.from_site} rebuilt as a standby, {self.to_site} stays primary"
-        return {"done": True, "seconds": round(time.monotonic() - t0, 2), "detail": detail,
-                "steps": done}
-
-    def _primary_now(self) -> str:
-        """The site the old one must follow: the new primary, or itself if nothing moved."""
-        view = self.deployment.observe().sites[self.to_site]
-        return self.to_site if view.role == "primary" else self.from_site
+    def _observed(self, log: WorkloadLog, watcher: DnsWatcher, started: datetime, ended: float,
+                  to_address: str) -> measure.Observed:
+        """What the drill saw, and what the new primary lacks, for ``measure.report``."""
+        promised = self.deployment.config.objectives
+        return measure.Observed(
+            scenario=self.scenario, deployment=self.deployment.source,
+            from_site=self.from_site, to_site=self.to_site, to_address=to_address,
+            started=started, fault_at=self.fault_at or ended, ended=ended,
+            detected_at=self.detected_at, run=self.run_record, log=log,
+            dns_changes=tuple(watcher.changes), notes=tuple(self.timeline),
+            refusals=tuple(self.refusals),
+            losses=find_losses(self.deployment, self.to_site, log),
+            promise=Promise(promised.rto_seconds, promised.rpo_writes),
+            workload=self.options.workload, notice_seconds=self.notice_seconds,
+        )

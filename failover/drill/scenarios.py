@@ -1,12 +1,13 @@
-"""The faults a drill injects, and how the engine is let act on each.
+"""The faults a drill injects, how the engine is let act on each, and what each expects.
 
-A scenario does three things with the drill's hands (``DrillContext``):
-``inject`` the fault at t=0 (or deliver the notice), ``act``: mostly, wait
-for the controller (a real ``failover watch`` the drill runs) to detect it
-and move, and ``repair`` what it broke so that the old site can be rebuilt
-as a standby and the drill can fail back. Only ``dns-provider-loss`` acts as
-an operator would, by hand, since its second fault must land inside a
-switchover's promote step.
+A scenario is data plus a fault. It does three things with the drill's hands
+(``DrillContext``): ``inject`` the fault at t=0 (or deliver the notice),
+``act``: mostly, wait for the controller (a real ``failover watch`` the drill
+runs) to detect it and move, and ``repair`` what it broke so that the old
+site can be rebuilt as a standby and the drill can fail back. Only
+``dns-provider-loss`` acts as an operator would, by hand, since its second
+fault must land inside a switchover's promote step. What it expects is its
+``objectives()``: the ones every drill is judged on, and its own ``expects``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from failover.drill.objectives import (
+    Objective,
+    move_finished_before_deadline,
+    nothing_lost,
+    rpo_met,
+    rto_met,
+    run_ok,
+)
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Step
 from failover.watch.signals import Notice
@@ -56,9 +65,9 @@ class DrillContext(Protocol):
         """The provider a site runs at."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Scenario:
-    """A named fault, and how the drill plays it."""
+    """A named fault, how the drill plays it, and what it expects."""
 
     name: str
     summary: str
@@ -67,6 +76,11 @@ class Scenario:
     act: Callable[[DrillContext], RunRecord | None]
     repair: Callable[[DrillContext], None] = field(default=lambda _ctx: None)
     watched: bool = True  # the controller runs, detects and acts
+    expects: tuple[Objective, ...] = ()  # objectives of its own, judged after the common ones
+
+    def objectives(self) -> tuple[Objective, ...]:
+        """What the drill is judged on: RTO, RPO (none lost if planned), the run, its own."""
+        return (rto_met, nothing_lost if self.planned else rpo_met, run_ok, *self.expects)
 
 
 # -- termination notice -------------------------------------------------------
@@ -149,6 +163,7 @@ SCENARIOS: dict[str, Scenario] = {
             "the provider announces the end of service at a deadline (a signed webhook to the "
             "controller): its switchover, then the old site is cut off (killed) at the deadline",
             planned=True, inject=_notice, act=_switch_then_cut,
+            expects=(move_finished_before_deadline,),
         ),
         Scenario(
             "provider-blackout",

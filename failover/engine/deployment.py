@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 import httpx
 
-from failover.config import CONFIG_FILE_NAME, FailoverConfig, load_config
+from failover.config import CONFIG_FILE_NAME, FailoverConfig, load_config, missing_files
+from failover.data.fencing import is_fenced
 from failover.data.postgres import (
     PgEndpoint,
     StandbyLag,
-    is_fenced,
     server_state,
     standby_lags,
     wal_receiver,
@@ -30,6 +30,7 @@ from failover.dns.factory import build_providers
 from failover.dns.records import Record
 from failover.engine.journal import Journal
 from failover.exceptions import ConfigError
+from failover.secretfiles import check_trusted_dir
 from infra.lab.paths import default_state_dir
 
 # How long a database server may take to answer the protocol's first message
@@ -206,16 +207,27 @@ class Deployment:
 
 
 def open_deployment(config: Path | None, state_dir: Path | None) -> Deployment:
-    """The deployment named by ``--config``, else the lab in the state dir."""
+    """The deployment named by ``--config``, else the lab in the state dir.
+
+    Refused with a ConfigError (exit 2): a state dir that is a symlink or that
+    others may write to, and a configuration naming files that do not exist.
+    """
     if config is not None:
         if state_dir is not None:
             raise ConfigError("give --config or --state-dir, not both")
-        return Deployment(load_config(config), str(config))
-    root = state_dir or default_state_dir()
-    path = root.absolute() / CONFIG_FILE_NAME
-    if not path.exists():
-        raise ConfigError(
-            f"no configuration: {path} does not exist; start the lab (failover lab up) "
-            "or pass --config FILE"
-        )
-    return Deployment(load_config(path), str(path))
+        path = config
+    else:
+        root = (state_dir or default_state_dir()).absolute()
+        check_trusted_dir(root, "state dir")
+        path = root / CONFIG_FILE_NAME
+        if not path.exists():
+            raise ConfigError(
+                f"no configuration: {path} does not exist; start the lab (failover lab up) "
+                "or pass --config FILE"
+            )
+    loaded = load_config(path)
+    missing = missing_files(loaded)
+    if missing:
+        raise ConfigError(f"{path} names what does not exist: {'; '.join(missing)}; create "
+                          "it or correct the path")
+    return Deployment(loaded, str(path))

@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,11 +69,27 @@ class RunBusy(FailoverError):
     """Another run holds the journal's lock."""
 
 
+def _lock_path(deployment: Deployment) -> Path:
+    path = deployment.journal.path.with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_lock_held(deployment: Deployment) -> bool:
+    """Whether a run holds the deployment's run lock now (this process's or another's)."""
+    with open(_lock_path(deployment), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
 @contextmanager
 def run_lock(deployment: Deployment) -> Iterator[None]:
     """Hold the deployment's run lock (one run at a time), or fail at once."""
-    path = deployment.journal.path.with_suffix(".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _lock_path(deployment)
     with open(path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -167,6 +167,32 @@ def _was_synchronous(deployment: Deployment, target: str) -> bool:
             and steps.get("synchronous_replication") == "ok" and steps.get("promote") != "ok")
 
 
+def _old_primary(deployment: Deployment, topology: Topology, target: str) -> str:
+    """The site an emergency promote of ``target`` takes over from: the one to fence.
+
+    With two sites it is the other one. With more, it is the one other site that
+    does not answer as a standby (it is gone, or a fenced primary): the standbys
+    answer, so they cannot be the primary that was lost.
+    """
+    others = [s for s in deployment.config.sites if s != target]
+    if len(others) == 1:
+        return others[0]
+    suspects = [s for s in others
+                if s not in topology.sites or topology.sites[s].role != "standby"]
+    if len(suspects) == 1:
+        return suspects[0]
+    if suspects:
+        raise UnsafePlan(
+            f"{' and '.join(suspects)} do not answer as standbys: cannot tell which of them was "
+            f"the primary {target} would take over from, to fence it; plan again once all but "
+            "one of them answer (failover status shows them)"
+        )
+    raise UnsafePlan(
+        f"{' and '.join(others)} answer as standbys and no site as the primary: there is no "
+        f"old primary for {target} to take over from (failover status shows them)"
+    )
+
+
 def plan_promote(
     deployment: Deployment, target: str, topology: Topology, *, accept_data_loss: bool
 ) -> Plan:
@@ -178,8 +204,7 @@ def plan_promote(
     problem = emergency_problem(deployment, topology, target)
     if problem:
         raise UnsafePlan(problem)
-    old = [s for s in deployment.config.sites if s != target]
-    source = old[0] if len(old) == 1 else "the old primary"
+    source = _old_primary(deployment, topology, target)
     synchronous = _was_synchronous(deployment, target)
     notes = [f"{source} does not answer: it cannot be fenced. If it comes back it must not "
              f"serve as a primary: make it a standby with `failover rejoin --site {source}`"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from failover.data import objects, postgres
+from failover.data import fencing, objectsync, postgres, replication
 from failover.dns.publish import PublishResult, publish
 from failover.engine import checks
 from failover.engine.deployment import ASK_TIMEOUT, Deployment
@@ -182,34 +182,32 @@ def restore_ttl(ctx: StepContext) -> dict[str, Any]:
 
 @action("sync_objects")
 def sync_objects(ctx: StepContext) -> dict[str, Any]:
-    """Copy what the source bucket has and the target lacks; verify by listing both."""
+    """Copy what the source bucket has and the target lacks; verify against the sync's listing."""
     source, target = ctx.param("from"), ctx.param("to")
     only_missing = ctx.step.params.get("only_missing", False)
     config = ctx.deployment.config
     started = time.monotonic()
     last = [0.0]
 
-    def report(p: objects.SyncProgress) -> None:
+    def report(p: objectsync.SyncProgress) -> None:
         if time.monotonic() - last[0] >= 1.0 or p.done == p.total:
             last[0] = time.monotonic()
             ctx.progress(f"objects {p.done}/{p.total}, {p.bytes_done}/{p.bytes_total} bytes")
 
     try:
-        result = objects.sync_bucket(
+        result = objectsync.sync_bucket(
             config.site(source).objects, config.site(target).objects, progress=report,
             only_missing=only_missing,
         )
-        verify = objects.verify_bucket(config.site(source).objects, config.site(target).objects,
-                                       only=result.listed)
+        # Against what the sync listed: the source may take new objects meanwhile.
+        verify = objectsync.verify_bucket(
+            config.site(source).objects, config.site(target).objects, snapshot=result.snapshot,
+        )
     except Exception as exc:
         if not ctx.param("best_effort"):
             raise
         return {"warnings": [f"objects not synced from {source}: {exc}"]}
-    failed = {f.split(": ", 1)[0] for f in result.failed}  # "key: reason"
-    problems = list(result.failed) + [
-        f"missing at {target}: {k}" for k in verify.missing if k not in failed]
-    if not only_missing:
-        problems += [f"differs at {target}: {k}" for k in verify.differing]
+    problems = objectsync.problems(result, verify, target, only_missing=only_missing)
     facts = {**result.to_dict(), "verified": verify.checked,
              "seconds": round(time.monotonic() - started, 3)}
     if problems:
@@ -229,8 +227,8 @@ def synchronous_replication(ctx: StepContext) -> dict[str, Any]:
     primary, standby = ctx.param("primary"), ctx.param("standby")
     name = ctx.deployment.application_name(standby)
     with ctx.deployment.endpoint(primary).connect(timeout=min(5.0, ctx.remaining())) as conn:
-        postgres.set_synchronous(conn, name)
-        postgres.wait_synchronous(conn, name, timeout=ctx.remaining())
+        replication.set_synchronous(conn, name)
+        replication.wait_synchronous(conn, name, timeout=ctx.remaining())
     return {"standby": name, "synchronous_commit": "remote_apply"}
 
 
@@ -257,7 +255,7 @@ def fence(ctx: StepContext) -> dict[str, Any]:
                 return {"fenced": False, "warnings": [f"{site} is not a primary: not fenced"]}
             raise StepFailed(f"{site} is not a primary; there is nothing to fence")
         note = f"{ctx.plan.kind} to {ctx.plan.to_site}"
-        fenced = postgres.fence(conn, endpoint.user, note, timeout=ctx.remaining())
+        fenced = fencing.fence(conn, endpoint.user, note, timeout=ctx.remaining())
     return {
         "fenced": True, "lsn": fenced.lsn, "original_hba": fenced.original_hba,
         "terminated": fenced.terminated, "already": fenced.already,
@@ -274,7 +272,7 @@ def catch_up(ctx: StepContext) -> dict[str, Any]:
         if state.role == "primary":
             # Promoted in an earlier attempt: it replayed up to the LSN before that.
             return {"replayed": state.lsn, "fenced_lsn": lsn, "already": True}
-        replayed = postgres.wait_replayed(conn, lsn, timeout=ctx.remaining())
+        replayed = replication.wait_replayed(conn, lsn, timeout=ctx.remaining())
     return {"replayed": replayed, "fenced_lsn": lsn}
 
 
@@ -295,8 +293,8 @@ def promote(ctx: StepContext) -> dict[str, Any]:
     with ctx.deployment.endpoint(site).connect(timeout=min(5.0, ctx.remaining())) as conn:
         # A former primary's own settings may still name a synchronous standby; with
         # none streaming, every commit would wait for ever.
-        postgres.set_asynchronous(conn)
-        promoted = postgres.promote(conn, timeout=ctx.remaining())
+        replication.set_asynchronous(conn)
+        promoted = replication.promote(conn, timeout=ctx.remaining())
         state = postgres.server_state(conn)
     if state.role != "primary":
         raise StepFailed(f"{site} still reports {state.role} after promotion")
@@ -310,6 +308,7 @@ def wait_writable(ctx: StepContext) -> dict[str, Any]:
     body = wait_for(
         lambda: (r := ctx.deployment.readiness(site, timeout=1.0)).body.get("writable") and r,
         timeout=ctx.remaining(), what=f"{site}'s app to accept writes",
+        retry_on=(),  # readiness answers an unreachable app as not ready; it raises no error
     )
     return {"app": body.detail}
 
@@ -342,7 +341,7 @@ def check_rpo(ctx: StepContext) -> dict[str, Any]:
             # A record cut off mid-stream is received but can never be replayed:
             # wait a little, not for ever; promotion replays all that can be.
             try:
-                postgres.wait_replayed(conn, receiver.received_lsn, timeout=min(
+                replication.wait_replayed(conn, receiver.received_lsn, timeout=min(
                     RPO_REPLAY_WAIT, ctx.remaining()))
             except (FailoverError, WaitTimeout) as exc:
                 replay_gap = str(exc)

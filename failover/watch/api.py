@@ -25,19 +25,18 @@ from fastapi.responses import JSONResponse, Response
 from failover.exceptions import ConfigError
 from failover.logs import log_event
 from failover.watch.controller import Controller
-from failover.watch.webhook import ReplayGuard, SignalRefused, parse_signal, verify
+from failover.watch.signals import NoticeRefused
+from failover.watch.store import StoreError
+from failover.watch.webhook import SignalRefused, parse_signal, verify
 
 log = logging.getLogger("failover.watch")
-# Refusals of the signature are 401 (who are you?); a well-signed body that
-# makes no sense is 400.
-STATUS_OF_REFUSAL = {"malformed": 400}
 MAX_BODY = 64 * 1024  # a notice is a few hundred bytes
+DEADLINE_REASONS = frozenset({"past-deadline", "far-deadline"})
 
 
 def make_app(controller: Controller, secret: bytes) -> FastAPI:
     """The API of one controller; ``secret`` checks the signals' signatures."""
     app = FastAPI(title="failover watch", docs_url=None, redoc_url=None, openapi_url=None)
-    guard = ReplayGuard()
     providers = sorted(set(controller.sites.values()))
 
     @app.get("/healthz")
@@ -46,7 +45,7 @@ def make_app(controller: Controller, secret: bytes) -> FastAPI:
 
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
-        return controller.status()
+        return controller_status(controller)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -67,19 +66,60 @@ def make_app(controller: Controller, secret: bytes) -> FastAPI:
         now = controller.clock()
         peer = request.client.host if request.client else "?"
         try:
+            # The store keeps the signatures seen while fresh, across restarts.
             verify(secret, request.headers, body, now=now,
-                   max_age=controller.config.max_signature_age, guard=guard)
+                   max_age=controller.config.max_signature_age, guard=controller.store)
             notice = parse_signal(body, now=now, providers=providers)
         except SignalRefused as refused:
             controller.metrics.signals_refused.labels(refused.reason).inc()
+            if refused.reason in DEADLINE_REASONS:
+                controller.metrics.notices_refused.labels("webhook", refused.reason).inc()
             log_event(log, "watch.signal", outcome="refused", reason=refused.reason,
                       peer=peer, detail=str(refused))
             return JSONResponse({"error": str(refused), "reason": refused.reason},
-                                status_code=STATUS_OF_REFUSAL.get(refused.reason, 401))
-        new = controller.deliver(notice)
+                                status_code=refused.http_status)
+        try:
+            new = controller.deliver(notice)
+        except NoticeRefused as refused:  # the clock moved past the allowance meanwhile
+            return JSONResponse({"error": str(refused), "reason": refused.reason},
+                                status_code=400)
+        except StoreError as exc:
+            log_event(log, "watch.signal", outcome="error", peer=peer, detail=str(exc))
+            return JSONResponse({"error": f"the notice could not be kept: {exc}; send it "
+                                 "again", "reason": "store"}, status_code=503)
         return {"notice": notice.to_dict(), "new": new}
 
     return app
+
+
+def controller_status(controller: Controller) -> dict[str, Any]:
+    """The controller's view as JSON-ready data (``GET /v1/status``)."""
+    snap = controller.snapshot()
+    sites: dict[str, Any] = {}
+    for site, provider in controller.sites.items():
+        db = snap.latest("database", site)
+        api = snap.latest("api", site)
+        sites[site] = {
+            "provider": provider,
+            "role": db.facts.get("role") if db is not None and db.ok else None,
+            "database": None if db is None else db.to_dict(),
+            "lag_bytes": None if db is None else db.facts.get("lag_bytes"),
+            "app": {v: (looks[-1].to_dict() if (looks := snap.looks("http", site, v))
+                        else None) for v in controller.settings.vantages},
+            "api": None if api is None else api.to_dict(),
+        }
+    dns = {t: h[-1].to_dict() for (k, t, _v), h in controller.history.items()
+           if k == "dns" and h}
+    return {
+        "primary": controller.primary, "mode": controller.settings.mode,
+        "started": controller.started,
+        "sites": sites, "dns": dns,
+        "decisions": list(controller.recent),
+        "notices": [n.to_dict() for n in snap.notices],
+        "moves": [m.__dict__ for m in snap.moves],
+        "run": None if snap.run is None else snap.run.__dict__,
+        "probes": controller.scheduler.stats(),
+    }
 
 
 class _Server(uvicorn.Server):

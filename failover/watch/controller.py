@@ -13,6 +13,7 @@ the journal, so an interrupted move is resumed and a scheduled one kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -20,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from failover.data.postgres import set_asynchronous
+from failover.data.replication import set_asynchronous
 from failover.engine.deployment import Deployment, Topology
-from failover.engine.executor import RunBusy, execute, one_line, run_lock
+from failover.engine.executor import RunBusy, execute, one_line, run_lock, run_lock_held
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan
 from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_switchover
@@ -40,7 +41,7 @@ from failover.watch.policy import (
     run_cycle,
 )
 from failover.watch.probes import ProbeScheduler, build_probes
-from failover.watch.signals import Notice, Observation, ProbeKind
+from failover.watch.signals import Notice, NoticeRefused, Observation, ProbeKind
 from failover.watch.store import WatchStore, store_path
 
 log = logging.getLogger("failover.watch")
@@ -59,16 +60,19 @@ class Controller:
     """The controller of one deployment."""
 
     def __init__(self, deployment: Deployment, *, mode: str | None = None,
-                 secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
+                 notify_secret: bytes | None = None,
+                 clock: Callable[[], float] = time.time,
+                 executor: Callable[..., RunRecord] = execute) -> None:
         self.deployment = deployment
+        self.execute = executor  # the engine's executor; tests give one that touches no host
         self.config = deployment.config.watch
         if mode is not None:
             self.config = self.config.model_copy(update={"mode": mode})
         self.clock = clock
         self.store = WatchStore(store_path(deployment.config.journal))
         self.metrics = WatchMetrics()
-        self.secret = secret
-        self.notifier = Notifier(self.config.notify_url, secret)
+        # Notifications have a secret of their own: never the webhook's (see notify.py).
+        self.notifier = Notifier(self.config.notify_url, notify_secret)
         self.settings = Settings(
             failures=self.config.failures, needed=self.config.needed,
             vantages=tuple(self.config.vantage_points), margin=self.config.notice_margin_seconds,
@@ -124,17 +128,32 @@ class Controller:
         refused = notice is not None
         if refused and not self._refused.get(site):
             assert notice is not None
-            self.deliver(notice)
+            with contextlib.suppress(NoticeRefused):  # counted and logged; a sink must not raise
+                self.deliver(notice)
         self._refused[site] = refused
 
     def deliver(self, notice: Notice) -> bool:
-        """Keep a notice (any path: webhook, mailbox, API refusal); True when new."""
+        """Keep a notice (any path: webhook, mailbox, CLI, API refusal); True when new.
+
+        Raises NoticeRefused, counted in /metrics, for a deadline long past or
+        years ahead. A notice for the provider that holds the primary is taken
+        even when a finished move answered it before: the primary came back.
+        """
         if notice.provider not in set(self.sites.values()):
             raise FailoverError(f"no site runs at provider {notice.provider!r}; providers: "
                                 f"{', '.join(sorted(set(self.sites.values())))}")
+        now = self.clock()
+        problem = notice.deadline_problem(now)
+        if problem is not None:
+            reason, why = problem
+            self.metrics.notices_refused.labels(notice.source, reason).inc()
+            log_event(log, "watch.notice", outcome="refused", reason=reason,
+                      provider=notice.provider, source=notice.source, detail=why)
+            raise NoticeRefused(reason, f"notice for {notice.provider} refused: {why}")
         if not notice.received:
-            notice = replace(notice, received=self.clock())
-        new = self.store.add_notice(notice)
+            notice = replace(notice, received=now)
+        leaving = self.primary is not None and self.sites[self.primary] == notice.provider
+        new = self.store.add_notice(notice, reopen=leaving)
         log_event(log, "watch.notice", id=notice.id, provider=notice.provider,
                   source=notice.source, deadline=round(notice.deadline, 3), new=new)
         self.wake()
@@ -152,8 +171,15 @@ class Controller:
         run = self._running
         if run is None:
             last = self.deployment.journal.last()
-            if last is not None and not last.settled and last.changed_anything():
-                run = _summary(last)
+            # A run whose lock is held is under way (a switchover by hand, say), not
+            # interrupted: it is waited for, never resumed beside its own executor.
+            busy = run_lock_held(self.deployment)
+            if last is not None and not last.settled and (busy or last.changed_anything()):
+                run = _summary(last, "running" if busy else None)
+                if busy:
+                    run = replace(run, elsewhere=True)
+            elif busy:
+                run = RunSummary("", "run", "?", "?", "running", 1, None, elsewhere=True)
         return Snapshot(
             now=self.clock(), sites=dict(self.sites), primary=self.primary,
             history={k: tuple(v) for k, v in self.history.items()},
@@ -260,13 +286,13 @@ class Controller:
                     resume = d.journal.run(run_id)
                     move = next((m for m in self.store.moves(active=False)
                                  if m.run_id == run_id), None)
-                    execute(d, resume.plan, resume=resume, progress=progress)
+                    self.execute(d, resume.plan, resume=resume, progress=progress)
                 else:
                     assert move is not None
                     plan = self._plan(move, kind, d.observe())
                     log_event(log, "watch.run", kind=plan.kind, source=plan.from_site,
                               target=plan.to_site, steps=len(plan.steps), move=move.id)
-                    execute(d, plan, progress=progress, before_step=first_step)
+                    self.execute(d, plan, progress=progress, before_step=first_step)
         except RunBusy as busy:
             log_event(log, "watch.run", outcome="busy", detail=one_line(busy))
             self._put_back(move)
@@ -397,32 +423,3 @@ class Controller:
                 log_event(log, "watch.stop", detail="waiting for the run under way to end")
                 await self._worker
             await asyncio.to_thread(self.notifier.close)
-
-    # -- what /v1/status shows -----------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        """The controller's view as JSON-ready data."""
-        snap = self.snapshot()
-        sites: dict[str, Any] = {}
-        for site, provider in self.sites.items():
-            db = snap.latest("database", site)
-            api = snap.latest("api", site)
-            sites[site] = {
-                "provider": provider,
-                "role": db.facts.get("role") if db is not None and db.ok else None,
-                "database": None if db is None else db.to_dict(),
-                "lag_bytes": None if db is None else db.facts.get("lag_bytes"),
-                "app": {v: (looks[-1].to_dict() if (looks := snap.looks("http", site, v))
-                            else None) for v in self.settings.vantages},
-                "api": None if api is None else api.to_dict(),
-            }
-        dns = {t: h[-1].to_dict() for (k, t, _v), h in self.history.items() if k == "dns" and h}
-        return {
-            "primary": self.primary, "mode": self.settings.mode, "started": self.started,
-            "sites": sites, "dns": dns,
-            "decisions": list(self.recent),
-            "notices": [n.to_dict() for n in snap.notices],
-            "moves": [m.__dict__ for m in snap.moves],
-            "run": None if snap.run is None else snap.run.__dict__,
-            "probes": self.scheduler.stats(),
-        }

@@ -31,7 +31,7 @@ suspended"); failing that, anything the letter says; failing that, the
 letter's date, and the notice's text says so. Dates more than a day before
 the letter are history ("the invoice of 1 October") and are skipped. "The
 letter" is its Date header (never later than now, else now): a letter read
-twice then gives the same deadline, hence the same notice id.
+twice then gives the same deadline (and its Message-ID names the notice).
 """
 
 from __future__ import annotations

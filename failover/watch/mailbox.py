@@ -28,7 +28,7 @@ from failover.exceptions import FailoverError
 from failover.logs import log_event
 from failover.secretfiles import read_private
 from failover.watch.letters import judge_letter
-from failover.watch.signals import Notice
+from failover.watch.signals import Notice, NoticeRefused
 
 log = logging.getLogger("failover.watch.mailbox")
 
@@ -159,14 +159,23 @@ class MailboxPoller:
             if raw is None:
                 continue  # deleted by another client since the search
             verdict = judge_letter(raw, providers=self.providers, now=self.clock())
+            refused = None
             if verdict.notice is not None:
-                self.deliver(verdict.notice)  # if this raises, the letter stays unread
+                try:
+                    self.deliver(verdict.notice)  # if this raises, the letter stays unread
+                except NoticeRefused as exc:  # a deadline long past: read again, it stays so
+                    refused = str(exc)
+            if verdict.notice is not None and refused is None:
                 self.delivered += 1
                 notices.append(verdict.notice)
                 log_event(log, "mailbox.notice", id=verdict.notice.id,
                           provider=verdict.notice.provider,
                           deadline=round(verdict.notice.deadline, 3),
                           message_id=verdict.message_id, why=verdict.why)
+            elif refused is not None:
+                self.ignored += 1
+                log_event(log, "mailbox.refused", message_id=verdict.message_id,
+                          sender=verdict.sender, subject=verdict.subject, why=refused)
             else:
                 self.ignored += 1
                 log_event(log, "mailbox.ignored", message_id=verdict.message_id,

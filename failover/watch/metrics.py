@@ -40,6 +40,9 @@ class WatchMetrics:
                              "answered yet", registry=r)
         self.signals_refused = Counter("failover_signals_refused", "Webhook requests refused",
                                        ("reason",), registry=r)
+        self.notices_refused = Counter("failover_notices_refused", "Notices refused for their "
+                                       "deadline (long past, or years ahead), by source",
+                                       ("source", "reason"), registry=r)
 
     def observe(self, obs: Observation) -> None:
         """Count one look."""

@@ -2,9 +2,11 @@
 
 Sending must never hold up a decision, so a thread of its own takes the
 messages from a queue and POSTs each once with a short timeout; a receiver
-that is down costs a log line, not a late failover. The body is signed with
-the controller's webhook secret (the same scheme as ``/v1/signals``), so the
-receiver can tell the controller's word from anyone else's.
+that is down costs a log line, not a late failover. The body is signed (the
+same scheme as ``/v1/signals``), so the receiver can tell the controller's
+word from anyone else's. The secret is its own (``watch.notify_secret_file``
+or ``$FAILOVER_NOTIFY_SECRET``), never the webhook's: a receiver holding the
+webhook's secret could sign signals that the controller would obey.
 """
 
 from __future__ import annotations

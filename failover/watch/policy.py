@@ -85,6 +85,7 @@ class RunSummary:
     attempts: int
     ended: float | None
     error: str | None = None
+    elsewhere: bool = False  # another process runs it (it holds the run lock), not us
 
 
 @dataclass(frozen=True)
@@ -178,12 +179,14 @@ def refusal_notice(looks: Sequence[Observation], failures: int, provider: str) -
     """A notice heard from the provider's API: ``failures`` looks in a row refused us.
 
     Refused credentials or a blocked account are how a provider ends service
-    without a letter; the deadline is the first refusal (it has already come).
+    without a letter; the deadline is now, when the last look confirmed it (the
+    first refusal may be minutes old at a long API interval, and a notice that
+    old would be refused as a replay).
     """
     last = list(looks)[-failures:]
     if len(last) < failures or any(o.status != "refused" for o in last):
         return None
-    return Notice(provider, last[0].at, "api",
+    return Notice(provider, last[-1].at + last[-1].seconds, "api",
                   f"the {provider} API refused the account: {last[-1].detail}",
                   received=last[-1].at, reference=f"api:{provider}")
 
@@ -247,8 +250,10 @@ def run_cycle(snapshot: Snapshot) -> Decision:
     """Decide what to do now; the sentence says why, whatever the answer."""
     run = snapshot.run
     if run is not None and run.outcome == "running":
-        return Decision("none", f"run {run.id} ({run.kind} {run.from_site} -> {run.to_site}) "
-                        "is under way; waiting for it")
+        where = " in another process (it holds the run lock)" if run.elsewhere else ""
+        what = (f"run {run.id} ({run.kind} {run.from_site} -> {run.to_site})" if run.id
+                else "a run")
+        return Decision("none", f"{what} is under way{where}; waiting for it")
     if run is not None:
         return _unfinished(snapshot, run)
     primary = snapshot.primary

@@ -12,8 +12,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
+
+from failover.exceptions import FailoverError
 
 ProbeKind = Literal["http", "database", "dns", "api"]
 PROBE_KINDS: tuple[ProbeKind, ...] = ("http", "database", "dns", "api")
@@ -22,8 +25,23 @@ PROBE_KINDS: tuple[ProbeKind, ...] = ("http", "database", "dns", "api")
 # which is not an outage but a termination signal.
 Status = Literal["up", "down", "refused"]
 NoticeSource = Literal["webhook", "mailbox", "cli", "api"]
+# Sources whose reference is the notice's own id; the CLI's names who sent it,
+# the API's which provider refused, so theirs say nothing about which notice.
+REFERENCED_SOURCES: frozenset[str] = frozenset({"webhook", "mailbox"})
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+# A deadline this far in the past is a typo or a replay, not an order: clock skew
+# and delivery take seconds. Letters are the exception: mail arrives late and says
+# what already happened ("has been suspended"), so a day is allowed for them, the
+# same day ``letters`` allows for dates in a letter's text.
+PAST_ALLOWANCE = 60.0
+PAST_ALLOWANCE_BY_SOURCE: Mapping[str, float] = MappingProxyType({"mailbox": 86400.0})
+# A deadline further ahead is refused too. Providers give days to months of notice;
+# more than a year is a wrong year or milliseconds for seconds, and taking it would
+# prepare a move now (lower TTLs, synchronous commits) and hold it for that long.
+MAX_AHEAD = 366 * 86400.0
+DeadlineProblem = Literal["past-deadline", "far-deadline"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,14 @@ class Observation:
                 "detail": self.detail, "facts": dict(self.facts)}
 
 
+class NoticeRefused(FailoverError):
+    """A notice that cannot be acted on (its deadline long past, or years ahead)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Notice:
     """A provider's word that it ends (or already ended) service for us."""
@@ -66,14 +92,34 @@ class Notice:
 
     @property
     def id(self) -> str:
-        """Stable across deliveries: the same notice heard twice has one id.
+        """What makes two deliveries one notice.
 
-        The deadline is taken to the minute, so a letter and a webhook about
-        the same cut-off name the same notice even when their clocks differ by
-        seconds; the source and reference are left out for the same reason.
+        A webhook's or a letter's own id (the sender's reference, the
+        Message-ID) names one notice whatever its deadline says; without one
+        (the CLI, the API's refusals), the provider and the exact deadline do.
+        Two notices for one provider in the same minute are two notices: the
+        second may come after the first was answered and the primary moved back.
         """
-        minute = int(self.deadline // 60)
-        return hashlib.sha256(f"{self.provider}|{minute}".encode()).hexdigest()[:16]
+        if self.reference and self.source in REFERENCED_SOURCES:
+            key = f"{self.source}|{self.reference}"
+        else:
+            key = f"{self.provider}|{round(self.deadline * 1000)}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def deadline_problem(self, now: float) -> tuple[DeadlineProblem, str] | None:
+        """Why this notice's deadline cannot be acted on at ``now``, or None when it can."""
+        allowance = PAST_ALLOWANCE_BY_SOURCE.get(self.source, PAST_ALLOWANCE)
+        when = _utc(self.deadline)
+        if self.deadline < now - allowance:
+            return ("past-deadline", f"deadline {when} is {_span(now - self.deadline)} in the "
+                    f"past (more than the {_span(allowance)} allowed for clock skew and "
+                    "delivery): a typo or a replay, not a notice; give the deadline the "
+                    "provider gave")
+        if self.deadline > now + MAX_AHEAD:
+            return ("far-deadline", f"deadline {when} is more than a year ahead: check the "
+                    "year (and seconds, not milliseconds); a move is prepared as soon as a "
+                    "notice is taken, so send it again within a year of the deadline")
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -87,3 +133,18 @@ class Notice:
         return cls(str(data["provider"]), float(data["deadline"]), data["source"],
                    str(data.get("text", "")), float(data.get("received", 0.0)),
                    str(data.get("reference", "")))
+
+
+def _utc(at: float) -> str:
+    try:
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # beyond what a datetime holds
+        return f"{at:g} (Unix seconds)"
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}" if unit == "days" else \
+                f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"

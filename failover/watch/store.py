@@ -6,6 +6,8 @@ webhook, or a webhook retried) is one row. A move is the controller's
 promise to act (scheduled, prepared, proposed, approved, started, done);
 ``failover approve`` writes its approval here, so it lands even while the
 controller restarts. Decisions are appended for ``/v1/status`` and the drill.
+The signatures of accepted webhook requests are kept while they are fresh, so
+a captured request replayed after a restart is still refused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ CREATE TABLE IF NOT EXISTS notices (
     handled_by TEXT
 );
 CREATE TABLE IF NOT EXISTS moves (id TEXT PRIMARY KEY, state TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen_signatures (signature TEXT PRIMARY KEY, stamp REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, action TEXT NOT NULL,
     sentence TEXT NOT NULL, data TEXT NOT NULL
@@ -72,14 +75,26 @@ class WatchStore:
 
     # -- notices ----------------------------------------------------------------
 
-    def add_notice(self, notice: Notice) -> bool:
-        """Keep a notice; False when one with its id was already kept."""
+    def add_notice(self, notice: Notice, *, reopen: bool = False) -> bool:
+        """Keep a notice; False when one with its id was already kept.
+
+        With ``reopen``, a notice already answered by a finished move counts
+        again: the primary has come back to the provider that is leaving.
+        """
         if not notice.received:
             notice = replace(notice, received=time.time())
+        data = json.dumps(notice.to_dict())
         with self._db() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO notices (id, provider, deadline, data) VALUES (?, ?, ?, ?)",
-                (notice.id, notice.provider, notice.deadline, json.dumps(notice.to_dict())))
+                (notice.id, notice.provider, notice.deadline, data))
+            if cursor.rowcount == 1:
+                return True
+            if not reopen:
+                return False
+            cursor = db.execute(
+                "UPDATE notices SET handled_by = NULL, deadline = ?, data = ? WHERE id = ? "
+                "AND handled_by IS NOT NULL", (notice.deadline, data, notice.id))
             return cursor.rowcount == 1
 
     def notices(self, *, pending: bool = True) -> list[Notice]:
@@ -128,6 +143,21 @@ class WatchStore:
             raise NotApprovable(f"move {move_id} is {now.state if now else 'gone'}, not "
                                 "waiting for approval")
         return approved
+
+    # -- signatures ---------------------------------------------------------------
+
+    def first_use(self, signature: str, timestamp: float, *, now: float,
+                  max_age: float) -> bool:
+        """Remember an accepted request's signature; False when it was used before.
+
+        Kept until its timestamp is ``max_age`` old (its request is stale by then),
+        in the file, so a replay is refused across the controller's restarts.
+        """
+        with self._db() as db:
+            db.execute("DELETE FROM seen_signatures WHERE stamp < ?", (now - max_age,))
+            cursor = db.execute("INSERT OR IGNORE INTO seen_signatures (signature, stamp) "
+                                "VALUES (?, ?)", (signature, timestamp))
+            return cursor.rowcount == 1
 
     # -- decisions --------------------------------------------------------------
 

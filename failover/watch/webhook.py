@@ -34,7 +34,8 @@ import threading
 import time
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any, Literal, get_args
+from pathlib import Path
+from typing import Any, Literal, Protocol, get_args
 
 import httpx
 
@@ -47,15 +48,17 @@ TIMESTAMP_HEADER = "X-Failover-Timestamp"
 SIGNATURE_HEADER = "X-Failover-Signature"
 SCHEME = "sha256="
 SECRET_ENV = "FAILOVER_WEBHOOK_SECRET"
+NOTIFY_SECRET_ENV = "FAILOVER_NOTIFY_SECRET"
 # How far a sender's clock may run ahead of ours before its timestamp is refused.
 MAX_SKEW = 30.0
 # A notice is a few hundred bytes; anything far larger is not one of ours.
 MAX_BODY_BYTES = 64 * 1024
 SIGNAL_TYPES = ("termination",)
-MAX_AHEAD = 10 * 366 * 86400.0  # a deadline further ahead is a mistake (milliseconds?)
+BAD_BODY = frozenset({"malformed", "past-deadline", "far-deadline"})  # signed, but wrong
 _SOURCES: dict[str, NoticeSource] = {s: s for s in get_args(NoticeSource)}
 
-Reason = Literal["unsigned", "bad-signature", "stale", "replayed", "malformed"]
+Reason = Literal["unsigned", "bad-signature", "stale", "replayed", "malformed",
+                 "past-deadline", "far-deadline"]
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _STAMP = re.compile(r"[0-9]{1,12}")
@@ -72,8 +75,8 @@ class SignalRefused(FailoverError):
 
     @property
     def http_status(self) -> int:
-        """The answer's status: 400 for a malformed body, 401 unsigned, 403 otherwise."""
-        return {"malformed": 400, "unsigned": 401}.get(self.reason, 403)
+        """The answer's status: 400 for a well-signed body that makes no sense, else 401."""
+        return 400 if self.reason in BAD_BODY else 401
 
     def to_dict(self) -> dict[str, str]:
         """The answer's JSON body."""
@@ -90,8 +93,20 @@ def sign(secret: bytes, body: bytes, timestamp: float | None = None) -> dict[str
     return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: SCHEME + _mac(secret, stamp, body)}
 
 
+class SeenSignatures(Protocol):
+    """Where accepted signatures are remembered while fresh (memory, or the controller's store)."""
+
+    def first_use(self, signature: str, timestamp: float, *, now: float,
+                  max_age: float) -> bool:
+        """Remember ``signature``; False when it was already seen (a replay)."""
+        ...
+
+
 class ReplayGuard:
-    """The signatures accepted while they are still fresh, to refuse a second use.
+    """The signatures accepted while they are still fresh, in memory, to refuse a second use.
+
+    The controller keeps them in its store instead (``WatchStore.first_use``), so
+    that they outlive a restart; this one serves clients and tests.
 
     Memory stays bounded: a signature is forgotten once its timestamp is older
     than ``max_age``, when its request would be refused as stale anyway.
@@ -121,7 +136,7 @@ class ReplayGuard:
 
 
 def verify(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float,
-           max_age: float, guard: ReplayGuard) -> None:
+           max_age: float, guard: SeenSignatures) -> None:
     """Accept a signed request once, or raise SignalRefused saying why."""
     lowered = {k.lower(): v for k, v in headers.items()}
     stamp = lowered.get(TIMESTAMP_HEADER.lower())
@@ -153,20 +168,51 @@ def verify(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float
                             "a sender that retries must sign again")
 
 
-def load_secret(config: WatchConfig) -> bytes:
-    """The webhook's shared secret: $FAILOVER_WEBHOOK_SECRET, else the 0600 secret file."""
-    from_env = os.environ.get(SECRET_ENV, "").strip()
+def _read_secret(env: str, file: Path | None, setting: str, what: str) -> bytes | None:
+    """A secret from ``$env``, else from its 0600 file; None when neither is given."""
+    from_env = os.environ.get(env, "").strip()
     if from_env:
         return from_env.encode()
-    if config.webhook_secret_file is None:
+    if file is None:
+        return None
+    secret = read_private(file, what).strip()
+    if not secret:
+        raise ConfigError(f"{what} {file} ({setting}) is empty: write a secret into it "
+                          "(e.g. openssl rand -hex 32)")
+    return secret.encode()
+
+
+def load_secret(config: WatchConfig) -> bytes:
+    """The webhook's shared secret: $FAILOVER_WEBHOOK_SECRET, else the 0600 secret file."""
+    secret = _read_secret(SECRET_ENV, config.webhook_secret_file, "watch.webhook_secret_file",
+                          "webhook secret file")
+    if secret is None:
         raise ConfigError(
             f"no webhook secret: set ${SECRET_ENV} or watch.webhook_secret_file (a 0600 "
             "file, e.g. from: openssl rand -hex 32)")
-    secret = read_private(config.webhook_secret_file, "webhook secret file").strip()
-    if not secret:
-        raise ConfigError(f"webhook secret file {config.webhook_secret_file} is empty: "
-                          "write a secret into it (e.g. openssl rand -hex 32)")
-    return secret.encode()
+    return secret
+
+
+def load_notify_secret(config: WatchConfig) -> bytes | None:
+    """The secret that signs notifications (None when ``watch.notify_url`` is not set).
+
+    It is never the webhook's: whoever receives notifications could then sign
+    signals of their own, and the controller would obey them.
+    """
+    if config.notify_url is None:
+        return None
+    secret = _read_secret(NOTIFY_SECRET_ENV, config.notify_secret_file,
+                          "watch.notify_secret_file", "notify secret file")
+    if secret is None:
+        raise ConfigError(
+            f"watch.notify_url is set but no secret signs the notifications: set "
+            f"${NOTIFY_SECRET_ENV} or watch.notify_secret_file (a 0600 file, e.g. from: "
+            "openssl rand -hex 32), and give the receiver the same secret")
+    if hmac.compare_digest(secret, load_secret(config)):
+        raise ConfigError(
+            "the notify secret is the webhook secret: receivers of notifications could sign "
+            "signals with it; give watch.notify_secret_file a secret of its own")
+    return secret
 
 
 def parse_deadline(text: str, now: float) -> float:
@@ -206,14 +252,6 @@ def _field(data: Mapping[str, Any], name: str, default: str | None = None) -> st
 
 
 def _deadline(value: Any, now: float) -> float:
-    deadline = _deadline_value(value, now)
-    if deadline > now + MAX_AHEAD:
-        raise SignalRefused("malformed", f"malformed signal: deadline {value!r} is more than "
-                            "ten years ahead (Unix seconds are expected, not milliseconds)")
-    return deadline
-
-
-def _deadline_value(value: Any, now: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise SignalRefused("malformed", "malformed signal: deadline must be ISO 8601 with a "
                             "zone or Unix seconds")
@@ -255,9 +293,12 @@ def parse_signal(body: bytes, *, now: float, providers: Collection[str]) -> Noti
     if source is None:
         raise SignalRefused("malformed", f"malformed signal: source {named!r} is unknown; "
                             f"known: {', '.join(_SOURCES)}")
-    return Notice(provider, deadline, source,
-                  text=_field(data, "text", ""), received=now,
-                  reference=_field(data, "id", ""))
+    notice = Notice(provider, deadline, source, text=_field(data, "text", ""), received=now,
+                    reference=_field(data, "id", ""))
+    problem = notice.deadline_problem(now)
+    if problem is not None:
+        raise SignalRefused(problem[0], f"refused signal: {problem[1]}")
+    return notice
 
 
 def signal_body(notice: Notice) -> bytes:

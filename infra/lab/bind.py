@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.query
@@ -89,7 +90,9 @@ def wait_ready(layout: LabLayout, timeout: float = 20.0) -> None:
         response = query(layout, layout.zone, "SOA")
         return response.rcode() == Rcode.NOERROR and bool(response.answer)
 
-    wait_for(answers, timeout=timeout, what="BIND to serve the lab zone")
+    # A named still starting drops the query (no answer in time) or refuses it.
+    wait_for(answers, timeout=timeout, what="BIND to serve the lab zone",
+             retry_on=(dns.exception.Timeout, ConnectionRefusedError))
 
 
 def answer(layout: LabLayout, name: str) -> tuple[list[str], int | None]:

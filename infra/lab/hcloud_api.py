@@ -61,8 +61,9 @@ def fake_state(layout: LabLayout, secrets: LabSecrets, timeout: float = 2.0) -> 
 
 def wait_ready(layout: LabLayout, secrets: LabSecrets, timeout: float = 30.0) -> None:
     """Wait until the fake answers its control with the site's server in place."""
+    # Not listening yet is "not yet"; a refused admin token is not.
     wait_for(lambda: fake_state(layout, secrets, timeout=1.0)["servers"] >= 1,
-             timeout=timeout, what=f"{HCLOUD_PART} to answer")
+             timeout=timeout, what=f"{HCLOUD_PART} to answer", retry_on=httpx.TransportError)
 
 
 def block(layout: LabLayout, secrets: LabSecrets, timeout: float = 5.0) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from failover.config import CONFIG_FILE_NAME, JOURNAL_FILE_NAME
 from failover.exceptions import FailoverError
+from failover.secretfiles import check_trusted_dir
 from failover.waiting import WaitTimeout, wait_for
 from infra.lab import bind, ec2, hcloud_api, moto, refapp
 from infra.lab.config import write_lab_config
@@ -111,7 +112,11 @@ class Lab:
     @contextmanager
     def _locked(self, wait: float = 0.0) -> Iterator[None]:
         """Hold the lab's lock; ``wait`` seconds for it when another command has it."""
-        self.paths.root.mkdir(parents=True, exist_ok=True)
+        # lab.json names the PIDs that `down` stops: a state dir others can swap is refused.
+        check_trusted_dir(self.paths.root, "state dir")
+        if not self.paths.root.exists():
+            self.paths.root.mkdir(parents=True)
+            self.paths.root.chmod(0o755)  # whatever the umask: the servers' users enter it
         with open(self.paths.lock_file, "w") as lock:
 
             def take() -> bool:
@@ -122,7 +127,7 @@ class Lab:
                 return True
 
             try:  # wait_for tries once before it looks at the clock: wait=0 is one try
-                wait_for(take, timeout=wait, what=f"the lock on {self.paths.root}")
+                wait_for(take, timeout=wait, what=f"the lock on {self.paths.root}", retry_on=())
             except WaitTimeout:
                 raise LabError(
                     f"another `failover lab` command is working on {self.paths.root}; "

@@ -41,6 +41,7 @@ def wait_ready(layout: LabLayout, part: str, timeout: float = 30.0) -> None:
     wait_for(
         lambda: httpx.get(url, timeout=1.0).status_code < 500,
         timeout=timeout, what=f"{part} to answer",
+        retry_on=httpx.TransportError,  # not listening yet; an HTTP answer is an answer
     )
 
 

@@ -16,6 +16,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -170,7 +171,9 @@ class LabPostgres:
             with self.endpoint(site).connect(timeout=1) as conn:
                 return conn.execute("SELECT 1").fetchone() is not None
 
-        wait_for(ready, timeout=timeout, what=f"postgres@{site} to accept connections")
+        # Refused, or "the database system is starting up": both OperationalError.
+        wait_for(ready, timeout=timeout, what=f"postgres@{site} to accept connections",
+                 retry_on=psycopg.OperationalError)
 
     def bootstrap(self, site: str) -> None:
         """Create the replication and app roles and the app's database."""
@@ -270,4 +273,5 @@ class LabPostgres:
                 ).fetchone()
             return row is not None and row[0] == "streaming"
 
-        wait_for(streaming, timeout=timeout, what=f"postgres@{standby} to stream from {primary}")
+        wait_for(streaming, timeout=timeout, what=f"postgres@{standby} to stream from {primary}",
+                 retry_on=psycopg.OperationalError)

@@ -57,6 +57,12 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
+def state_of(pid: int) -> str | None:
+    """A process's state letter (R, S, T stopped, Z zombie...); None when it is gone."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
 def _reap(pid: int) -> None:
     # Our own children stay zombies until waited for; reaping them is harmless
     # when they are not ours (ChildProcessError).
@@ -173,11 +179,13 @@ def stop(record: ProcessRecord, timeout: float = 15.0) -> str:
     if not send(record, record.stop_signal):
         return "not running"
     try:
-        wait_for(lambda: not is_alive(record), timeout=timeout, what=f"{record.name} to stop")
+        wait_for(lambda: not is_alive(record), timeout=timeout, what=f"{record.name} to stop",
+                 retry_on=())
         return "stopped"
     except WaitTimeout:
         send(record, signal.SIGKILL)
-        wait_for(lambda: not is_alive(record), timeout=5, what=f"{record.name} to die")
+        wait_for(lambda: not is_alive(record), timeout=5, what=f"{record.name} to die",
+                 retry_on=())
         return "killed"
 
 

@@ -60,4 +60,5 @@ def wait_ready(layout: LabLayout, site: str, role: str, timeout: float = 30.0) -
     wait_for(
         lambda: readiness(layout, site, timeout=1.0).get("role") == role,
         timeout=timeout, what=f"app@{site} to be ready as {role}",
+        retry_on=httpx.TransportError,  # uvicorn not listening yet
     )

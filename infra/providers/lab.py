@@ -1,15 +1,14 @@
 """The compute adapter of the lab: the engine's hands on a site's processes and files.
 
-SQL can promote a standby but cannot turn the old primary into a standby of
-the new one: that takes stopping the server, rewinding its files and
-starting it again. Every process is reached through the PID recorded in the
-lab's ``lab.json`` (never by name), and a restarted server's new record
-replaces the old one there, so ``lab status`` probes it and ``lab down``
-stops it.
+Every process is reached through the PID recorded in the lab's ``lab.json``
+(never by name), and a restarted server's new record replaces the old one
+there, so ``lab status`` probes it and ``lab down`` stops it. Rejoining an
+old primary (stop, rewind or rebuild, start) is in ``lab_rejoin``.
 
 Every call is idempotent: stopping a stopped server, starting a running one
 or rejoining a standby that already streams from the right primary does
-nothing and says so.
+nothing and says so. The drills' faults (freeze, thaw, kill, crash, revoked
+API credentials) are here too, each with its repair.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -27,18 +25,30 @@ from failover import logs
 from failover.exceptions import ProviderError
 from failover.waiting import WaitTimeout, wait_for
 from infra.lab import ec2, hcloud_api, moto, refapp
-from infra.lab.exceptions import LabError, LabNotRunning
+from infra.lab.exceptions import LabNotRunning
 from infra.lab.lab import Lab, LabState
+from infra.lab.layout import LabLayout
+from infra.lab.paths import LabPaths
 from infra.lab.postgres import LabPostgres
 from infra.lab.processes import ProcessRecord, is_alive, log_tail, send, signal_tree, stop
 from infra.lab.secrets import LabSecrets
 from infra.lab.system import RunAs
+from infra.providers.lab_rejoin import (
+    ALREADY,
+    PROVIDER,
+    following,
+    hba_on_disk,
+    primary_timeline,
+    rewind_or_rebuild,
+    wait_following,
+)
 
 log = logging.getLogger("failover.compute")
 
-REWOUND = "rewound"
-REBUILT = "rebuilt (fresh base backup)"
-ALREADY = "already a standby of {primary}"
+# What a signal to a part's whole process tree does: its log event and its verb.
+_SIGNALLED = {signal.SIGSTOP: ("compute.freeze", "froze"),
+              signal.SIGCONT: ("compute.thaw", "thawed")}
+PART_READY_TIMEOUT = 30.0  # seconds a restarted part (moto, an API, an app) gets to answer
 
 
 def log_event(event: str, **fields: object) -> None:
@@ -49,12 +59,12 @@ def log_event(event: str, **fields: object) -> None:
 class LabCompute:
     """Compute adapter for the lab's sites: the engine's hands on processes and files."""
 
-    provider = "lab"
+    provider = PROVIDER
 
     def __init__(self, state_dir: Path) -> None:
         self.lab = Lab(state_dir)
 
-    # -- reading the lab -----------------------------------------------------
+    # -- finding the lab's processes --------------------------------------------
 
     def _state(self) -> LabState:
         state = self.lab.state()
@@ -65,6 +75,7 @@ class LabCompute:
         return state
 
     def _record(self, state: LabState, site: str) -> ProcessRecord:
+        """The site's PostgreSQL server."""
         record = state.process(f"postgres@{site}")
         if record is None:
             known = sorted(p.name.split("@", 1)[1] for p in state.processes
@@ -76,6 +87,22 @@ class LabCompute:
             )
         return record
 
+    def _part(self, name: str) -> ProcessRecord:
+        """One recorded part by its name, e.g. ``route53@aws``."""
+        record = self._state().process(name)
+        if record is None:
+            raise ProviderError(f"the lab has no part named {name!r}", provider=self.provider,
+                                code="unknown-part")
+        return record
+
+    def _site_records(self, site: str) -> list[ProcessRecord]:
+        """Every recorded part of a site."""
+        records = [p for p in self._state().processes if p.name.endswith(f"@{site}")]
+        if not records:
+            raise ProviderError(f"the lab has no processes at site {site!r}",
+                                provider=self.provider, code="unknown-site")
+        return records
+
     def _postgres(self, state: LabState, record: ProcessRecord) -> LabPostgres:
         # The binaries the lab started this server with, whatever is newest now.
         bindir = Path(record.argv[0]).parent
@@ -85,6 +112,15 @@ class LabCompute:
     def database_running(self, site: str) -> bool:
         """Whether the site's recorded PostgreSQL process runs (it may still be starting)."""
         return is_alive(self._record(self._state(), site))
+
+    def process_at(self, address: str, port: int) -> str:
+        """The name of the lab part that listens on ``address:port`` (e.g. moto@aws)."""
+        layout = self._state().layout
+        for part, where, listens in layout.listeners():
+            if (where, listens) == (address, port):
+                return part
+        raise ProviderError(f"no part of the lab in {self.lab.paths.root} listens on "
+                            f"{address}:{port}", provider=self.provider, code="unknown-part")
 
     # -- stop and start ------------------------------------------------------
 
@@ -169,28 +205,25 @@ class LabCompute:
         record = self._record(state, site)
         self._record(state, primary)
         pg = self._postgres(state, record)
-        timeline = self._primary_timeline(pg, primary)
+        timeline = primary_timeline(pg, primary)
 
-        if is_alive(record) and self._following(pg, site, primary, timeline):
-            if hba is not None and self._hba(pg, site) != hba:
+        if is_alive(record) and following(pg, site, primary, timeline):
+            if hba is not None and hba_on_disk(pg, site) != hba:
                 pg.write_hba(site, hba)
                 send(record, signal.SIGHUP)  # pg_hba.conf is re-read on reload
             log_event("compute.rejoin", site=site, primary=primary, outcome="already",
                       seconds=f"{time.monotonic() - t0:.2f}")
             return ALREADY.format(primary=primary)
 
-        # pg_rewind reads the source's timeline from its control file, which a
-        # freshly promoted server updates only at its next checkpoint: before
-        # that it says "no rewind required" of a target that diverged.
-        self._primary_timeline(pg, primary, checkpoint=True)
+        primary_timeline(pg, primary, checkpoint=True)  # so that pg_rewind sees the fork
         self.stop_database(site, timeout=min(30.0, left()))
-        how, aside = self._rewind_or_rebuild(pg, site, primary, left)
+        how, aside = rewind_or_rebuild(pg, site, primary, left)
         pg.configure_standby(site, primary)
         if hba is not None:
             pg.write_hba(site, hba)
         new = self._spawn(pg, site)
         self._await(new, partial(pg.wait_ready, site), left(), "accept connections")
-        self._await(new, partial(self._wait_following, pg, site, primary, timeline), left(),
+        self._await(new, partial(wait_following, pg, site, primary, timeline), left(),
                     f"stream from {primary} on its timeline {timeline}")
         if aside is not None:
             shutil.rmtree(aside)  # the new data dir works: the old one can go
@@ -198,117 +231,53 @@ class LabCompute:
                   seconds=f"{time.monotonic() - t0:.2f}")
         return how
 
-    def _primary_timeline(self, pg: LabPostgres, primary: str, checkpoint: bool = False) -> int:
-        """The timeline ``primary`` writes on; refuses when it is no reachable primary."""
-        try:
-            with pg.endpoint(primary).connect(timeout=3) as conn:
-                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-                if row is None or row[0]:
-                    raise ProviderError(
-                        f"postgres@{primary} is a standby, not a primary; promote it first",
-                        provider=self.provider, code="not-primary",
-                    )
-                if checkpoint:
-                    conn.execute("CHECKPOINT")
-                wal = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise ProviderError(
-                f"cannot reach postgres@{primary} to follow it: {exc}",
-                provider=self.provider, code="UNREACHABLE",
-            ) from exc
-        assert wal is not None
-        return int(wal[0][:8], 16)  # a WAL file's name starts with its timeline
+    # -- faults (drills) -------------------------------------------------------
 
-    def _following(self, pg: LabPostgres, site: str, primary: str, timeline: int) -> bool:
-        """Whether ``site`` streams from ``primary`` on the primary's timeline.
+    def _signal(self, records: list[ProcessRecord], sig: signal.Signals, **where: str) -> str:
+        """SIGSTOP or SIGCONT parts and all they forked; returns a sentence."""
+        count = sum(signal_tree(r, sig) for r in records)
+        event, verb = _SIGNALLED[sig]
+        log_event(event, **where, processes=count)
+        return f"{verb} {', '.join(r.name for r in records)} ({count} processes)"
 
-        The primary's pg_stat_replication alone is not proof: a standby stuck
-        on a timeline that forked off (it cannot follow) reconnects every few
-        seconds and shows as "streaming" for a moment each time.
-        """
-        try:
-            with pg.endpoint(site).connect(timeout=1) as conn:
-                row = conn.execute(
-                    "SELECT status, received_tli, sender_host FROM pg_stat_wal_receiver"
-                ).fetchone()
-            pg.wait_streaming(primary, site, timeout=0)
-        except Exception:  # not reachable, not streaming: not following
-            return False
-        return row is not None and tuple(row) == (
-            "streaming", timeline, pg.layout.address(primary)
-        )
+    def _kill(self, records: list[ProcessRecord], timeout: float) -> int:
+        """SIGKILL parts and all they forked, wait until they are gone; returns how many."""
+        count = sum(signal_tree(r, signal.SIGKILL) for r in records)
+        wait_for(lambda: not any(is_alive(r) for r in records), timeout=timeout,
+                 what=f"{', '.join(r.name for r in records)} to die", retry_on=())
+        return count
 
-    def _wait_following(
-        self, pg: LabPostgres, site: str, primary: str, timeline: int, timeout: float
-    ) -> None:
-        wait_for(lambda: self._following(pg, site, primary, timeline), timeout=timeout,
-                 what=f"postgres@{site} to stream from {primary}")
+    def freeze_process(self, name: str) -> str:
+        """SIGSTOP one recorded part (and what it forked); returns a sentence."""
+        return self._signal([self._part(name)], signal.SIGSTOP, part=name)
 
-    def _hba(self, pg: LabPostgres, site: str) -> str | None:
-        try:
-            return (pg.paths.pgdata(site) / "pg_hba.conf").read_text()
-        except FileNotFoundError:
-            return None
+    def thaw_process(self, name: str) -> str:
+        """SIGCONT what ``freeze_process`` stopped; returns a sentence."""
+        return self._signal([self._part(name)], signal.SIGCONT, part=name)
 
-    def _rewind_or_rebuild(
-        self, pg: LabPostgres, site: str, primary: str, left: Callable[[], float]
-    ) -> tuple[str, Path | None]:
-        """pg_rewind, else a fresh base backup; returns how and the old data dir set aside."""
-        try:
-            said = pg.rewind(site, primary, timeout=left())
-        except LabError as exc:
-            log_event("compute.rewind", site=site, primary=primary, outcome="failed",
-                      error=str(exc).splitlines()[-1])
-        else:
-            detail = ("no rewind required" if "no rewind required" in said
-                      else "crash recovery, rewound" if "crash recovery" in said
-                      else "rewound")
-            log_event("compute.rewind", site=site, primary=primary, outcome=detail)
-            return REWOUND, None
+    def freeze_site(self, site: str) -> str:
+        """SIGSTOP every recorded process of the site and what it forked; returns a sentence."""
+        return self._signal(self._site_records(site), signal.SIGSTOP, site=site)
 
-        pgdata = pg.paths.pgdata(site)
-        aside: Path | None = None
-        if pgdata.exists():
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-            aside = pgdata.with_name(f"pgdata.before-rebuild-{stamp}")
-            pgdata.rename(aside)
-        try:
-            pg.base_backup(site, primary, timeout=left())
-        except BaseException:
-            shutil.rmtree(pgdata, ignore_errors=True)  # a partial copy
-            if aside is not None:
-                aside.rename(pgdata)
-            raise
-        log_event("compute.rebuild", site=site, primary=primary, aside=aside or "-")
-        return REBUILT, aside
-
-    # -- faults and repairs (drills) ---------------------------------------
-
-    def _site_records(self, site: str) -> list[ProcessRecord]:
-        records = [p for p in self._state().processes if p.name.endswith(f"@{site}")]
-        if not records:
-            raise ProviderError(f"the lab has no processes at site {site!r}",
-                                provider=self.provider, code="unknown-site")
-        return records
+    def thaw_site(self, site: str) -> str:
+        """SIGCONT what ``freeze_site`` stopped; returns a sentence."""
+        return self._signal(self._site_records(site), signal.SIGCONT, site=site)
 
     def crash_database(self, site: str, timeout: float = 10) -> str:
         """SIGKILL the site's PostgreSQL server and every backend: a crash, not a shutdown."""
         record = self._record(self._state(), site)
-        count = signal_tree(record, signal.SIGKILL)
-        wait_for(lambda: not is_alive(record), timeout=timeout, what=f"{record.name} to die")
+        count = self._kill([record], timeout)
         log_event("compute.crash", site=site, pid=record.pid, processes=count)
         return f"killed {record.name} (pid {record.pid}, {count} processes)"
 
     def kill_site(self, site: str, timeout: float = 10) -> str:
         """SIGKILL every recorded process of the site: the provider cut it off."""
         records = self._site_records(site)
-        count = sum(signal_tree(r, signal.SIGKILL) for r in records)
-        wait_for(lambda: not any(is_alive(r) for r in records), timeout=timeout,
-                 what=f"every process of {site} to die")
+        count = self._kill(records, timeout)
         log_event("compute.kill", site=site, processes=count)
         return f"killed {', '.join(r.name for r in records)} ({count} processes)"
+
+    # -- repairs (drills) --------------------------------------------------------
 
     def restore_site(self, site: str, primary: str, timeout: float = 120) -> list[str]:
         """Bring a site back as a standby of ``primary``; returns what it did, a line each.
@@ -348,42 +317,47 @@ class LabCompute:
             how = self.rejoin_database(site, primary, timeout=timeout)
             done.append(f"postgres@{site}: {how} as a standby of {primary}")
         role = "primary" if site == primary else "standby"
-        app_record = state.process(f"app@{site}")
-        if app_record is not None and not is_alive(app_record):
-            record = refapp.start(layout, paths, site)
-            self._replace(record)
-            self._await(record, partial(refapp.wait_ready, layout, site, role), 30,
-                        f"serve as a {role}'s app")
+        record = self._restart(state, f"app@{site}", partial(refapp.start, layout, paths, site),
+                               partial(refapp.wait_ready, layout, site, role),
+                               f"serve as a {role}'s app")
+        if record is not None:
             done.append(f"app@{site} started (pid {record.pid})")
         log_event("compute.restore", site=site, primary=primary, done=len(done))
         return done
 
-    def _restart_moto(self, state: LabState, part: str) -> ProcessRecord | None:
-        """Start a recorded moto part again if it died; returns its new record, if any."""
+    def _restart(
+        self, state: LabState, part: str, start: Callable[[], ProcessRecord],
+        ready: Callable[..., None], what: str,
+    ) -> ProcessRecord | None:
+        """Start a recorded part again if it died and wait until it does ``what``.
+
+        Returns its new record, or None when it runs (or the lab has no such part).
+        """
         old = state.process(part)
         if old is None or is_alive(old):
             return None
-        record = moto.start(state.layout, self.lab.paths, part)
+        record = start()
         self._replace(record)
-        self._await(record, partial(moto.wait_ready, state.layout, part), 30, "answer")
+        self._await(record, ready, PART_READY_TIMEOUT, what)
         return record
+
+    def _restart_moto(self, state: LabState, part: str) -> ProcessRecord | None:
+        """Start a recorded moto part again if it died; returns its new record, if any."""
+        return self._restart(state, part, partial(moto.start, state.layout, self.lab.paths, part),
+                             partial(moto.wait_ready, state.layout, part), "answer")
 
     def _restart_apis(self, state: LabState, site: str, secrets: LabSecrets) -> list[str]:
         """Start the site's provider API again if it died, with its account as at ``lab up``."""
         layout, paths, done = state.layout, self.lab.paths, []
-        old = state.process(f"ec2@{site}")
-        if old is not None and not is_alive(old):
-            record = ec2.start(layout, paths)
-            self._replace(record)
-            self._await(record, partial(ec2.wait_ready, layout), 30, "answer")
+        record = self._restart(state, f"ec2@{site}", partial(ec2.start, layout, paths),
+                               partial(ec2.wait_ready, layout), "answer")
+        if record is not None:
             instance = ec2.seed(layout, paths, secrets)
             done.append(f"{record.name} started (pid {record.pid}), instance {instance} and "
                         "the controller's new key created, IAM enforced")
-        old = state.process(f"hcloud@{site}")
-        if old is not None and not is_alive(old):
-            record = hcloud_api.start(layout, paths)
-            self._replace(record)
-            self._await(record, partial(hcloud_api.wait_ready, layout, secrets), 30, "answer")
+        record = self._restart(state, f"hcloud@{site}", partial(hcloud_api.start, layout, paths),
+                               partial(hcloud_api.wait_ready, layout, secrets), "answer")
+        if record is not None:
             done.append(f"{record.name} (fake) started (pid {record.pid}), server "
                         f"{hcloud_api.server_name(site)} in an unblocked project")
         return done
@@ -398,15 +372,7 @@ class LabCompute:
         ``hcloud@hetzner``): the project is blocked, so every call is
         refused with 403 forbidden. Idempotent.
         """
-        state = self._state()
-        kind = self._api_kind(state, site)
-        secrets = LabSecrets.load(self.lab.paths)
-        if kind == "ec2":
-            said = ec2.revoke(state.layout, self.lab.paths)
-        else:
-            said = hcloud_api.block(state.layout, secrets)
-        log_event("compute.revoke_api", site=site, api=f"{kind}@{site}")
-        return said
+        return self._on_api(site, "compute.revoke_api", ec2.revoke, hcloud_api.block)
 
     def restore_api_credentials(self, site: str) -> str:
         """Undo ``revoke_api_credentials``; returns a line for a timeline.
@@ -415,14 +381,20 @@ class LabCompute:
         (the controller reads the file at every look). Hetzner: the project is
         unblocked; its token never changed. Idempotent.
         """
+        return self._on_api(site, "compute.restore_api", ec2.restore, hcloud_api.unblock)
+
+    def _on_api(
+        self, site: str, event: str, on_ec2: Callable[[LabLayout, LabPaths], str],
+        on_hcloud: Callable[[LabLayout, LabSecrets], str],
+    ) -> str:
+        """Do one thing to the site's provider API, whichever kind it is; returns what it said."""
         state = self._state()
         kind = self._api_kind(state, site)
-        secrets = LabSecrets.load(self.lab.paths)
         if kind == "ec2":
-            said = ec2.restore(state.layout, self.lab.paths)
+            said = on_ec2(state.layout, self.lab.paths)
         else:
-            said = hcloud_api.unblock(state.layout, secrets)
-        log_event("compute.restore_api", site=site, api=f"{kind}@{site}")
+            said = on_hcloud(state.layout, LabSecrets.load(self.lab.paths))
+        log_event(event, site=site, api=f"{kind}@{site}")
         return said
 
     def _api_kind(self, state: LabState, site: str) -> str:
@@ -436,47 +408,3 @@ class LabCompute:
                 return kind
         raise ProviderError(f"site {site!r} has no provider API in the lab in "
                             f"{self.lab.paths.root}", provider=self.provider, code="unknown-site")
-
-    def process_at(self, address: str, port: int) -> str:
-        """The name of the lab part that listens on ``address:port`` (e.g. moto@aws)."""
-        layout = self._state().layout
-        for part, where, listens in layout.listeners():
-            if (where, listens) == (address, port):
-                return part
-        raise ProviderError(f"no part of the lab in {self.lab.paths.root} listens on "
-                            f"{address}:{port}", provider=self.provider, code="unknown-part")
-
-    def _part(self, name: str) -> ProcessRecord:
-        record = self._state().process(name)
-        if record is None:
-            raise ProviderError(f"the lab has no part named {name!r}", provider=self.provider,
-                                code="unknown-part")
-        return record
-
-    def freeze_process(self, name: str) -> str:
-        """SIGSTOP one recorded part (and what it forked); returns a sentence."""
-        record = self._part(name)
-        count = signal_tree(record, signal.SIGSTOP)
-        log_event("compute.freeze", part=name, processes=count)
-        return f"froze {name} ({count} processes)"
-
-    def thaw_process(self, name: str) -> str:
-        """SIGCONT what ``freeze_process`` stopped; returns a sentence."""
-        record = self._part(name)
-        count = signal_tree(record, signal.SIGCONT)
-        log_event("compute.thaw", part=name, processes=count)
-        return f"thawed {name} ({count} processes)"
-
-    def freeze_site(self, site: str) -> str:
-        """SIGSTOP every recorded process of the site and what it forked; returns a sentence."""
-        records = self._site_records(site)
-        count = sum(signal_tree(r, signal.SIGSTOP) for r in records)
-        log_event("compute.freeze", site=site, processes=count)
-        return f"froze {', '.join(r.name for r in records)} ({count} processes)"
-
-    def thaw_site(self, site: str) -> str:
-        """SIGCONT what ``freeze_site`` stopped; returns a sentence."""
-        records = self._site_records(site)
-        count = sum(signal_tree(r, signal.SIGCONT) for r in records)
-        log_event("compute.thaw", site=site, processes=count)
-        return f"thawed {', '.join(r.name for r in records)} ({count} processes)"

@@ -107,3 +107,43 @@ def test_a_record_type_that_cannot_carry_the_sites_address_is_refused(tmp_path: 
     with pytest.raises(ConfigError, match=r"dns\.records\.0\.type: AAAA cannot carry the IPv4 "
                        r"address 127\.0\.10\.1 of site 'aws'"):
         load_config(_write(tmp_path, data))
+
+
+def test_a_dns_provider_named_like_a_kind_keeps_its_name_in_the_error_path(
+    tmp_path: Path,
+) -> None:
+    # pydantic puts the kind's tag after the provider's name; only that part is left out.
+    data = _lab_data(tmp_path)
+    bind9 = data["dns_providers"].pop("bind9")
+    data["dns_providers"]["route53"] = {**bind9, "port": "fifty-three"}  # kind rfc2136
+    data["dns_providers"]["rfc2136"] = {**bind9, "timeout": 0}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "cfg", tmp_path)
+    message = str(info.value)
+    assert "dns_providers.route53.port: Input should be a valid integer" in message, message
+    assert "dns_providers.rfc2136.timeout: Input should be greater than 0" in message, message
+
+
+def test_an_unknown_kind_names_the_provider_even_when_it_is_named_like_a_kind(
+    tmp_path: Path,
+) -> None:
+    data = _lab_data(tmp_path)
+    data["dns_providers"]["route53"]["kind"] = "powerdns"
+    with pytest.raises(ConfigError, match=r"dns_providers\.route53: Input tag 'powerdns'"):
+        parse_config(data, "cfg", tmp_path)
+
+
+def test_sites_named_like_a_kind_keep_their_names_in_the_error_path(tmp_path: Path) -> None:
+    data = _lab_data(tmp_path)
+    sites = data["sites"]
+    sites["ec2"], sites["lab"] = sites.pop("aws"), sites.pop("hetzner")
+    sites["ec2"]["api"]["timeout"] = -1  # the aws site's API is of kind ec2
+    sites["lab"]["compute"] = {"kind": "lab"}
+    sites["lab"]["api"] = {**sites["lab"]["api"], "endpoint": 5}  # kind hcloud
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "cfg", tmp_path)
+    message = str(info.value)
+    for where in ("sites.ec2.api.timeout: Input should be greater than 0",
+                  "sites.lab.compute.state_dir: is required",
+                  "sites.lab.api.endpoint: Input should be a valid string"):
+        assert where in message, (where, message)

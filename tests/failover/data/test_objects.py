@@ -21,14 +21,8 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from failover.config import ObjectStoreConfig
-from failover.data.objects import (
-    SOURCE_ETAG_KEY,
-    SyncProgress,
-    list_objects,
-    s3_client,
-    sync_bucket,
-    verify_bucket,
-)
+from failover.data.objects import SOURCE_ETAG_KEY, list_objects, s3_client
+from failover.data.objectsync import FailedObject, SyncProgress, sync_bucket, verify_bucket
 from failover.exceptions import ProviderError
 from failover.secretfiles import write_private
 from failover.waiting import wait_for
@@ -37,6 +31,8 @@ from tests.conftest import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.lab  # real moto servers, started by the module
 
 MiB = 1024 * 1024
 Stores = tuple[ObjectStoreConfig, ObjectStoreConfig]
@@ -53,7 +49,7 @@ def start_moto(name: str, log_dir: Path, env: dict[str, str] | None = None) -> t
     )
     try:
         wait_for(lambda: httpx.get(f"{url}/moto-api/", timeout=1.0).status_code < 500,
-                 timeout=30, what=f"{name} to answer")
+                 timeout=30, what=f"{name} to answer", retry_on=httpx.TransportError)
     except BaseException:
         stop(record)
         raise
@@ -249,6 +245,21 @@ def test_progress_reports_increasing_counts(stores: Stores) -> None:
     assert all(a.bytes_done <= b.bytes_done for a, b in itertools.pairwise(seen))
 
 
+def test_verify_against_the_syncs_snapshot_ignores_what_came_later(stores: Stores) -> None:
+    source, target = stores
+    put(source, "before.bin", b"listed by the sync")
+    put_multipart(source, "big.bin", os.urandom(11 * MiB))  # another ETag at the target
+    result = sync_bucket(source, target)
+    assert sorted(result.snapshot) == ["before.bin", "big.bin"]
+    put(source, "after.bin", b"written once the sync had listed the source")
+
+    assert verify_bucket(source, target, snapshot=result.snapshot).to_dict() == {
+        "ok": True, "missing": [], "differing": [], "checked": 2}
+    assert verify_bucket(source, target).missing == ("after.bin",)  # a fresh listing
+    client(target).delete_object(Bucket=target.bucket, Key="before.bin")
+    assert verify_bucket(source, target, snapshot=result.snapshot).missing == ("before.bin",)
+
+
 def test_verify_reports_missing_and_differing(stores: Stores) -> None:
     source, target = stores
     for key in ("a", "b", "c", "d"):
@@ -329,8 +340,11 @@ def test_source_lost_during_sync_stops_early(
         stop(record)
     assert result.copied >= 1
     assert result.copied + len(result.failed) == 20
-    reasons = [f.split(": ", 1)[1] for f in result.failed]
+    assert all(isinstance(f, FailedObject) for f in result.failed)
+    reasons = [f.reason for f in result.failed]
     assert any(r.startswith("not attempted: Could not connect") for r in reasons), reasons
+    assert result.to_dict()["failed"][0] == {"key": result.failed[0].key,
+                                             "reason": result.failed[0].reason}
 
 
 def test_to_dict_is_json_ready(stores: Stores) -> None:

@@ -1,4 +1,4 @@
-"""The data plane's PostgreSQL moves, on real servers: sync, fence, catch-up, promote.
+"""PostgreSQL facts and moves on real servers: sync, fence, catch-up, promote.
 
 These tests change roles (a fence, a promotion), so they start a lab of their
 own on another subnet rather than use the session's. The promotion runs
@@ -8,6 +8,8 @@ last: after it both servers are primaries, which only ``lab down`` undoes.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +18,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from failover.data import fencing, replication
 from failover.data import postgres as pg
 from failover.exceptions import FatalError, StepFailed
 from failover.waiting import wait_for
 from infra.lab.layout import PRIMARY_SITE, STANDBY_SITE
 from infra.lab.postgres import APP_DATABASE, APP_USER, HBA
-from tests.conftest import RunningLab, running_lab
+from tests.conftest import RunningLab, own_lab
 
 pytestmark = pytest.mark.lab
 
@@ -36,11 +39,7 @@ ORIGINAL_HBA = (
 )
 
 
-@pytest.fixture(scope="module")
-def pg_lab() -> Iterator[RunningLab]:
-    """A lab for this module alone, stopped by PID at the end whatever happened."""
-    with running_lab(SUBNET, "failover-test-postgres-") as started:
-        yield started
+pg_lab = own_lab(SUBNET, "failover-test-postgres-")
 
 
 @pytest.fixture
@@ -66,8 +65,8 @@ def pg_original_hba(pg_lab: RunningLab, pg_primary: psycopg.Connection[Any]) -> 
     try:
         yield ORIGINAL_HBA
     finally:
-        if pg.is_fenced(pg_primary):
-            pg.unfence(pg_primary, ORIGINAL_HBA)
+        if fencing.is_fenced(pg_primary):
+            fencing.unfence(pg_primary, ORIGINAL_HBA)
         path.write_bytes(lab_hba)
 
 
@@ -83,40 +82,6 @@ def _lsn_after(conn: psycopg.Connection[Any], a: str, b: str) -> bool:
     return bool(row[0])
 
 
-# --- The fenced pg_hba.conf, as text ---------------------------------------
-
-
-def test_fenced_hba_keeps_replication_and_the_superuser_only() -> None:
-    original = (
-        "# comment\twith a tab\n"
-        "local   all          all                        peer\n"
-        "hostssl all          postgres,app  10.0.0.0/8   scram-sha-256\n"
-        "host    social       app           10.0.0.0/8   scram-sha-256\n"
-        'host    all          "all"         10.0.0.0/8   trust\n'
-        'host    all          "app"         10.0.0.0/8   trust\n'
-        'host    "replication" all          10.0.0.0/8   trust\n'
-        "host    replication  replicator    10.0.0.0/8   scram-sha-256  # standbys\n"
-        "hostnossl sameuser   all           10.0.0.0 255.0.0.0 md5\n"
-    )
-    fenced = pg.fenced_hba(original, "postgres", "for\na drill", "/x/pg_hba.conf.failover-unfenced")
-    assert fenced.splitlines() == [
-        "# failover fence: for a drill",
-        "# the original is in /x/pg_hba.conf.failover-unfenced; unfence restores it",
-        'local all "postgres" peer',
-        'hostssl all "postgres" 10.0.0.0/8 scram-sha-256',
-        'host "replication" "postgres" 10.0.0.0/8 trust',
-        "host    replication  replicator    10.0.0.0/8   scram-sha-256  # standbys",
-        'hostnossl sameuser "postgres" 10.0.0.0 255.0.0.0 md5',
-        "host all all all reject",
-        "local all all reject",
-    ]
-
-
-def test_fenced_hba_refuses_to_lock_the_superuser_out() -> None:
-    with pytest.raises(StepFailed, match="no line that lets postgres connect"):
-        pg.fenced_hba("host all app 10.0.0.0/8 md5\n", "postgres", "x", "/x")
-
-
 # --- Synchronous replication ------------------------------------------------
 
 
@@ -124,9 +89,9 @@ def test_synchronous_commit_waits_for_the_standby_to_apply(
     pg_lab: RunningLab, pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any]
 ) -> None:
     try:
-        pg.set_synchronous(pg_primary, STANDBY_SITE)
-        pg.set_synchronous(pg_primary, STANDBY_SITE)  # idempotent
-        pg.wait_synchronous(pg_primary, STANDBY_SITE, timeout=15)
+        replication.set_synchronous(pg_primary, STANDBY_SITE)
+        replication.set_synchronous(pg_primary, STANDBY_SITE)  # idempotent
+        replication.wait_synchronous(pg_primary, STANDBY_SITE, timeout=15)
         assert [lag.sync_state for lag in pg.standby_lags(pg_primary)] == ["sync"]
         table = f"t_{uuid.uuid4().hex[:8]}"
         with pg_lab.endpoint(PRIMARY_SITE, APP_USER, APP_DATABASE).connect() as app:
@@ -136,19 +101,19 @@ def test_synchronous_commit_waits_for_the_standby_to_apply(
         with pg_lab.endpoint(STANDBY_SITE, dbname=APP_DATABASE).connect() as reader:
             assert reader.execute(f"SELECT n FROM {table}").fetchall() == [(1,)]
     finally:
-        pg.set_asynchronous(pg_primary)
+        replication.set_asynchronous(pg_primary)
     assert pg_primary.execute(
         "SELECT current_setting('synchronous_standby_names'), current_setting('synchronous_commit')"
     ).fetchone() == ("", "on")
     wait_for(lambda: [s.sync_state for s in pg.standby_lags(pg_primary)] == ["async"],
-             timeout=15, what="the standby to be asynchronous again")
+             timeout=15, what="the standby to be asynchronous again", retry_on=())
 
 
 def test_wait_synchronous_times_out_for_a_standby_that_is_not_there(
     pg_primary: psycopg.Connection[Any],
 ) -> None:
     with pytest.raises(StepFailed, match="timed out"):
-        pg.wait_synchronous(pg_primary, "nowhere", timeout=0.3)
+        replication.wait_synchronous(pg_primary, "nowhere", timeout=0.3)
 
 
 def test_alter_system_works_on_a_hot_standby(pg_standby: psycopg.Connection[Any]) -> None:
@@ -158,10 +123,10 @@ def test_alter_system_works_on_a_hot_standby(pg_standby: psycopg.Connection[Any]
             "current_setting('synchronous_commit')"
         ).fetchone()
 
-    pg.set_synchronous(pg_standby, 'odd "name"')
+    replication.set_synchronous(pg_standby, 'odd "name"')
     assert settings() == ('FIRST 1 ("odd ""name""")', "remote_apply")
-    pg.set_asynchronous(pg_standby)
-    pg.set_asynchronous(pg_standby)  # idempotent
+    replication.set_asynchronous(pg_standby)
+    replication.set_asynchronous(pg_standby)  # idempotent
     assert settings() == ("", "on")
 
 
@@ -169,7 +134,7 @@ def test_moves_need_an_autocommit_connection(pg_lab: RunningLab) -> None:
     with pg_lab.endpoint(PRIMARY_SITE).connect() as conn:
         conn.autocommit = False
         with pytest.raises(FatalError, match="autocommit"):
-            pg.set_asynchronous(conn)
+            replication.set_asynchronous(conn)
 
 
 # --- Catch-up and the WAL receiver ------------------------------------------
@@ -181,7 +146,7 @@ def test_wait_replayed_returns_once_the_standby_has_the_write(
     pg_primary.execute("CREATE TABLE IF NOT EXISTS replayed (n int)")
     pg_primary.execute("INSERT INTO replayed VALUES (1)")
     lsn = _current_lsn(pg_primary)
-    replayed = pg.wait_replayed(pg_standby, lsn, timeout=15)
+    replayed = replication.wait_replayed(pg_standby, lsn, timeout=15)
     assert not _lsn_after(pg_standby, lsn, replayed)
     assert pg_standby.execute("SELECT count(*) FROM replayed").fetchone() == (1,)
 
@@ -190,9 +155,9 @@ def test_wait_replayed_fails_in_one_sentence(
     pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any]
 ) -> None:
     with pytest.raises(StepFailed, match=r"timed out after 0\.3s"):
-        pg.wait_replayed(pg_standby, "FF/0", timeout=0.3)
+        replication.wait_replayed(pg_standby, "FF/0", timeout=0.3)
     with pytest.raises(StepFailed, match="is a primary that never replayed"):
-        pg.wait_replayed(pg_primary, "0/1", timeout=1)
+        replication.wait_replayed(pg_primary, "0/1", timeout=1)
 
 
 def test_wal_receiver_on_a_standby_and_on_a_primary(
@@ -203,10 +168,40 @@ def test_wal_receiver_on_a_standby_and_on_a_primary(
     assert receiver.status == "streaming"
     assert receiver.sender_host == pg_lab.layout.address(PRIMARY_SITE)
     assert receiver.received_lsn and receiver.replayed_lsn and receiver.latest_end_lsn
-    pg.wait_replayed(pg_standby, receiver.received_lsn, timeout=15)
+    replication.wait_replayed(pg_standby, receiver.received_lsn, timeout=15)
     assert pg.wal_receiver(pg_standby).unreplayed_bytes == 0  # type: ignore[union-attr]
     assert json.loads(json.dumps(receiver.to_dict()))["status"] == "streaming"
     assert pg.wal_receiver(pg_primary) is None
+
+
+def test_a_connection_dropped_during_a_wait_fails_the_move_at_once(
+    pg_lab: RunningLab, pg_standby: psycopg.Connection[Any],
+) -> None:
+    deadline = 60.0  # what a wait that took the drop for "not yet" would sit out
+    outcome: list[BaseException | str] = []
+
+    def wait() -> None:
+        try:
+            outcome.append(replication.wait_replayed(doomed, "FF/0", timeout=deadline))
+        except BaseException as exc:  # handed over to the test's thread
+            outcome.append(exc)
+
+    with pg_lab.endpoint(STANDBY_SITE).connect() as doomed:
+        pid = doomed.info.backend_pid
+        waiting = threading.Thread(target=wait)
+        waiting.start()
+        try:
+            wait_for(lambda: pg_standby.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND query LIKE %s",
+                (pid, "%pg_last_wal_replay_lsn() >=%")).fetchone(),
+                timeout=10, what="the wait to poll", retry_on=())
+            dropped_at = time.monotonic()
+            pg_standby.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        finally:
+            waiting.join(timeout=deadline + 10)
+    assert time.monotonic() - dropped_at < 10  # well before the wait's deadline
+    assert len(outcome) == 1 and isinstance(outcome[0], StepFailed), outcome
+    assert "could not replay WAL up to FF/0" in str(outcome[0])
 
 
 # --- The fence --------------------------------------------------------------
@@ -220,7 +215,7 @@ def test_fence_lets_in_only_replication_and_the_superuser(
     app = pg_lab.endpoint(PRIMARY_SITE, APP_USER, APP_DATABASE)
     with app.connect() as open_session:
         open_session.execute("SELECT 1")
-        fenced = pg.fence(pg_primary, "postgres", "test fence")
+        fenced = fencing.fence(pg_primary, "postgres", "test fence")
         with pytest.raises(psycopg.OperationalError):
             open_session.execute("SELECT 1")
 
@@ -229,15 +224,15 @@ def test_fence_lets_in_only_replication_and_the_superuser(
     assert fenced.original_hba == pg_original_hba
     assert Path(f"{hba_file}.failover-unfenced").read_bytes() == pg_original_hba.encode()
     assert hba_file.read_text().startswith("# failover fence: test fence\n")
-    assert pg.is_fenced(pg_primary)
+    assert fencing.is_fenced(pg_primary)
 
     with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects connection"):
         app.connect()
     with pg_lab.endpoint(PRIMARY_SITE).connect() as superuser:
         superuser.execute("CREATE TABLE IF NOT EXISTS after_fence (n int)")
     # Replication still streams: the standby replays the fence and what came after.
-    pg.wait_replayed(pg_standby, fenced.lsn, timeout=15)
-    pg.wait_replayed(pg_standby, _current_lsn(pg_primary), timeout=15)
+    replication.wait_replayed(pg_standby, fenced.lsn, timeout=15)
+    replication.wait_replayed(pg_standby, _current_lsn(pg_primary), timeout=15)
     assert [lag.state for lag in pg.standby_lags(pg_primary)] == ["streaming"]
 
     # A fenced primary that keeps running still writes WAL (a checkpoint here):
@@ -246,18 +241,18 @@ def test_fence_lets_in_only_replication_and_the_superuser(
     assert _lsn_after(pg_primary, _current_lsn(pg_primary), fenced.lsn)
 
     fenced_text = hba_file.read_bytes()
-    again = pg.fence(pg_primary, "postgres", "a retry")
+    again = fencing.fence(pg_primary, "postgres", "a retry")
     assert again.already
     assert again.original_hba == pg_original_hba
     assert hba_file.read_bytes() == fenced_text
     assert Path(f"{hba_file}.failover-unfenced").read_bytes() == pg_original_hba.encode()
 
-    pg.unfence(pg_primary, fenced.original_hba)
+    fencing.unfence(pg_primary, fenced.original_hba)
     assert hba_file.read_bytes() == pg_original_hba.encode()  # the tab and backslash intact
-    assert not pg.is_fenced(pg_primary)
+    assert not fencing.is_fenced(pg_primary)
     with app.connect() as back:
         assert back.execute("SELECT 1").fetchone() == (1,)
-    pg.unfence(pg_primary, fenced.original_hba)  # idempotent: nothing to undo
+    fencing.unfence(pg_primary, fenced.original_hba)  # idempotent: nothing to undo
     assert hba_file.read_bytes() == pg_original_hba.encode()
 
 
@@ -269,23 +264,23 @@ def test_a_fence_that_would_not_load_is_undone(
     broken = "hostssl all postgres 127.0.0.0/8 scram-sha-256\n" + pg_original_hba
     hba_file.write_text(broken)
     with pytest.raises(StepFailed, match=r"would not load .*; not fenced"):
-        pg.fence(pg_primary, "postgres", "x")
+        fencing.fence(pg_primary, "postgres", "x")
     assert hba_file.read_text() == broken
-    assert not pg.is_fenced(pg_primary)
+    assert not fencing.is_fenced(pg_primary)
 
 
 def test_fence_refuses_what_it_cannot_do_safely(
     pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any]
 ) -> None:
     with pytest.raises(StepFailed, match="no such superuser"):
-        pg.fence(pg_primary, "app", "x")
+        fencing.fence(pg_primary, "app", "x")
     with pytest.raises(StepFailed, match="is a standby"):
-        pg.fence(pg_standby, "postgres", "x")
+        fencing.fence(pg_standby, "postgres", "x")
     with pytest.raises(StepFailed, match="is a standby"):
-        pg.unfence(pg_standby, HBA)
+        fencing.unfence(pg_standby, HBA)
     with pytest.raises(StepFailed, match=r"fenced pg_hba\.conf as the original"):
-        pg.unfence(pg_primary, "# failover fence: x\n")
-    assert not pg.is_fenced(pg_primary)
+        fencing.unfence(pg_primary, "# failover fence: x\n")
+    assert not fencing.is_fenced(pg_primary)
 
 
 # --- Promotion: last, it leaves the lab with two primaries ------------------
@@ -295,9 +290,9 @@ def test_promote_once_then_report_already_primary(
     pg_primary: psycopg.Connection[Any], pg_standby: psycopg.Connection[Any]
 ) -> None:
     assert pg.server_state(pg_standby).role == "standby"
-    pg.set_asynchronous(pg_standby)
-    assert pg.promote(pg_standby, timeout=30) is True
+    replication.set_asynchronous(pg_standby)
+    assert replication.promote(pg_standby, timeout=30) is True
     assert pg.server_state(pg_standby).role == "primary"
     assert pg.wal_receiver(pg_standby) is None
-    assert pg.promote(pg_standby, timeout=30) is False
+    assert replication.promote(pg_standby, timeout=30) is False
     assert pg.server_state(pg_primary).role == "primary"  # nothing stopped the old one

@@ -1,4 +1,4 @@
-"""Every scenario end to end in a lab of its own, and the report's figures checked.
+"""Every scenario end to end in the lab of the moves, and the report's figures checked.
 
 Lost writes are checked against the databases here too: a drill that drops
 writes on purpose (a standby cut off from its primary, then promoted with the
@@ -9,10 +9,8 @@ lacks, and fail its objectives for it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +23,18 @@ from failover.drill.workload import WorkloadSpec, missing_posts
 from failover.engine.deployment import open_deployment
 from failover.waiting import wait_for
 from failover.watch.providers import check_api
-from tests.conftest import RunningLab, private_tmpdir, running_lab
+from tests.conftest import RunningLab, private_tmpdir
 from tests.failover.engine.test_moves_in_lab import assert_whole, failover
 
 pytestmark = pytest.mark.lab
 
-SUBNET = os.environ.get("FAILOVER_DRILL_TEST_SUBNET", "127.94")
 QUICK = ("--notice", "20", "--settle", "1", "--rate", "20")  # a move takes ~9 s
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[RunningLab]:
-    """This module's own lab: every drill moves its primary and moves it back."""
-    with running_lab(SUBNET, "failover-test-drill-") as started:
-        yield started
+@pytest.fixture
+def lab(moves_lab: RunningLab) -> RunningLab:
+    """The lab of the moves (shared): every drill moves its primary and moves it back."""
+    return moves_lab
 
 
 def options(scenario: str, **overrides: Any) -> DrillOptions:
@@ -49,8 +45,9 @@ def options(scenario: str, **overrides: Any) -> DrillOptions:
 
 def run_drill(lab: RunningLab, opts: DrillOptions,
               scenario: Scenario | None = None) -> dict[str, Any]:
+    """The drill's report as report.json holds it."""
     deployment = open_deployment(None, lab.lab.paths.root)
-    return Drill(deployment, opts, scenario=scenario).run()
+    return Drill(deployment, opts, scenario=scenario).run().to_dict()
 
 
 def app_db(lab: RunningLab, site: str) -> PgEndpoint:
@@ -172,7 +169,7 @@ def _cut_off_then_crash(lab: RunningLab) -> Scenario:
                                    "WHERE status = 'streaming'").fetchone()
             return row is not None and row[0] == 0
 
-        wait_for(not_streaming, timeout=30, what="hetzner to stop streaming")
+        wait_for(not_streaming, timeout=30, what="hetzner to stop streaming", retry_on=())
         with app_db(lab, "aws").connect() as conn:
             row = conn.execute("SELECT count(*) FROM posts").fetchone()
         before = row[0] if row else 0
@@ -182,7 +179,7 @@ def _cut_off_then_crash(lab: RunningLab) -> Scenario:
                 now = conn.execute("SELECT count(*) FROM posts").fetchone()
             return now is not None and now[0] >= before + 10
 
-        wait_for(more_posts, timeout=30, what="writes that hetzner never receives")
+        wait_for(more_posts, timeout=30, what="writes that hetzner never receives", retry_on=())
         return f"hetzner cut off from aws; then {ctx.compute.crash_database('aws')}"
 
     def repair(_ctx: DrillContext) -> None:

@@ -1,15 +1,14 @@
 """The workload against a real lab: what it logs as acknowledged is in the primary's database.
 
-The lab is this module's own (subnet from ``FAILOVER_WORKLOAD_TEST_SUBNET``).
+The lab is the session's (``lab``): nothing here moves its primary, and the
+posts written are the workload's own.
 Waits are on the workload's own log (acks, events), never on a wall clock; the
 resolvers' clock is stepped forward instead of waiting out the TTL.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,18 +21,9 @@ from failover.drill.workload import (
     missing_posts,
 )
 from failover.exceptions import FailoverError
-from tests.conftest import RunningLab, free_port, running_lab
+from tests.conftest import RunningLab, free_port
 
 pytestmark = pytest.mark.lab
-
-SUBNET = os.environ.get("FAILOVER_WORKLOAD_TEST_SUBNET", "127.91")
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[RunningLab]:
-    """This module's own lab: the workload writes to it, nothing moves."""
-    with running_lab(SUBNET, "failover-test-workload-") as started:
-        yield started
 
 
 class SteppedClock:

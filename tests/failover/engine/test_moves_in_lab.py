@@ -1,7 +1,9 @@
-"""Switchover, emergency promote, resume and refusals, end to end on a lab of their own.
+"""Switchover, emergency promote, resume and refusals, end to end in the lab of the moves.
 
 The tests run in file order and each leaves the lab whole (one primary, one
 streaming standby); each finds the current primary rather than assuming it.
+The drills and the controller's tests share the lab (``moves_lab``), so the
+journal may hold their runs: "nothing ran" is the last run left unchanged.
 Commands run as the user runs them, through ``python -m failover``, so exit
 codes and a real kill -9 are what is tested.
 """
@@ -12,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,23 +23,24 @@ import pytest
 import yaml
 
 from failover.config import CONFIG_FILE_NAME, resolve_paths
-from failover.data.postgres import PgEndpoint, fence, unfence
+from failover.data.fencing import fence, unfence
+from failover.data.postgres import PgEndpoint
 from failover.drill.resolver import CachingResolver
 from failover.drill.workload import Workload, WorkloadSpec, missing_posts
 from failover.engine.deployment import open_deployment
 from failover.engine.executor import CRASH_AFTER_STEP
 from infra.providers.lab import LabCompute
-from tests.conftest import RunningLab, free_port, running_lab
+from tests.conftest import RunningLab, free_port
 
-SUBNET = os.environ.get("FAILOVER_ENGINE_TEST_SUBNET", "127.66")
+pytestmark = pytest.mark.lab
+
 OTHER = {"aws": "hetzner", "hetzner": "aws"}
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[RunningLab]:
-    """This module's own lab: the tests move its primary back and forth."""
-    with running_lab(SUBNET, "failover-test-engine-") as started:
-        yield started
+@pytest.fixture
+def lab(moves_lab: RunningLab) -> RunningLab:
+    """The lab of the moves: the tests move its primary back and forth."""
+    return moves_lab
 
 
 def failover(lab: RunningLab, *args: str, env: dict[str, str] | None = None,
@@ -103,6 +106,7 @@ def config_copy(lab: RunningLab, folder: Path, change: Callable[[dict[str, Any]]
 
 def test_plan_prints_the_steps_with_a_stable_checksum_and_touches_nothing(lab: RunningLab) -> None:
     source = primary(lab)
+    last = status(lab)["last_run"]
     first = failover(lab, "plan", "switchover", "--to", OTHER[source], "--json")
     second = failover(lab, "plan", "switchover", "--to", OTHER[source], "--json")
     assert first.returncode == 0, first.stderr
@@ -115,12 +119,13 @@ def test_plan_prints_the_steps_with_a_stable_checksum_and_touches_nothing(lab: R
     text = failover(lab, "plan", "switchover", "--to", OTHER[source])
     assert f"plan: switchover {source} -> {OTHER[source]}" in text.stdout
     assert plan["checksum"][:12] in text.stdout
-    assert status(lab)["last_run"] is None  # nothing ran
+    assert status(lab)["last_run"] == last  # nothing ran
     assert_whole(lab, source)
 
 
 def test_commands_that_cannot_or_need_not_run_say_so_and_change_nothing(lab: RunningLab) -> None:
     source = primary(lab)
+    last = status(lab)["last_run"]
     same = failover(lab, "switchover", "--to", source, "--yes")
     assert same.returncode == 0 and "already the primary" in same.stderr
     unknown = failover(lab, "switchover", "--to", "nowhere", "--yes")
@@ -131,7 +136,7 @@ def test_commands_that_cannot_or_need_not_run_say_so_and_change_nothing(lab: Run
     while_primary_answers = failover(lab, "promote", "--site", OTHER[source], "--yes")
     assert while_primary_answers.returncode == 1
     assert "two" in while_primary_answers.stderr and "switchover" in while_primary_answers.stderr
-    assert status(lab)["last_run"] is None
+    assert status(lab)["last_run"] == last
     assert_whole(lab, source)
 
 
@@ -140,6 +145,7 @@ def test_traffic_is_not_sent_to_a_site_that_fails_its_readiness_check(
 ) -> None:
     source = primary(lab)
     target = OTHER[source]
+    last = status(lab)["last_run"]
 
     def app_gone(config: dict[str, Any]) -> None:
         config["sites"][target]["app_url"] = f"http://{lab.layout.address(target)}:{free_port()}"
@@ -148,7 +154,7 @@ def test_traffic_is_not_sent_to_a_site_that_fails_its_readiness_check(
                     str(config_copy(lab, tmp_path, app_gone)))
     assert done.returncode == 1
     assert f"{target} fails its own readiness check" in done.stderr
-    assert status(lab)["last_run"] is None
+    assert status(lab)["last_run"] == last
     assert_whole(lab, source)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import starts_servers
 from tests.failover.watch.dovecot import DOVECOT, Dovecot, Mailbox, running_dovecot
 
 # Loopback 127.98.x.y is this directory's (other test modules use other subnets).
@@ -15,6 +16,7 @@ IMAP_ADDRESS = os.environ.get("FAILOVER_WATCH_TEST_IMAP", "127.98.0.1")
 
 
 @pytest.fixture(scope="session")
+@starts_servers
 def dovecot() -> Iterator[Dovecot]:
     """One dovecot for the session, stopped by PID at the end whatever happened."""
     if not Path(DOVECOT).exists():

@@ -259,8 +259,8 @@ def running_dovecot(host: str) -> Iterator[Dovecot]:
                 return "exited"
             return "up" if _greets(host, port) else None
 
-        if wait_for(started, timeout=START_TIMEOUT, what=f"dovecot on {host}:{port}") \
-                == "exited":
+        if wait_for(started, timeout=START_TIMEOUT, what=f"dovecot on {host}:{port}",
+                    retry_on=OSError) == "exited":  # refused, or no greeting yet
             stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
             raise RuntimeError(f"dovecot exited with {process.returncode}: "
                                f"{stderr.strip()} {server.log().strip()}")

@@ -1,4 +1,4 @@
-"""``failover watch`` as a real process against a lab of its own: what it hears and does.
+"""``failover watch`` as a real process in the lab of the moves: what it hears and does.
 
 Each test starts the controller, gives it a signal (or a forged one), waits on
 what it must do (a run in the journal, a proposal in its status), and stops
@@ -9,7 +9,6 @@ controller stopped, and checks that the lab is whole again.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,20 +27,17 @@ from failover.waiting import wait_for
 from failover.watch.signals import Notice
 from failover.watch.webhook import load_secret, sign, signal_body
 from infra.lab.processes import is_alive
-from tests.conftest import RunningLab, running_lab
+from tests.conftest import RunningLab
 from tests.failover.engine.test_moves_in_lab import assert_whole, failover
 from tests.failover.watch.dovecot import Mailbox
 
 pytestmark = pytest.mark.lab
 
-SUBNET = os.environ.get("FAILOVER_WATCH_TEST_SUBNET", "127.92")
 
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[RunningLab]:
-    """This module's own lab."""
-    with running_lab(SUBNET, "failover-test-watch-") as started:
-        yield started
+@pytest.fixture
+def lab(moves_lab: RunningLab) -> RunningLab:
+    """The lab of the moves (shared; this module runs last there: it leaves a notice)."""
+    return moves_lab
 
 
 def deployment(lab: RunningLab) -> Deployment:
@@ -68,12 +64,12 @@ def watched_well(controller: DrillController) -> dict[str, Any]:
         apps = [look for site in status["sites"].values() for look in site["app"].values()]
         return status if apps and all(a is not None and a["status"] == "up"
                                       for a in apps) else None
-    return wait_for(seen, timeout=20, what="the controller to see every app up")
+    return wait_for(seen, timeout=20, what="the controller to see every app up", retry_on=())
 
 
 def aws_notice(in_seconds: float, reference: str = "") -> Notice:
-    """A notice for aws; each test gives its own deadline (a notice's id is its provider
-    and its deadline's minute, so equal minutes would be one notice, already answered)."""
+    """A notice for aws; each test gives its own deadline (without a reference, a notice is
+    its provider and its exact deadline: an equal one would be the same notice)."""
     return Notice("aws", time.time() + in_seconds, "webhook", "contract terminated",
                   reference=reference)
 
@@ -103,7 +99,7 @@ def test_status_and_metrics_show_what_the_probes_see(lab: RunningLab) -> None:
         assert set(status["sites"]) == {"aws", "hetzner"}
         assert set(status["sites"]["aws"]["app"]) == {"vantage-a", "vantage-b"}
         wait_for(lambda: controller.status()["sites"]["hetzner"]["role"] == "standby",
-                 timeout=10, what="the standby's role")
+                 timeout=10, what="the standby's role", retry_on=())
         assert status["decisions"][-1]["sentence"].startswith("all well: primary aws")
         metrics = httpx.get(f"{controller.url}/metrics", timeout=5).text
         assert 'failover_probe_up{kind="http",target="aws",vantage="vantage-b"} 1.0' in metrics
@@ -147,7 +143,7 @@ def test_a_controller_killed_mid_move_resumes_it(lab: RunningLab) -> None:
         record = controller.record
         assert record is not None
         wait_for(lambda: not is_alive(record), timeout=90,
-                 what="the controller to die after its promote step")
+                 what="the controller to die after its promote step", retry_on=())
     interrupted = switchovers_since(lab, t0)
     assert len(interrupted) == 1 and interrupted[0].outcome == "interrupted"
     with watching(lab, name="watch-resume") as controller:
@@ -169,7 +165,7 @@ def test_approve_mode_waits_for_failover_approve(lab: RunningLab) -> None:
             moves = controller.status()["moves"]
             return next((m for m in moves if m["state"] == "proposed"), None)
 
-        move = wait_for(proposed, timeout=20, what="a proposed move")
+        move = wait_for(proposed, timeout=20, what="a proposed move", retry_on=())
         assert switchovers_since(lab, t0) == []  # nothing runs unapproved
         done = failover(lab, "approve", move["id"], "--json")
         assert done.returncode == 0, done.stderr
@@ -240,7 +236,8 @@ def test_a_termination_letter_in_the_mailbox_is_proposed_for_a_person(
             moves = controller.status()["moves"]
             return next((m for m in moves if m["state"] == "proposed"), None)
 
-        move = wait_for(proposed, timeout=30, what="the letter's move to be proposed")
+        move = wait_for(proposed, timeout=30, what="the letter's move to be proposed",
+                        retry_on=())
         assert move["needs_approval"] and move["kind"] == "switchover"
         assert "mailbox notice" in move["reason"] and "aws ends service" in move["reason"]
         notices = controller.status()["notices"]  # (the forged-signal test left hetzner's)

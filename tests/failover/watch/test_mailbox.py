@@ -17,9 +17,11 @@ from failover.exceptions import ConfigError
 from failover.secretfiles import write_private
 from failover.waiting import wait_for
 from failover.watch.mailbox import MailboxError, MailboxPoller
-from failover.watch.signals import Notice
+from failover.watch.signals import Notice, NoticeRefused
 from tests.failover.watch.dovecot import Mailbox
 from tests.failover.watch.test_letters import EXPECTED, NOTICES, NOW, PROVIDERS, raw
+
+pytestmark = pytest.mark.lab  # dovecot
 
 UNREACHABLE = "127.98.0.2"  # a port bound there but never listening refuses connections
 
@@ -85,6 +87,19 @@ def test_a_letter_stays_unread_when_delivering_its_notice_fails(mailbox: Mailbox
     assert mailbox.unseen() == 0
 
 
+def test_a_letter_whose_notice_is_refused_is_read_once_and_counted(mailbox: Mailbox) -> None:
+    mailbox.append(raw("aws-account-termination.eml"))
+
+    def refuse(notice: Notice) -> None:
+        raise NoticeRefused("past-deadline", "deadline 2020-01-01T00:00:00Z is in the past")
+
+    poller = MailboxPoller(config_of(mailbox), refuse, PROVIDERS, clock=lambda: NOW)
+    assert poller.poll_once() == []
+    assert (poller.delivered, poller.ignored) == (0, 1)
+    # Read again it would be refused again: it is marked seen, not retried for ever.
+    assert mailbox.unseen() == 0
+
+
 def test_a_wrong_password_is_one_line_naming_what_to_check(mailbox: Mailbox,
                                                             tmp_path: Path) -> None:
     wrong = tmp_path / "wrong-password"
@@ -145,12 +160,12 @@ def test_run_logs_a_failed_poll_and_keeps_polling(mailbox: Mailbox, tmp_path: Pa
     thread = threading.Thread(target=poller.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: poller.last_error, timeout=10, what="a failed poll")
+        wait_for(lambda: poller.last_error, timeout=10, what="a failed poll", retry_on=())
         assert "refused the login" in (poller.last_error or "")
         write_private(password_file, mailbox.password + "\n")  # the password is fixed
-        wait_for(lambda: delivered, timeout=10, what="the notice after the fix")
+        wait_for(lambda: delivered, timeout=10, what="the notice after the fix", retry_on=())
         assert [n.provider for n in delivered] == ["aws"]
-        wait_for(lambda: poller.last_error is None, timeout=10, what="a clean poll")
+        wait_for(lambda: poller.last_error is None, timeout=10, what="a clean poll", retry_on=())
     finally:
         stop.set()
         thread.join(timeout=10)

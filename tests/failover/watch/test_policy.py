@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from failover.watch.policy import (
     Move,
     RunSummary,
@@ -204,15 +206,29 @@ def test_refused_credentials_are_a_notice_only_after_n_looks_in_a_row() -> None:
     looks.append(look("api", "aws", "a", "refused", NOW + 4))
     found = refusal_notice(looks, 3, "aws")
     assert found is not None
-    assert (found.provider, found.source, found.deadline) == ("aws", "api", NOW + 2)
+    # The deadline is when the last look confirmed it, not the first refusal: an old
+    # first refusal (a long API interval) would be refused as a deadline long past.
+    assert (found.provider, found.source) == ("aws", "api")
+    assert found.deadline == pytest.approx(NOW + 4.01)
+    assert found.deadline_problem(NOW + 4.02) is None
     # A timeout is unhealthy, not a termination signal.
     timeouts = [look("api", "aws", "a", "down", NOW + i) for i in range(5)]
     assert refusal_notice(timeouts, 3, "aws") is None
 
 
-def test_notice_ids_are_stable_across_sources() -> None:
-    assert notice(source="webhook").id == notice(source="mailbox", reference="<x@y>").id
+def test_a_notice_is_its_senders_reference_else_its_provider_and_exact_deadline() -> None:
+    # The same webhook delivered twice (its id) is one notice, whatever else it says.
+    assert notice(reference="t-1").id == replace(notice(reference="t-1"), text="again").id
+    assert notice(reference="t-1").id != notice(reference="t-2").id
+    # A letter and a webhook with the same reference are not the same notice.
+    assert notice(reference="x").id != notice(source="mailbox", reference="x").id
+    # Without a reference of its own (the CLI names who sent it): provider and deadline.
+    by_hand = notice(source="cli", reference="cli:alice@ops1")
+    assert by_hand.id == notice(source="cli", reference="cli:bob@ops2").id
     assert notice("aws").id != notice("hetzner").id
+    # Two notices for one provider 40 s apart in the same minute are two notices
+    # (one minute's bucket made the second "already answered" after a move back).
+    assert notice(in_seconds=3600).id != notice(in_seconds=3640).id
 
 
 def test_a_failed_preparation_is_abandoned_not_retried_for_ever() -> None:

@@ -5,13 +5,13 @@ silent, closed, frozen after one answer) from vantage points on 127.99.2.x;
 database and DNS probes look at the session's lab (run it on 127.99 with
 FAILOVER_TEST_SUBNET=127.99 when other labs hold 127.77). Bounds on a look's
 duration are the probes' contract (down within the timeout), checked with a
-wide margin; the scheduler is checked by slot arithmetic, not by sleeping.
+wide margin. The scheduler runs fake probes on a virtual clock: no test of it
+waits, and every time it checks is exact.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import socket
 import struct
 import threading
@@ -49,6 +49,7 @@ from failover.watch.providers import ApiAnswer
 from failover.watch.signals import Observation, ProbeKind
 from infra.providers.lab import LabCompute
 from tests.conftest import RunningLab
+from tests.failover.watch.virtualclock import VirtualClock
 
 T = TypeVar("T")
 SERVERS = "127.99.1"  # where this module's own servers listen
@@ -314,7 +315,7 @@ def test_a_frozen_database_is_down_within_the_timeout_and_leaves_no_session(
     # The abandoned session was shut down, not left behind: after the thaw its
     # backend reads the end of the connection and exits.
     wait_for(lambda: _sessions(lab, "hetzner", name) == 0, timeout=10,
-             what="the frozen look's session to end")
+             what="the frozen look's session to end", retry_on=())
 
 
 class StallingPostgres:
@@ -499,15 +500,21 @@ def test_build_probes_makes_http_per_site_and_vantage_and_the_rest_once(
     assert all(o.ok for o in looks), looks
 
 
-# --- The scheduler ---------------------------------------------------------------------------
+# --- The scheduler, on a virtual clock ---------------------------------------------------
 
 
 @dataclass
 class FakeProbe:
-    """A probe that records when each look began and takes ``durations`` (cycled) to look."""
+    """A probe on a virtual clock: records when each look began, takes ``durations`` (cycled).
 
-    interval: float = 0.05
+    ``hogs`` (cycled) is time a look holds the loop without yielding, as a
+    look that burns CPU does: the other probes' looks start late behind it.
+    """
+
+    clock: VirtualClock
+    interval: float = 1.0
     durations: tuple[float, ...] = (0.0,)
+    hogs: tuple[float, ...] = (0.0,)
     fail: bool = False
     kind: ProbeKind = "http"
     target: str = "aws"
@@ -519,13 +526,14 @@ class FakeProbe:
     closed: bool = False
 
     async def look(self) -> Observation:
-        """Record the start, take the next duration."""
-        loop = asyncio.get_running_loop()
-        self.starts.append(loop.time())
+        """Record the start, hold the loop for the next hog, take the next duration."""
+        self.starts.append(self.clock.time())
+        look = len(self.starts) - 1
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
         try:
-            await asyncio.sleep(self.durations[(len(self.starts) - 1) % len(self.durations)])
+            self.clock.spend(self.hogs[look % len(self.hogs)])
+            await self.clock.sleep(self.durations[look % len(self.durations)])
             if self.fail:
                 raise RuntimeError("a bug in the probe")
             return Observation(self.kind, self.target, self.vantage, 0.0, "up", 0.0)
@@ -537,9 +545,10 @@ class FakeProbe:
         self.closed = True
 
 
-def schedule(probes: list[FakeProbe], until: Callable[[list[Observation]], bool],
+def schedule(clock: VirtualClock, probes: list[FakeProbe],
+             until: Callable[[list[Observation]], bool],
              ) -> tuple[ProbeScheduler, list[Observation]]:
-    """Run a scheduler over ``probes`` until the observations satisfy ``until``."""
+    """Run a scheduler over ``probes`` on ``clock`` until the observations satisfy ``until``."""
     seen: list[Observation] = []
 
     async def scenario() -> ProbeScheduler:
@@ -551,69 +560,80 @@ def schedule(probes: list[FakeProbe], until: Callable[[list[Observation]], bool]
                 stop.set()
 
         typed: list[Probe] = list(probes)
-        scheduler = ProbeScheduler(typed, sink)
-        await asyncio.wait_for(scheduler.run(stop), timeout=60)
+        scheduler = ProbeScheduler(typed, sink, clock=clock.time, sleep=clock.sleep)
+        await scheduler.run(stop)
         return scheduler
 
-    return run(scenario()), seen
-
-
-def _slots(probe: FakeProbe) -> list[int]:
-    """The slot each look started in, counted from the first look."""
-    return [round((t - probe.starts[0]) / probe.interval) for t in probe.starts]
+    return clock.run(scenario()), seen
 
 
 def test_looks_keep_to_their_slots_without_drift() -> None:
     # Each look takes a fifth of the interval: sleeping an interval after each
     # look would drift by 8 slots over 40 looks.
-    probe = FakeProbe(interval=0.05, durations=(0.01,))
-    scheduler, _ = schedule([probe], lambda seen: len(seen) >= 40)
-    assert _slots(probe) == list(range(40))
+    clock = VirtualClock()
+    probe = FakeProbe(clock, interval=1.0, durations=(0.2,))
+    scheduler, _ = schedule(clock, [probe], lambda seen: len(seen) >= 40)
+    assert probe.starts == pytest.approx([float(k) for k in range(40)])
     stats = scheduler.stats()
     assert (stats["looks"], stats["skipped"], stats["probes"]) == (40, 0, 1)
-    assert 0 <= stats["lateness_p50"] <= stats["lateness_p99"] <= stats["lateness_max"]
-    assert stats["lateness_max"] < probe.interval  # every look began within its slot
+    assert stats["lateness_max"] == pytest.approx(0.0)  # every look began at its slot
     assert probe.closed
 
 
 def test_an_overrunning_look_skips_slots_instead_of_piling_up() -> None:
-    # Every third look takes 2.4 intervals.
-    probe = FakeProbe(interval=0.05, durations=(0.0, 0.0, 0.12))
-    # 16 looks: the last is a quick one, so every skip shows as a gap between looks.
-    scheduler, _ = schedule([probe], lambda seen: len(seen) >= 16)
-    slots = _slots(probe)
-    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    # Every third look takes 2.5 intervals: it ends in the middle of the slot
+    # after next, so the two slots it ran into are skipped and the look after
+    # it starts at the following slot, not at once and not twice.
+    clock = VirtualClock()
+    probe = FakeProbe(clock, interval=1.0, durations=(0.0, 0.0, 2.5))
+    scheduler, _ = schedule(clock, [probe], lambda seen: len(seen) >= 9)
+    assert probe.starts == pytest.approx([0, 1, 2, 5, 6, 7, 10, 11, 12])
     assert probe.most_at_once == 1
-    assert all(gap == 1 for gap in gaps[0::3] + gaps[1::3]), gaps  # after a quick look
-    assert all(gap >= 3 for gap in gaps[2::3]), gaps  # after a long one: its slots skipped
     stats = scheduler.stats()
-    assert stats["skipped"] == sum(gap - 1 for gap in gaps)
-    assert stats["skipped"] >= 2 * (len(gaps) // 3)
-    assert stats["looks"] == len(probe.starts)
+    assert (stats["looks"], stats["skipped"]) == (9, 6)  # 3, 4, 8, 9, and 13, 14 after the last
+    assert stats["lateness_max"] == pytest.approx(0.0)  # a skipped slot is not lateness
 
 
 def test_a_look_that_times_out_at_its_interval_is_followed_at_once() -> None:
     # A timeout equal to the interval ends a little after the next slot: the next
     # look must start then, not one interval later (that would slow detection).
-    # (Slots of 0.2 s, so a loaded machine's stalls stay well inside the margins.)
-    probe = FakeProbe(interval=0.2, durations=(0.21,))
-    scheduler, _ = schedule([probe], lambda seen: len(seen) >= 8)
-    gaps = [b - a for a, b in itertools.pairwise(probe.starts)]
+    clock = VirtualClock()
+    probe = FakeProbe(clock, interval=1.0, durations=(1.0625,))
+    scheduler, _ = schedule(clock, [probe], lambda seen: len(seen) >= 8)
+    # Back to back (a ninth began at once, before the stop was seen).
+    assert probe.starts[:8] == pytest.approx([k * 1.0625 for k in range(8)])
     assert scheduler.stats()["skipped"] == 0
-    assert all(gap < 0.21 + 0.15 for gap in gaps), gaps  # back to back, no slot lost
-    assert scheduler.stats()["lateness_max"] < 0.15  # the look's own overrun is not lateness
+    assert scheduler.stats()["lateness_max"] == pytest.approx(0.0)  # its own overrun is not
+
+
+def test_a_look_that_holds_the_loop_makes_the_others_late_and_that_is_recorded() -> None:
+    # Two probes half an interval apart; the first holds the loop for 0.75 s of
+    # each look, so the second, due at 0.5, can only start at 0.75.
+    clock = VirtualClock()
+    hog = FakeProbe(clock, interval=1.0, hogs=(0.75,), target="hog")
+    other = FakeProbe(clock, interval=1.0, target="other")
+    scheduler, _ = schedule(clock, [hog, other], lambda seen: len(seen) >= 6)
+    assert other.starts == pytest.approx([0.75, 1.75, 2.75])
+    assert scheduler.tracks[1].lateness_last == pytest.approx(0.25)
+    assert scheduler.tracks[1].lateness_max == pytest.approx(0.25)
+    assert scheduler.tracks[0].lateness_max == pytest.approx(0.0)
+    stats = scheduler.stats()
+    assert stats["lateness_max"] == pytest.approx(0.25)
+    assert stats["lateness_p50"] == pytest.approx(0.0)  # the hog's own looks are on time
+    assert stats["lateness_p99"] == pytest.approx(0.25)
 
 
 def test_probes_are_spread_over_the_interval_and_a_broken_one_keeps_its_schedule() -> None:
-    probes = [FakeProbe(interval=0.2, target=f"site{i}") for i in range(10)]
+    clock = VirtualClock()
+    probes = [FakeProbe(clock, interval=1.0, target=f"site{i}") for i in range(10)]
     probes[3].fail = True
-    scheduler, seen = schedule(probes, lambda seen: len(seen) >= 30)
-    firsts = sorted(p.starts[0] for p in probes)
-    assert firsts[-1] - firsts[0] >= 0.2 * 0.8  # spread over the interval, not bunched
+    scheduler, seen = schedule(clock, probes, lambda seen: len(seen) >= 30)
+    firsts = [p.starts[0] for p in probes]
+    assert firsts == pytest.approx([i / 10 for i in range(10)])  # evenly, in order
     broken = [o for o in seen if o.target == "site3"]
-    assert len(broken) >= 2  # its schedule went on after the first failure
+    assert len(broken) == 3  # its schedule went on after the first failure
     assert all(o.status == "down" and o.detail == "probe failed: a bug in the probe"
                for o in broken)
+    assert probes[3].starts == pytest.approx([0.3, 1.3, 2.3])
     assert all(p.closed for p in probes)
-    # Looks under way when the run stopped are counted but never reached the sink.
-    assert len(seen) <= scheduler.stats()["looks"] <= len(seen) + len(probes)
+    assert scheduler.stats()["looks"] == len(seen) == 30

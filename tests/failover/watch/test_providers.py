@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import socket
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,16 +30,15 @@ from infra.lab.processes import is_alive, signal_tree
 from infra.lab.secrets import ec2_credentials_file
 from infra.lab.status import lab_status
 from infra.providers.lab import LabCompute
-from tests.conftest import RunningLab, running_lab
+from tests.conftest import RunningLab, own_lab
+
+pytestmark = pytest.mark.lab  # every test here asks a lab's moto EC2 or hcloud fake
 
 SUBNET = "127.97"
 FROZEN_TIMEOUT = 0.5  # how long a look at a frozen part waits: short, the test pays it
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[RunningLab]:
-    with running_lab(SUBNET, prefix="failover-test-providers-") as started:
-        yield started
+lab = own_lab(SUBNET, "failover-test-providers-")  # its own: it kills and freezes parts
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +111,8 @@ def test_a_frozen_api_is_down_by_timeout_then_up_when_thawed(
         compute.thaw_process(part)
     assert answer.status == "down"
     assert f"timed out after {FROZEN_TIMEOUT:g}s" in answer.detail
-    assert wait_for(lambda: look(api).status == "up", timeout=10, what=f"{part} to answer")
+    assert wait_for(lambda: look(api).status == "up", timeout=10, what=f"{part} to answer",
+                    retry_on=())
 
 
 def test_freezing_the_site_freezes_its_api(config: FailoverConfig, compute: LabCompute) -> None:
@@ -124,7 +123,8 @@ def test_freezing_the_site_freezes_its_api(config: FailoverConfig, compute: LabC
     finally:
         compute.thaw_site("hetzner")
     assert answer.status == "down"
-    assert wait_for(lambda: look(hcloud(config)).status == "up", timeout=10, what="hcloud")
+    assert wait_for(lambda: look(hcloud(config)).status == "up", timeout=10, what="hcloud",
+                    retry_on=())
 
 
 def test_a_revoked_ec2_key_is_refused_and_a_new_one_restores(
@@ -229,7 +229,8 @@ def test_a_killed_api_is_down_and_restore_site_brings_it_back_as_before(
         record = state.process(part)
         assert record is not None
         signal_tree(record, signal.SIGKILL)
-        wait_for(lambda r=record: not is_alive(r), timeout=10, what=f"{part} to die")
+        wait_for(lambda r=record: not is_alive(r), timeout=10, what=f"{part} to die",
+                 retry_on=())
     assert look(ec2(config)).status == "down"
     assert look(hcloud(config)).status == "down"
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,9 @@ def write_config(tmp_path: Path, listen: str, secret: str = SECRET) -> Path:
     path = tmp_path / "failover.yaml"
     path.write_text(yaml.safe_dump(data))
     write_private(tmp_path / "webhook.secret", secret + "\n")
+    # Files a configuration names must exist (else a ConfigError); the CLI never reads it.
+    write_private(tmp_path / "tsig.key",
+                  'key "lab" { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
     return path
 
 
@@ -144,27 +148,42 @@ def test_a_notice_is_signed_delivered_and_known_the_second_time(
     config = write_config(tmp_path, listen_of(controller))
     before = time.time()
 
-    first = send(config, "--provider", "hetzner", "--deadline", "2026-11-24T12:00:00Z",
+    deadline = datetime.fromtimestamp(int(before) // 60 * 60 + 2 * 86400, UTC)
+    first = send(config, "--provider", "hetzner", "--deadline", f"{deadline:%Y-%m-%dT%H:%M}Z",
                  "--text", "letter of 23 Nov")
 
     assert first.exit_code == 0, first.output
     [notice] = controller.notices.values()
     assert (notice.provider, notice.source, notice.text) == ("hetzner", "cli",
                                                              "letter of 23 Nov")
-    assert notice.deadline == 1_795_521_600.0  # 2026-11-24T12:00:00Z
+    assert notice.deadline == deadline.timestamp()
     assert notice.reference.startswith("cli:")
     assert before <= notice.received <= time.time()
-    assert first.stdout == (f"notice {notice.id} (hetzner, deadline 2026-11-24 12:00:00 UTC) "
-                            f"delivered to failover watch at {controller.url}: new\n")
+    assert first.stdout == (f"notice {notice.id} (hetzner, deadline "
+                            f"{deadline:%Y-%m-%d %H:%M:%S} UTC) delivered to failover watch at "
+                            f"{controller.url}: new\n")
 
-    again = send(config, "--provider", "hetzner", "--deadline", "2026-11-24T12:00:30Z",
-                 "--json")
+    again = send(config, "--provider", "hetzner", "--deadline", deadline.isoformat(), "--json",
+                 "--text", "sent again by someone else")
     assert again.exit_code == 0, again.output
     answer = json.loads(again.stdout)
     assert answer["new"] is False
-    assert answer["notice"]["id"] == notice.id  # the same minute: the same notice
+    assert answer["notice"]["id"] == notice.id  # same provider and deadline: the same notice
     assert answer["url"] == controller.url
     assert controller.refused == []
+
+
+@pytest.mark.parametrize(("deadline", "says"), [
+    ("2020-01-01T00:00Z", "days in the past"),
+    ("+400d", "more than a year ahead"),
+])
+def test_a_deadline_long_past_or_years_ahead_is_refused_before_sending(
+        controller: FakeController, tmp_path: Path, deadline: str, says: str) -> None:
+    config = write_config(tmp_path, listen_of(controller))
+    result = send(config, "--provider", "aws", "--deadline", deadline)
+    assert result.exit_code == 2
+    assert says in result.stderr
+    assert controller.notices == {} and controller.refused == []  # nothing was sent
 
 
 def test_a_relative_deadline_counts_from_now(controller: FakeController,
@@ -214,7 +233,7 @@ def test_a_wrong_secret_is_refused_with_the_controllers_reason(
     result = send(config, "--provider", "aws", "--deadline", "+1h")
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        f"failover: error: failover watch at {controller.url} refused the notice (HTTP 403 "
+        f"failover: error: failover watch at {controller.url} refused the notice (HTTP 401 "
         "bad-signature: bad signature: not signed with this controller's secret")
     assert result.stderr.endswith("this machine's webhook secret must be the controller's\n")
     assert result.stderr.count("\n") == 1
@@ -237,4 +256,4 @@ def test_no_secret_at_all_is_a_config_error(controller: FakeController,
     (tmp_path / "webhook.secret").unlink()
     result = send(config, "--provider", "aws", "--deadline", "+1h")
     assert result.exit_code == 2
-    assert "cannot read webhook secret file" in result.stderr
+    assert "webhook.secret does not exist" in result.stderr

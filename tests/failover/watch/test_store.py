@@ -24,8 +24,8 @@ def test_a_notice_is_kept_once_and_the_file_is_private(tmp_path: Path) -> None:
     store = WatchStore(tmp_path / "watch.sqlite")
     first = Notice("aws", NOW + 3600, "webhook", "ends", reference="a")
     assert store.add_notice(first) is True
-    assert store.add_notice(replace(first, source="mailbox", reference="b")) is False
-    assert [n.reference for n in store.notices()] == ["a"]
+    assert store.add_notice(replace(first, text="sent again")) is False
+    assert [n.text for n in store.notices()] == ["ends"]
     assert stat.S_IMODE((tmp_path / "watch.sqlite").stat().st_mode) == 0o600
 
 
@@ -55,3 +55,30 @@ def test_only_a_proposed_move_can_be_approved(tmp_path: Path) -> None:
         store.approve("m1")
     with pytest.raises(NotApprovable, match="no move 'zz'"):
         store.approve("zz")
+
+
+def test_an_answered_notice_counts_again_only_when_reopened(tmp_path: Path) -> None:
+    store = WatchStore(tmp_path / "watch.sqlite")
+    notice = Notice("aws", NOW + 3600, "webhook", "ends", reference="t-1")
+    assert store.add_notice(notice) is True
+    store.save_move(move("done"))  # the move answered it
+    assert store.notices() == []
+    # Heard again while the primary is elsewhere: already answered, nothing to do.
+    assert store.add_notice(notice) is False
+    assert store.notices() == []
+    # Heard again with the primary back at aws: it counts again.
+    assert store.add_notice(replace(notice, text="still ending"), reopen=True) is True
+    assert [n.text for n in store.notices()] == ["still ending"]
+    # A pending notice is not new a second time, reopened or not.
+    assert store.add_notice(notice, reopen=True) is False
+
+
+def test_seen_signatures_outlive_the_store_object_until_stale(tmp_path: Path) -> None:
+    path = tmp_path / "watch.sqlite"
+    assert WatchStore(path).first_use("sig-1", NOW, now=NOW, max_age=300) is True
+    # A new store object on the same file: a controller started again.
+    again = WatchStore(path)
+    assert again.first_use("sig-1", NOW, now=NOW + 10, max_age=300) is False
+    assert again.first_use("sig-2", NOW + 10, now=NOW + 10, max_age=300) is True
+    # Once stale, it is forgotten (the request is refused as stale anyway).
+    assert again.first_use("sig-1", NOW, now=NOW + 301, max_age=300) is True

@@ -14,6 +14,7 @@ from failover.config import WatchConfig
 from failover.exceptions import ConfigError
 from failover.secretfiles import write_private
 from failover.watch.signals import Notice
+from failover.watch.store import WatchStore
 from failover.watch.webhook import (
     MAX_SKEW,
     SECRET_ENV,
@@ -87,7 +88,7 @@ def test_a_wrong_secret_or_a_changed_body_is_a_bad_signature() -> None:
     tampered = BODY.replace(b"aws", b"hetzner")
     refusal = refused(sign(SECRET, BODY, NOW), tampered)
     assert refusal.reason == "bad-signature"
-    assert refusal.http_status == 403
+    assert refusal.http_status == 401
     # the timestamp is signed too: moving it breaks the signature
     moved = {**sign(SECRET, BODY, NOW - 1000), TIMESTAMP_HEADER: str(int(NOW))}
     assert refused(moved).reason == "bad-signature"
@@ -129,12 +130,23 @@ def test_a_replayed_request_is_refused() -> None:
     check(headers, guard=guard)
     refusal = refused(headers, guard=guard, now=NOW + 1)
     assert refusal.reason == "replayed"
-    assert refusal.http_status == 403
+    assert refusal.http_status == 401
     assert refusal.to_dict() == {"reason": "replayed", "error": str(refusal)}
     # the same body signed again (a sender's retry) is a new request
     check(sign(SECRET, BODY, NOW - 4), guard=guard)
     # once stale, a replay is refused as stale (the guard no longer needs to remember it)
     assert refused(headers, guard=guard, now=NOW + MAX_AGE).reason == "stale"
+
+
+def test_a_replay_is_refused_after_the_controller_restarts(tmp_path: Path) -> None:
+    headers = sign(SECRET, BODY, NOW - 5)
+    verify(SECRET, headers, BODY, now=NOW, max_age=MAX_AGE,
+           guard=WatchStore(tmp_path / "watch.sqlite"))
+    # A new controller on the same store: the captured request is still refused.
+    again = WatchStore(tmp_path / "watch.sqlite")
+    with pytest.raises(SignalRefused) as info:
+        verify(SECRET, headers, BODY, now=NOW + 60, max_age=MAX_AGE, guard=again)
+    assert info.value.reason == "replayed"
 
 
 def test_a_request_sent_on_many_threads_at_once_is_accepted_once() -> None:
@@ -223,8 +235,6 @@ VALID = {"type": "termination", "provider": "aws", "deadline": "2026-11-24T12:00
                                                                "has no time zone"),
     (json.dumps({**VALID, "deadline": True}), "deadline must be ISO 8601 with a zone or Unix"),
     (json.dumps({**VALID, "deadline": -5}), "deadline -5 is not a time"),
-    (json.dumps({**VALID, "deadline": 1_795_600_000_000}), "Unix seconds are expected, not "
-                                                          "milliseconds"),
     (json.dumps({**VALID, "text": ["a"]}), "text must be a string"),
     (json.dumps({**VALID, "id": 42}), "id must be a string"),
     (json.dumps({**VALID, "source": "pigeon"}), "source 'pigeon' is unknown"),
@@ -240,6 +250,29 @@ def test_a_malformed_signal_is_refused_naming_the_field(body: bytes | str,
     assert str(info.value).startswith("malformed signal: ")
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("deadline", "reason", "message"), [
+    ("2020-01-01T00:00Z", "past-deadline", "deadline 2020-01-01T00:00:00Z is 2519 days in the "
+                                           "past"),
+    (NOW - 61, "past-deadline", "is 61s in the past (more than the 60s allowed"),
+    (NOW + 367 * 86400, "far-deadline", "more than a year ahead"),
+    (1_795_600_000_000, "far-deadline", "seconds, not milliseconds"),
+])
+def test_a_deadline_in_the_past_or_years_ahead_is_refused(deadline: object, reason: str,
+                                                          message: str) -> None:
+    body = json.dumps({**VALID, "deadline": deadline}).encode()
+    with pytest.raises(SignalRefused) as info:
+        parse_signal(body, now=NOW, providers=PROVIDERS)
+    assert info.value.reason == reason
+    assert info.value.http_status == 400
+    assert message in str(info.value)
+
+
+def test_a_deadline_just_past_is_clock_skew_and_taken() -> None:
+    for deadline in (NOW - 59, NOW, "now"):
+        body = json.dumps({**VALID, "deadline": deadline}).encode()
+        assert parse_signal(body, now=NOW, providers=PROVIDERS).provider == "aws"
 
 
 @pytest.mark.parametrize(("text", "want"), [

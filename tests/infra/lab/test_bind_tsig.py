@@ -16,6 +16,8 @@ import pytest
 from failover.dns.tsig import TsigKey
 from tests.conftest import RunningLab
 
+pytestmark = pytest.mark.lab
+
 
 def _send(lab: RunningLab, key: TsigKey | None, name: str, address: str) -> dns.message.Message:
     keyring = dns.tsig.Key(key.name, key.secret, key.algorithm) if key else None

@@ -55,7 +55,7 @@ def fake() -> Iterator[Fake]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: server.started, timeout=10, what="the fake to start")
+        wait_for(lambda: server.started, timeout=10, what="the fake to start", retry_on=())
         yield Fake(project, f"http://{ADDRESS}:{sock.getsockname()[1]}/v1")
     finally:
         server.should_exit = True
@@ -63,6 +63,7 @@ def fake() -> Iterator[Fake]:
         sock.close()
 
 
+@pytest.mark.lab  # uvicorn
 def test_lists_servers_page_by_page_as_hetzner_does(fake: Fake) -> None:
     client = fake.client()
     page = client.servers.get_list(per_page=2)
@@ -82,6 +83,7 @@ def test_lists_servers_page_by_page_as_hetzner_does(fake: Fake) -> None:
     assert again.location.name == "fsn1"
 
 
+@pytest.mark.lab  # uvicorn
 def test_a_power_action_is_an_action_that_finishes(fake: Fake) -> None:
     client = fake.client()
     server = client.servers.get_by_name("web-0")
@@ -101,6 +103,7 @@ def test_a_power_action_is_an_action_that_finishes(fake: Fake) -> None:
         assert getattr(server, verb)().command == command
 
 
+@pytest.mark.lab  # uvicorn
 def test_a_wrong_or_missing_token_is_unauthorized_in_hetzners_shape(fake: Fake) -> None:
     with pytest.raises(APIException) as refused:
         fake.client("not-the-token").servers.get_all()
@@ -112,12 +115,14 @@ def test_a_wrong_or_missing_token_is_unauthorized_in_hetzners_shape(fake: Fake) 
     assert set(bare.json()["error"]) >= {"code", "message"}
 
 
+@pytest.mark.lab  # uvicorn
 def test_an_unknown_server_is_not_found(fake: Fake) -> None:
     with pytest.raises(APIException) as missing:
         fake.client().servers.get_by_id(999999)
     assert missing.value.code == "not_found"
 
 
+@pytest.mark.lab  # uvicorn
 def test_a_blocked_project_refuses_every_call_until_unblocked(fake: Fake) -> None:
     client = fake.client()
     server = client.servers.get_all()[0]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from failover.config import CONFIG_FILE_NAME, load_config
 from failover.dns.factory import build_providers
 from tests.conftest import RunningLab
+
+pytestmark = pytest.mark.lab
 
 
 def test_the_lab_config_names_files_not_secrets(lab: RunningLab) -> None:

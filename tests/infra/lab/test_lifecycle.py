@@ -56,6 +56,7 @@ def _gone(record: ProcessRecord) -> bool:
     return not is_alive(record)
 
 
+@pytest.mark.lab
 def test_up_is_idempotent_and_down_leaves_no_process(
     state_dir: Path, recorded: list[ProcessRecord]
 ) -> None:
@@ -85,6 +86,7 @@ def test_up_is_idempotent_and_down_leaves_no_process(
     assert lab.down() == []  # nothing running: still fine
 
 
+@pytest.mark.lab
 def test_a_taken_port_is_refused_before_anything_starts(
     state_dir: Path, recorded: list[ProcessRecord]
 ) -> None:
@@ -100,6 +102,7 @@ def test_a_taken_port_is_refused_before_anything_starts(
     assert not Lab(state_dir).paths.state_file.exists()
 
 
+@pytest.mark.lab
 def test_a_failure_half_way_stops_everything_already_started(
     state_dir: Path, recorded: list[ProcessRecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:

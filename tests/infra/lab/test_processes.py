@@ -34,7 +34,8 @@ def test_spawn_and_stop(tmp_path: Path) -> None:
 def test_a_process_that_ignores_its_stop_signal_is_killed(tmp_path: Path) -> None:
     log = tmp_path / "stubborn.log"
     record = spawn("stubborn", [sys.executable, "-c", IGNORES_SIGTERM], log=log)
-    wait_for(lambda: "ready" in log.read_text(), timeout=10, what="the child to ignore SIGTERM")
+    wait_for(lambda: "ready" in log.read_text(), timeout=10, what="the child to ignore SIGTERM",
+             retry_on=())
     assert stop(record, timeout=0.5) == "killed"
     assert not is_alive(record)
 
@@ -65,11 +66,12 @@ def test_a_frozen_tree_is_thawed_and_stopped_whole(tmp_path: Path) -> None:
     log = tmp_path / "parent.log"
     record = spawn("parent", [sys.executable, "-c", PARENT_WITH_CHILD], log=log)
     try:
-        child = int(wait_for(lambda: log.read_text().strip(), timeout=10, what="the child's pid"))
+        child = int(wait_for(lambda: log.read_text().strip(), timeout=10, what="the child's pid",
+                             retry_on=()))
         assert descendants(record.pid) == [child]
         assert signal_tree(record, signal.SIGSTOP) == 2
         wait_for(lambda: Path(f"/proc/{record.pid}/stat").read_text().split(") ")[1][0] == "T",
-                 timeout=5, what="the parent to be stopped")
+                 timeout=5, what="the parent to be stopped", retry_on=())
         # Frozen, it could not act on SIGTERM; stop() continues it first, so it ends its child.
         assert stop(record, timeout=10) == "stopped"
     finally:
@@ -77,4 +79,4 @@ def test_a_frozen_tree_is_thawed_and_stopped_whole(tmp_path: Path) -> None:
     assert not is_alive(record)
     wait_for(lambda: not Path(f"/proc/{child}").exists()
              or Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z",
-             timeout=10, what="the child to end")
+             timeout=10, what="the child to end", retry_on=())

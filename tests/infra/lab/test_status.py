@@ -7,7 +7,11 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from tests.conftest import RunningLab
+
+pytestmark = pytest.mark.lab
 
 
 def _status(lab: RunningLab, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -26,14 +26,18 @@ import httpx
 import pytest
 
 from failover.config import CONFIG_FILE_NAME, load_config
+from failover.dns.route53 import Route53Settings
 from failover.waiting import wait_for
 from infra.lab import moto
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.lab import Lab
-from infra.lab.processes import ProcessRecord, descendants, is_alive
+from infra.lab.processes import ProcessRecord, descendants, is_alive, state_of
 from infra.lab.status import lab_status
-from infra.providers.lab import ALREADY, REBUILT, REWOUND, LabCompute
+from infra.providers.lab import LabCompute
+from infra.providers.lab_rejoin import ALREADY, REBUILT, REWOUND
 from tests.conftest import RunningLab, running_lab
+
+pytestmark = pytest.mark.lab
 
 # Its own subnet, away from the session lab (127.77) and the lifecycle tests (127.78).
 SUBNET = os.environ.get("FAILOVER_TEST_COMPUTE_SUBNET", "127.89")
@@ -113,7 +117,8 @@ def clab() -> Iterator[ComputeLab]:
 def _split_brain(c: ComputeLab, old: str, new: str) -> tuple[str, str, str]:
     """Promote ``new`` while ``old`` still takes writes; returns (shared, new's, old's) rows."""
     shared = c.write(old)
-    wait_for(lambda: c.has(new, shared), timeout=10, what=f"{new} to replay the shared row")
+    wait_for(lambda: c.has(new, shared), timeout=10, what=f"{new} to replay the shared row",
+             retry_on=())
     assert c.rows(new, "SELECT pg_promote()") == [(True,)]
     return shared, c.write(new), c.write(old)  # old's row: the divergent timeline
 
@@ -122,11 +127,13 @@ def _assert_follows(c: ComputeLab, site: str, primary: str, rows: tuple[str, str
     shared, new_row, divergent = rows
     assert c.roles() == (primary, site)
     assert c.streams_to(primary) == {site: "streaming"}
-    wait_for(lambda: c.has(site, new_row), timeout=10, what=f"{site} to replay {primary}'s row")
+    wait_for(lambda: c.has(site, new_row), timeout=10, what=f"{site} to replay {primary}'s row",
+             retry_on=())
     assert c.has(site, shared)
     assert not c.has(site, divergent)
     later = c.write(primary)  # and it keeps following
-    wait_for(lambda: c.has(site, later), timeout=10, what=f"{site} to replay a later row")
+    wait_for(lambda: c.has(site, later), timeout=10, what=f"{site} to replay a later row",
+             retry_on=())
 
 
 def test_rejoin_rewinds_a_diverged_old_primary_both_ways(clab: ComputeLab) -> None:
@@ -156,7 +163,7 @@ def test_rejoin_rewinds_a_diverged_old_primary_both_ways(clab: ComputeLab) -> No
         state, started = c.lab.up(c.layout)
         assert not started and state.process(f"postgres@{old}") == after
         status = wait_for(lambda: (s := lab_status(c.lab))["healthy"] and s, timeout=20,
-                          what="lab status to be healthy after the rejoin")
+                          what="lab status to be healthy after the rejoin", retry_on=())
         assert status["primary"] == new
         assert status["sites"][new]["role"] == "primary"
         assert status["sites"][old]["role"] == "standby"
@@ -177,8 +184,8 @@ def test_a_crashed_old_primary_is_recovered_by_pg_rewind_then_rewound(clab: Comp
     for pid in tree:
         os.kill(pid, signal.SIGKILL)
     # (The postmaster is this process's child: a zombie until is_alive reaps it.)
-    wait_for(lambda: not is_alive(record) and all(_state_of(p) in (None, "Z") for p in tree),
-             timeout=10, what="the killed server's processes to go")
+    wait_for(lambda: not is_alive(record) and all(state_of(p) in (None, "Z") for p in tree),
+             timeout=10, what="the killed server's processes to go", retry_on=())
     assert not c.compute.database_running(old)
     log = Path(record.log)
     logged_before = log.stat().st_size
@@ -225,7 +232,8 @@ def test_rejoin_rebuilds_a_site_whose_data_dir_is_lost(clab: ComputeLab) -> None
     shutil.rmtree(c.lab.paths.pgdata(standby))  # the disk went with the machine
     assert c.compute.rejoin_database(standby, primary) == REBUILT
     row = c.write(primary)
-    wait_for(lambda: c.has(standby, row), timeout=10, what="the rebuilt standby to replay")
+    wait_for(lambda: c.has(standby, row), timeout=10, what="the rebuilt standby to replay",
+             retry_on=())
 
 
 def test_rejoin_restores_the_fenced_hba_and_writes_a_clean_standby_config(
@@ -286,7 +294,7 @@ def test_stop_and_start_are_idempotent_and_recorded(clab: ComputeLab) -> None:
     assert c.compute.database_running(standby)
     c.lab.running_state()
     wait_for(lambda: c.streams_to(primary).get(standby) == "streaming", timeout=20,
-             what="the restarted standby to stream again")
+             what="the restarted standby to stream again", retry_on=())
 
 
 def test_a_frozen_site_does_not_answer_until_thawed(clab: ComputeLab) -> None:
@@ -301,18 +309,20 @@ def test_a_frozen_site_does_not_answer_until_thawed(clab: ComputeLab) -> None:
             httpx.get(url, timeout=1)
         record = c.record(site)
         for pid in [record.pid, *descendants(record.pid)]:
-            assert _state_of(pid) in ("T", None), pid  # the whole server tree, not only its root
+            assert state_of(pid) in ("T", None), pid  # the whole server tree, not only its root
     finally:
         c.compute.thaw_site(site)
     wait_for(lambda: httpx.get(url, timeout=1).status_code == 200, timeout=10,
-             what=f"app@{site} to answer after the thaw")
-    assert _state_of(c.record(site).pid) != "T"
+             what=f"app@{site} to answer after the thaw", retry_on=httpx.TransportError)
+    assert state_of(c.record(site).pid) != "T"
 
 
 def test_route53_is_a_part_of_its_own_that_freezes_without_aws_s3(clab: ComputeLab) -> None:
     c = clab
     config = load_config(c.lab.paths.root / CONFIG_FILE_NAME)
-    url = urlsplit(config.dns_providers["route53"].endpoint_url or "")
+    route53 = config.dns_providers["route53"]
+    assert isinstance(route53, Route53Settings)
+    url = urlsplit(route53.endpoint_url or "")
     assert url.hostname and url.port
     assert c.compute.process_at(url.hostname, url.port) == "route53@aws"
     addresses, _ = moto.route53_answer(c.layout, c.secrets, timeout=5)
@@ -346,7 +356,7 @@ def test_restore_site_starts_a_dead_route53_again_with_the_zone(clab: ComputeLab
     old, s3 = state.process("route53@aws"), state.process("moto@aws")
     assert old is not None
     os.kill(old.pid, signal.SIGKILL)
-    wait_for(lambda: not is_alive(old), timeout=10, what="route53@aws to die")
+    wait_for(lambda: not is_alive(old), timeout=10, what="route53@aws to die", retry_on=())
     primary, _ = c.roles()
 
     done = c.compute.restore_site("aws", primary)
@@ -362,14 +372,6 @@ def test_restore_site_starts_a_dead_route53_again_with_the_zone(clab: ComputeLab
     c.lab.running_state()
 
 
-def _state_of(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2 :].split()[0]
-
-
 def test_a_stopped_standby_rejoins_without_a_rewind(clab: ComputeLab) -> None:
     c = clab
     primary, standby = c.roles()
@@ -380,7 +382,7 @@ def test_a_stopped_standby_rejoins_without_a_rewind(clab: ComputeLab) -> None:
 
     assert c.compute.rejoin_database(standby, primary) == REWOUND
     assert "no rewind required" in log.read_bytes()[logged_before:].decode(errors="replace")
-    wait_for(lambda: c.has(standby, row), timeout=10, what="the standby to catch up")
+    wait_for(lambda: c.has(standby, row), timeout=10, what="the standby to catch up", retry_on=())
 
 
 def test_replace_process_waits_for_the_lock_and_never_drops_a_live_process(

@@ -16,6 +16,8 @@ import pytest
 from failover.waiting import wait_for
 from tests.conftest import RunningLab
 
+pytestmark = pytest.mark.lab
+
 MEDIA_LIMIT = 1024 * 1024  # the app's default FAILOVER_MEDIA_MAX_BYTES
 
 
@@ -37,7 +39,8 @@ def _standby_sees(lab: RunningLab, path: str) -> dict[str, Any]:
             response = standby.get(path)
             return response.json() if response.status_code == 200 else None
 
-        result: dict[str, Any] = wait_for(found, timeout=10, what=f"the standby to serve {path}")
+        result: dict[str, Any] = wait_for(found, timeout=10, what=f"the standby to serve {path}",
+                                          retry_on=())
         return result
 
 

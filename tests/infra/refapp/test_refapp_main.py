@@ -37,6 +37,7 @@ def test_defaults() -> None:
     assert (args.log_level, args.access_log) == ("debug", True)
 
 
+@pytest.mark.lab  # starts the app's process (which refuses its settings)
 def test_module_entry_point_has_no_traceback() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAILOVER_")}
     env["FAILOVER_SITE"] = "aws"

@@ -1,0 +1,70 @@
+"""What a drill expects: each objective judges the measured drill and gives a verdict.
+
+Every scenario is judged on the deployment's RTO, on its RPO (zero lost
+writes when there was notice) and on the engine's run ending well; a scenario
+may expect more of its own (``Scenario.expects``), such as a termination
+notice's move finishing before the deadline. An objective that does not
+apply to a drill (no run to time) gives no verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from failover.drill.results import Promise, Verdict
+from failover.engine.journal import RunRecord
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the objectives are judged on, once the workload has stopped."""
+
+    fault_at: float  # time.time() of the fault (or the notice)
+    ended: float  # time.time() the workload stopped
+    rto_seconds: float | None  # None: no write was acknowledged at the new primary
+    lost_writes: int
+    run: RunRecord | None  # the engine's run that made the move, if any
+    promise: Promise
+    notice_seconds: float  # from the notice to the deadline, for scenarios that give one
+
+
+Objective = Callable[[Measured], Verdict | None]
+
+
+def rto_met(m: Measured) -> Verdict:
+    """Writes came back at the new primary within the promised RTO."""
+    limit = m.promise.rto_seconds
+    return Verdict("rto_seconds", limit, m.rto_seconds,
+                   m.rto_seconds is not None and m.rto_seconds <= limit)
+
+
+def rpo_met(m: Measured) -> Verdict:
+    """No more acknowledged writes were lost than the promised RPO."""
+    return Verdict("rpo_writes", m.promise.rpo_writes, m.lost_writes,
+                   m.lost_writes <= m.promise.rpo_writes)
+
+
+def nothing_lost(m: Measured) -> Verdict:
+    """With notice, no acknowledged write may be lost, whatever the RPO allows."""
+    return Verdict("rpo_writes", 0, m.lost_writes, m.lost_writes <= 0)
+
+
+def run_ok(m: Measured) -> Verdict:
+    """The engine's move ended well."""
+    outcome = m.run.outcome if m.run else "no run"
+    return Verdict("run", "ok", outcome, outcome == "ok")
+
+
+def move_finished_before_deadline(m: Measured) -> Verdict | None:
+    """The move ended before the notice's deadline (a move still going counts until the end)."""
+    if m.run is None:
+        return None
+    finished = m.run.ended or m.ended
+    return Verdict("move_finished_seconds", m.notice_seconds, round(finished - m.fault_at, 3),
+                   finished <= m.fault_at + m.notice_seconds)
+
+
+def judge(objectives: tuple[Objective, ...], measured: Measured) -> tuple[Verdict, ...]:
+    """The verdicts of ``objectives`` that apply, in their order."""
+    return tuple(v for objective in objectives if (v := objective(measured)) is not None)

@@ -1,0 +1,94 @@
+"""A deployment without servers, for the unit layer: the lab's files, hand-built answers.
+
+``lab_files`` writes what ``failover lab up`` leaves in a state dir (the
+configuration and every secret file it names) without starting anything.
+``HandBuiltDeployment`` is a real ``Deployment`` over those files whose
+databases and apps answer from hand-built values; ``JournalingExecutor`` is
+the engine's executor minus the hosts: it journals each step of a plan as
+done, or fails at a named one, so the journal reads as after a real run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from failover.config import parse_config
+from failover.engine.deployment import Compute, Deployment, Readiness, SiteView, Topology
+from failover.engine.journal import RunRecord
+from failover.engine.plan import Plan
+from failover.exceptions import StepFailed
+from failover.secretfiles import write_private
+from infra.lab.config import lab_config
+from infra.lab.layout import LabLayout
+from infra.lab.paths import LabPaths
+from infra.lab.secrets import LabSecrets, ec2_credentials_file
+
+LAYOUT = LabLayout(subnet="127.99")  # never started: nothing listens there
+STREAMING = Topology({"aws": SiteView("aws", "primary", "0/1"),
+                      "hetzner": SiteView("hetzner", "standby", "0/1", upstream="aws")})
+
+
+def lab_files(root: Path) -> Path:
+    """A state dir as ``lab up`` leaves it (failover.yaml and its secrets); returns it."""
+    root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root.chmod(0o755)
+    paths = LabPaths(root)
+    LabSecrets.generate().save(paths, [LAYOUT.address(s) for s in ("aws", "hetzner")],
+                               LAYOUT.postgres_port)
+    write_private(ec2_credentials_file(paths),
+                  "[default]\naws_access_key_id = AKIAHANDBUILT\n"
+                  "aws_secret_access_key = not-a-real-key\n")
+    (root / "failover.yaml").write_text(yaml.safe_dump(lab_config(LAYOUT, paths)))
+    return root
+
+
+class HandBuiltDeployment(Deployment):
+    """The lab's configuration and a real journal; databases and apps answer as told."""
+
+    def __init__(self, root: Path, topology: Topology = STREAMING) -> None:
+        lab_files(root)
+        data = yaml.safe_load((root / "failover.yaml").read_text())
+        super().__init__(parse_config(data, "hand-built", root), "hand-built")
+        self.topology = topology
+
+    def observe(self, timeout: float = 1.0) -> Topology:
+        return self.topology
+
+    def readiness(self, site: str, timeout: float = 3.0) -> Readiness:
+        return Readiness(True, f"{site}: ready")
+
+    def compute(self, site: str) -> Compute | None:
+        return None  # nothing to rejoin with: plans end at the move itself
+
+
+class JournalingExecutor:
+    """The engine's executor minus the hosts: every step journaled as done (or one failing)."""
+
+    def __init__(self, fail_at: str | None = None) -> None:
+        self.fail_at = fail_at
+        self.plans: list[Plan] = []
+
+    def __call__(self, deployment: Deployment, plan: Plan, *, resume: RunRecord | None = None,
+                 progress: Callable[[str], None] = print,
+                 before_step: Callable[[int, object], None] | None = None) -> RunRecord:
+        journal = deployment.journal
+        self.plans.append(plan)
+        if resume is not None:
+            run_id = resume.id
+            journal.resumed(run_id)
+        else:
+            run_id = journal.begin(plan)
+        for index, step in enumerate(plan.steps):
+            if before_step is not None:
+                before_step(index, step)
+            journal.step_started(run_id, index, step.action)
+            if step.action == self.fail_at:
+                journal.step_ended(run_id, index, step.action, "failed", error="boom")
+                journal.ended(run_id, "failed", f"step {step.action} failed: boom")
+                raise StepFailed(f"step {step.action} failed: boom")
+            journal.step_ended(run_id, index, step.action, "ok", result={})
+        journal.ended(run_id, "ok")
+        return journal.run(run_id)
