@@ -27,6 +27,7 @@ from failover.watch.policy import ACTIVE, Decision, Move
 from failover.watch.signals import Notice
 
 STORE_FILE_NAME = "watch.sqlite"
+SAME_DEADLINE = 0.001  # seconds: deadlines this close, for one provider, are one notice
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notices (
@@ -76,26 +77,40 @@ class WatchStore:
     # -- notices ----------------------------------------------------------------
 
     def add_notice(self, notice: Notice, *, reopen: bool = False) -> bool:
-        """Keep a notice; False when one with its id was already kept.
+        """Keep a notice; False when it was already kept.
 
-        With ``reopen``, a notice already answered by a finished move counts
-        again: the primary has come back to the provider that is leaving.
+        It was kept already when a notice has its id (the sender's own reference)
+        or its provider and exact deadline: a provider's webhook and the same
+        notice sent by hand are one. With ``reopen``, a notice already answered
+        by a finished move counts again: the primary has come back to the
+        provider that is leaving.
         """
         if not notice.received:
             notice = replace(notice, received=time.time())
         data = json.dumps(notice.to_dict())
         with self._db() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO notices (id, provider, deadline, data) VALUES (?, ?, ?, ?)",
-                (notice.id, notice.provider, notice.deadline, data))
-            if cursor.rowcount == 1:
-                return True
-            if not reopen:
-                return False
-            cursor = db.execute(
-                "UPDATE notices SET handled_by = NULL, deadline = ?, data = ? WHERE id = ? "
-                "AND handled_by IS NOT NULL", (notice.deadline, data, notice.id))
-            return cursor.rowcount == 1
+            db.execute("BEGIN IMMEDIATE")  # one writer decides "new" at a time
+            try:
+                known = db.execute(
+                    "SELECT id, handled_by FROM notices WHERE id = ? OR (provider = ? AND "
+                    "abs(deadline - ?) < ?) LIMIT 1",
+                    (notice.id, notice.provider, notice.deadline, SAME_DEADLINE)).fetchone()
+                if known is None:
+                    db.execute("INSERT INTO notices (id, provider, deadline, data) "
+                               "VALUES (?, ?, ?, ?)",
+                               (notice.id, notice.provider, notice.deadline, data))
+                    new = True
+                elif reopen and known[1] is not None:
+                    db.execute("UPDATE notices SET handled_by = NULL, deadline = ?, data = ? "
+                               "WHERE id = ?", (notice.deadline, data, known[0]))
+                    new = True
+                else:
+                    new = False
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return new
 
     def notices(self, *, pending: bool = True) -> list[Notice]:
         """The notices kept (only those no finished move has answered, by default)."""

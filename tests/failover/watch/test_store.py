@@ -25,7 +25,11 @@ def test_a_notice_is_kept_once_and_the_file_is_private(tmp_path: Path) -> None:
     first = Notice("aws", NOW + 3600, "webhook", "ends", reference="a")
     assert store.add_notice(first) is True
     assert store.add_notice(replace(first, text="sent again")) is False
+    # The same notice by hand: another source, no reference, the same provider and deadline.
+    assert store.add_notice(Notice("aws", NOW + 3600.0000004, "cli", "by hand")) is False
     assert [n.text for n in store.notices()] == ["ends"]
+    # Another deadline, even in the same minute, is another notice.
+    assert store.add_notice(Notice("aws", NOW + 3630, "cli", "by hand")) is True
     assert stat.S_IMODE((tmp_path / "watch.sqlite").stat().st_mode) == 0o600
 
 
