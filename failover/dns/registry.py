@@ -106,3 +106,8 @@ def build_reader(name: str, settings: DnsSettings, source: str | None,
                  timeout: float) -> DnsReader:
     """How the controller's DNS probe reads the provider named ``name``."""
     return kind_of(settings).reader(name, settings, source, timeout)
+
+
+def build_providers(settings: Mapping[str, DnsSettings]) -> list[DnsProvider]:
+    """One provider per configured ``dns_providers`` entry, in the file's order."""
+    return [build_provider(name, one) for name, one in settings.items()]

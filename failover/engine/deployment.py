@@ -26,8 +26,8 @@ from failover.data.postgres import (
     wal_receiver,
 )
 from failover.dns.base import DnsProvider
-from failover.dns.factory import build_providers
 from failover.dns.records import Record
+from failover.dns.registry import build_providers
 from failover.engine.journal import Journal
 from failover.exceptions import ConfigError
 from failover.secretfiles import check_trusted_dir

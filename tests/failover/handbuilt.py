@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -45,20 +46,43 @@ def lab_files(root: Path) -> Path:
     return root
 
 
-class HandBuiltDeployment(Deployment):
-    """The lab's configuration and a real journal; databases and apps answer as told."""
+class FakeDeployment(Deployment):
+    """A Deployment whose apps' readiness is set by the test (a fake: no HTTP is sent)."""
+
+    def __init__(self, folder: Path, data: dict[str, Any]) -> None:
+        super().__init__(parse_config(data, "failover.yaml", folder), str(folder / "failover.yaml"))
+        self.not_ready: dict[str, str] = {}  # site -> why its /readyz would say no
+        self.seen: Topology | None = None  # what ``observe`` answers
+
+    def readiness(self, site: str, timeout: float = 3.0) -> Readiness:
+        """Ready unless the test said otherwise."""
+        if site in self.not_ready:
+            return Readiness(False, self.not_ready[site])
+        return Readiness(True, f"{self.config.site(site).app_url}: ready")
+
+    def observe(self, timeout: float = 1.0) -> Topology:
+        """The topology the test set."""
+        assert self.seen is not None, "set deployment.seen first"
+        return self.seen
+
+
+class HandBuiltDeployment(FakeDeployment):
+    """The lab's configuration over its files, a real journal; databases answer ``topology``."""
 
     def __init__(self, root: Path, topology: Topology = STREAMING) -> None:
         lab_files(root)
-        data = yaml.safe_load((root / "failover.yaml").read_text())
-        super().__init__(parse_config(data, "hand-built", root), "hand-built")
-        self.topology = topology
+        super().__init__(root, yaml.safe_load((root / "failover.yaml").read_text()))
+        self.seen = topology
 
-    def observe(self, timeout: float = 1.0) -> Topology:
-        return self.topology
+    @property
+    def topology(self) -> Topology:
+        """What the databases answer (a test may set another)."""
+        assert self.seen is not None
+        return self.seen
 
-    def readiness(self, site: str, timeout: float = 3.0) -> Readiness:
-        return Readiness(True, f"{site}: ready")
+    @topology.setter
+    def topology(self, value: Topology) -> None:
+        self.seen = value
 
     def compute(self, site: str) -> Compute | None:
         return None  # nothing to rejoin with: plans end at the move itself

@@ -9,8 +9,7 @@ import pytest
 
 from failover.config import parse_config
 from failover.dns.authoritative import AuthoritativeReader
-from failover.dns.factory import build_providers
-from failover.dns.registry import KINDS, ApiReader, DnsSettings, build_reader
+from failover.dns.registry import KINDS, ApiReader, DnsSettings, build_providers, build_reader
 from failover.dns.rfc2136 import Rfc2136Provider, Rfc2136Settings
 from failover.dns.route53 import Route53Provider, Route53Settings
 from failover.dns.tsig import TsigKey

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from failover.config import parse_config
 from failover.data.postgres import StandbyLag
-from failover.engine.deployment import Deployment, Readiness, SiteView, Topology
+from failover.engine.deployment import SiteView, Topology
 from failover.engine.plan import Plan
+from tests.failover.handbuilt import FakeDeployment
 
 ZONE = "example.test."
 ADDRESSES = {"aws": "10.0.10.1", "hetzner": "10.0.20.1", "ovh": "10.0.30.1"}
@@ -43,26 +43,6 @@ def config_data(sites: tuple[str, ...] = ("aws", "hetzner"), *, rpo_writes: int 
         "dns": {"zone": ZONE, "records": [{"name": "app", "ttl": 60}], "low_ttl": 5},
         "objectives": {"rpo_writes": rpo_writes},
     }
-
-
-class FakeDeployment(Deployment):
-    """A Deployment whose apps' readiness is set by the test (a fake: no HTTP is sent)."""
-
-    def __init__(self, folder: Path, data: dict[str, Any]) -> None:
-        super().__init__(parse_config(data, "failover.yaml", folder), str(folder / "failover.yaml"))
-        self.not_ready: dict[str, str] = {}  # site -> why its /readyz would say no
-        self.seen: Topology | None = None  # what ``observe`` answers
-
-    def readiness(self, site: str, timeout: float = 3.0) -> Readiness:
-        """Ready unless the test said otherwise."""
-        if site in self.not_ready:
-            return Readiness(False, self.not_ready[site])
-        return Readiness(True, f"{self.config.site(site).app_url}: ready")
-
-    def observe(self, timeout: float = 1.0) -> Topology:
-        """The topology the test set."""
-        assert self.seen is not None, "set deployment.seen first"
-        return self.seen
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ import pytest
 
 from failover.engine.deployment import Deployment, SiteView, Topology
 from failover.engine.executor import run_lock
+from failover.engine.plans import plan_switchover
 from failover.exceptions import ConfigError
+from failover.secretfiles import write_private
 from failover.watch.controller import Controller
 from failover.watch.policy import Decision, Move, run_cycle
 from failover.watch.signals import Notice, NoticeRefused, Observation
@@ -142,7 +144,6 @@ def test_an_answered_notice_heard_again_counts_while_its_provider_holds_the_prim
 def test_a_run_whose_lock_is_held_is_waited_for_not_resumed(
         deployment: HandBuiltDeployment) -> None:
     controller = controller_of(deployment)
-    from failover.engine.plans import plan_switchover
     plan = plan_switchover(deployment, "hetzner", STREAMING)
     run_id = deployment.journal.begin(plan)
     deployment.journal.step_started(run_id, 1, plan.steps[1].action)  # lower_ttl: changes
@@ -282,7 +283,6 @@ def test_a_failed_preparation_is_abandoned_and_its_move_waits_again(
 def secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for name in ("FAILOVER_WEBHOOK_SECRET", "FAILOVER_NOTIFY_SECRET"):
         monkeypatch.delenv(name, raising=False)
-    from failover.secretfiles import write_private
     write_private(tmp_path / "webhook.secret", "inbound-secret\n")
     write_private(tmp_path / "notify.secret", "outbound-secret\n")
     yield tmp_path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from failover.config import CONFIG_FILE_NAME, load_config
-from failover.dns.factory import build_providers
+from failover.dns.registry import build_providers
 from tests.conftest import RunningLab
 
 pytestmark = pytest.mark.lab
