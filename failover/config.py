@@ -27,8 +27,6 @@ from failover.dns.registry import DnsSettings
 from failover.exceptions import ConfigError
 from failover.fieldpath import field_path
 from failover.watch.providers import ApiSettings
-from failover.watch.providers import Ec2ApiConfig as Ec2ApiConfig  # re-exported: their old home
-from failover.watch.providers import HcloudApiConfig as HcloudApiConfig
 
 CONFIG_FILE_NAME = "failover.yaml"
 LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
@@ -287,11 +285,6 @@ class FailoverConfig(_Strict):
             ) from None
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    # dns_providers.bind9.port, as a person wrote it (pydantic inserts the `kind` tag).
-    return field_path(FailoverConfig, loc)
-
-
 PATH_KEYS = ("file", "state_dir", "journal")  # *_file, e.g. token_file, password_file
 
 
@@ -322,8 +315,9 @@ def parse_config(data: Any, source: str, base: Path) -> FailoverConfig:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "missing":
                 message = "is required"
+            # dns_providers.bind9.port, as a person wrote it (pydantic inserts the `kind` tag).
+            where = field_path(FailoverConfig, error["loc"])
             for one in message.split("; "):
-                where = _location(error["loc"])
                 problems.append(one if where == "(top level)" else f"{where}: {one}")
         noun = "problem" if len(problems) == 1 else "problems"
         raise ConfigError(

@@ -35,17 +35,18 @@ def _who() -> str:
     return f"cli:{user}@{socket.gethostname()}"
 
 
-def _refusal(response: httpx.Response) -> str:
-    """The controller's reason and message, from its JSON answer or its text."""
+def _refusal(response: httpx.Response) -> tuple[str | None, str]:
+    """The controller's reason (None if it gave none) and its words, from its JSON or text."""
     try:
         data: Any = response.json()
     except ValueError:
-        return " ".join(response.text.split())[:200] or response.reason_phrase
+        return None, " ".join(response.text.split())[:200] or response.reason_phrase
     detail = data.get("detail", data) if isinstance(data, dict) else data
     if isinstance(detail, dict):
         reason, error = detail.get("reason"), detail.get("error") or detail.get("message")
-        return ": ".join(str(p) for p in (reason, error) if p) or json.dumps(data)
-    return str(detail)
+        words = ": ".join(str(p) for p in (reason, error) if p) or json.dumps(data)
+        return (str(reason) if reason else None), words
+    return None, str(detail)
 
 
 @click.group()
@@ -100,12 +101,15 @@ def termination(provider: str, deadline: str, text: str, config: Path | None,
         raise FailoverError(f"failover watch is not answering at {url}: start it (failover "
                             "watch) and send the notice again") from None
     if response.status_code in (401, 403):
+        reason, words = _refusal(response)
+        # A stale signature is this machine's clock, not its secret: each sending is signed anew.
+        hint = ("this machine's clock must agree with the controller's" if reason == "stale"
+                else "this machine's webhook secret must be the controller's")
         raise FailoverError(f"failover watch at {url} refused the notice "
-                            f"(HTTP {response.status_code} {_refusal(response)}): this "
-                            "machine's webhook secret must be the controller's")
+                            f"(HTTP {response.status_code} {words}): {hint}")
     if response.status_code != 202:
         raise FailoverError(f"failover watch at {url} did not take the notice: HTTP "
-                            f"{response.status_code} {_refusal(response)}")
+                            f"{response.status_code} {_refusal(response)[1]}")
     try:
         answer = response.json()
         kept, new = answer["notice"], bool(answer["new"])

@@ -146,16 +146,10 @@ def _list(client: S3Client, bucket: str) -> dict[str, ObjectInfo]:
     return objects
 
 
-def list_objects(client: S3Client, bucket: str) -> dict[str, ObjectInfo]:
-    """Every object in a bucket by key (ListObjectsV2, page by page)."""
-    with _calling(client, bucket, "list the objects of"):
-        return _list(client, bucket)
-
-
 class Bucket:
     """A site's bucket at its endpoint, with a client for it."""
 
-    def __init__(self, store: ObjectStoreConfig, connections: int) -> None:
+    def __init__(self, store: ObjectStoreConfig, connections: int = 10) -> None:
         self.store = store
         self.name = store.bucket
         self.client = s3_client(store, max_connections=connections)
@@ -165,7 +159,10 @@ class Bucket:
         return f"{self.endpoint}/{self.name}"
 
     def list(self) -> dict[str, ObjectInfo]:
-        """Every object in the bucket by key; a failure is one sentence (ProviderError)."""
+        """Every object in the bucket by key (ListObjectsV2, page by page).
+
+        A failure is one sentence (ProviderError; ConfigError without keys).
+        """
         with _calling(self.client, self.name, "list the objects of",
                       self.store.credentials_file):
             return _list(self.client, self.name)

@@ -33,7 +33,7 @@ def find_losses(deployment: Deployment, site: str, log: WorkloadLog) -> Losses:
     lost_media = set(missing_media(endpoint, media))
     store = deployment.config.site(site).objects
     try:
-        keys = objects.list_objects(objects.s3_client(store), store.bucket)
+        keys = objects.Bucket(store).list()  # a refusal names the keys file
     except FailoverError as exc:
         notes.append(f"media objects not checked: {exc}")
     else:

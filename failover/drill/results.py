@@ -132,16 +132,16 @@ class DrillReport:
         """The report as JSON-ready data, ``objectives_met`` right after the verdicts."""
         out: dict[str, Any] = {}
         for key, value in asdict(self).items():
-            out[key] = _jsonable(value)
+            out[key] = jsonable(value)
             if key == "verdicts":
                 out["objectives_met"] = self.objectives_met
         return out
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` with every tuple a list, so that a report equals its JSON read back."""
+def jsonable(value: Any) -> Any:
+    """``value`` (``asdict`` of a result) with every tuple a list: it equals its JSON read back."""
     if isinstance(value, Mapping):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value

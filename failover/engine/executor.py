@@ -15,7 +15,6 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -69,27 +68,11 @@ class RunBusy(FailoverError):
     """Another run holds the journal's lock."""
 
 
-def _lock_path(deployment: Deployment) -> Path:
-    path = deployment.journal.path.with_suffix(".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def run_lock_held(deployment: Deployment) -> bool:
-    """Whether a run holds the deployment's run lock now (this process's or another's)."""
-    with open(_lock_path(deployment), "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        return False
-
-
 @contextmanager
 def run_lock(deployment: Deployment) -> Iterator[None]:
     """Hold the deployment's run lock (one run at a time), or fail at once."""
-    path = _lock_path(deployment)
+    path = deployment.journal.path.with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -99,6 +82,15 @@ def run_lock(deployment: Deployment) -> Iterator[None]:
                 f"(lock {path}); wait for it, or see `failover status`"
             ) from None
         yield
+
+
+def run_lock_held(deployment: Deployment) -> bool:
+    """Whether a run holds the deployment's run lock now (this process's or another's)."""
+    try:
+        with run_lock(deployment):
+            return False
+    except RunBusy:
+        return True
 
 
 def unfinished_run(deployment: Deployment) -> RunRecord | None:

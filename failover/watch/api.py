@@ -25,13 +25,12 @@ from fastapi.responses import JSONResponse, Response
 from failover.exceptions import ConfigError
 from failover.logs import log_event
 from failover.watch.controller import Controller
-from failover.watch.signals import NoticeRefused
+from failover.watch.signals import DEADLINE_PROBLEMS, NoticeRefused
 from failover.watch.store import StoreError
 from failover.watch.webhook import SignalRefused, parse_signal, verify
 
 log = logging.getLogger("failover.watch")
 MAX_BODY = 64 * 1024  # a notice is a few hundred bytes
-DEADLINE_REASONS = frozenset({"past-deadline", "far-deadline"})
 
 
 def make_app(controller: Controller, secret: bytes) -> FastAPI:
@@ -70,20 +69,18 @@ def make_app(controller: Controller, secret: bytes) -> FastAPI:
             verify(secret, request.headers, body, now=now,
                    max_age=controller.config.max_signature_age, guard=controller.store)
             notice = parse_signal(body, now=now, providers=providers)
+            new = controller.deliver(notice)
         except SignalRefused as refused:
             controller.metrics.signals_refused.labels(refused.reason).inc()
-            if refused.reason in DEADLINE_REASONS:
+            if refused.reason in DEADLINE_PROBLEMS:
                 controller.metrics.notices_refused.labels("webhook", refused.reason).inc()
             log_event(log, "watch.signal", outcome="refused", reason=refused.reason,
                       peer=peer, detail=str(refused))
-            return JSONResponse({"error": str(refused), "reason": refused.reason},
-                                status_code=refused.http_status)
-        try:
-            new = controller.deliver(notice)
+            return JSONResponse(refused.to_dict(), status_code=refused.http_status)
         except NoticeRefused as refused:  # the clock moved past the allowance meanwhile
             return JSONResponse({"error": str(refused), "reason": refused.reason},
                                 status_code=400)
-        except StoreError as exc:
+        except StoreError as exc:  # the replay guard's write or the notice's
             log_event(log, "watch.signal", outcome="error", peer=peer, detail=str(exc))
             return JSONResponse({"error": f"the notice could not be kept: {exc}; send it "
                                  "again", "reason": "store"}, status_code=503)

@@ -50,10 +50,10 @@ DECISIONS_KEPT = 50
 WAKE_SPACING = 0.1  # seconds: the least time between two cycles
 
 
-def _summary(record: RunRecord, outcome: str | None = None) -> RunSummary:
+def _summary(record: RunRecord) -> RunSummary:
     starts = sum(1 for e in record.events if e.step is None and e.event == "start")
     return RunSummary(record.id, record.plan.kind, record.plan.from_site, record.plan.to_site,
-                      outcome or record.outcome, starts, record.ended, record.error)
+                      record.outcome, starts, record.ended, record.error)
 
 
 class Controller:
@@ -175,9 +175,9 @@ class Controller:
             # interrupted: it is waited for, never resumed beside its own executor.
             busy = run_lock_held(self.deployment)
             if last is not None and not last.settled and (busy or last.changed_anything()):
-                run = _summary(last, "running" if busy else None)
+                run = _summary(last)
                 if busy:
-                    run = replace(run, elsewhere=True)
+                    run = replace(run, outcome="running", elsewhere=True)
             elif busy:
                 run = RunSummary("", "run", "?", "?", "running", 1, None, elsewhere=True)
         return Snapshot(

@@ -159,27 +159,24 @@ class MailboxPoller:
             if raw is None:
                 continue  # deleted by another client since the search
             verdict = judge_letter(raw, providers=self.providers, now=self.clock())
-            refused = None
-            if verdict.notice is not None:
-                try:
-                    self.deliver(verdict.notice)  # if this raises, the letter stays unread
-                except NoticeRefused as exc:  # a deadline long past: read again, it stays so
-                    refused = str(exc)
-            if verdict.notice is not None and refused is None:
-                self.delivered += 1
-                notices.append(verdict.notice)
-                log_event(log, "mailbox.notice", id=verdict.notice.id,
-                          provider=verdict.notice.provider,
-                          deadline=round(verdict.notice.deadline, 3),
-                          message_id=verdict.message_id, why=verdict.why)
-            elif refused is not None:
-                self.ignored += 1
-                log_event(log, "mailbox.refused", message_id=verdict.message_id,
-                          sender=verdict.sender, subject=verdict.subject, why=refused)
-            else:
+            notice = verdict.notice
+            if notice is None:
                 self.ignored += 1
                 log_event(log, "mailbox.ignored", message_id=verdict.message_id,
                           sender=verdict.sender, subject=verdict.subject, why=verdict.why)
+            else:
+                try:
+                    self.deliver(notice)  # if this raises otherwise, the letter stays unread
+                except NoticeRefused as exc:  # a deadline long past: read again, it stays so
+                    self.ignored += 1
+                    log_event(log, "mailbox.refused", message_id=verdict.message_id,
+                              sender=verdict.sender, subject=verdict.subject, why=str(exc))
+                else:
+                    self.delivered += 1
+                    notices.append(notice)
+                    log_event(log, "mailbox.notice", id=notice.id, provider=notice.provider,
+                              deadline=round(notice.deadline, 3),
+                              message_id=verdict.message_id, why=verdict.why)
             typ, data = conn.uid("STORE", uid, "+FLAGS.SILENT", r"(\Seen)")
             if typ != "OK":
                 raise MailboxError(f"marking a letter seen in {self.where} failed: "

@@ -81,7 +81,7 @@ class RunSummary:
     kind: str
     from_site: str
     to_site: str
-    outcome: str  # interrupted | failed | running (this controller runs it now)
+    outcome: str  # interrupted | failed | running (under way, here or ``elsewhere``)
     attempts: int
     ended: float | None
     error: str | None = None

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from failover.exceptions import FailoverError
 
@@ -42,6 +42,7 @@ PAST_ALLOWANCE_BY_SOURCE: Mapping[str, float] = MappingProxyType({"mailbox": 864
 # prepare a move now (lower TTLs, synchronous commits) and hold it for that long.
 MAX_AHEAD = 366 * 86400.0
 DeadlineProblem = Literal["past-deadline", "far-deadline"]
+DEADLINE_PROBLEMS: frozenset[str] = frozenset(get_args(DeadlineProblem))
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,8 @@ def _utc(at: float) -> str:
 
 
 def _span(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+    """A duration as a person reads it: 61s, 5min, 3h, 2519 days."""
+    for unit, size in ((" days", 86400), ("h", 3600), ("min", 60)):
         if seconds >= 2 * size:
-            return f"{seconds / size:.0f} {unit}" if unit == "days" else \
-                f"{seconds / size:.0f}{unit}"
+            return f"{seconds / size:.0f}{unit}"
     return f"{seconds:.0f}s"

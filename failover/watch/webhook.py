@@ -42,7 +42,7 @@ import httpx
 from failover.config import WatchConfig
 from failover.exceptions import ConfigError, FailoverError
 from failover.secretfiles import read_private
-from failover.watch.signals import Notice, NoticeSource
+from failover.watch.signals import DEADLINE_PROBLEMS, DeadlineProblem, Notice, NoticeSource
 
 TIMESTAMP_HEADER = "X-Failover-Timestamp"
 SIGNATURE_HEADER = "X-Failover-Signature"
@@ -54,11 +54,10 @@ MAX_SKEW = 30.0
 # A notice is a few hundred bytes; anything far larger is not one of ours.
 MAX_BODY_BYTES = 64 * 1024
 SIGNAL_TYPES = ("termination",)
-BAD_BODY = frozenset({"malformed", "past-deadline", "far-deadline"})  # signed, but wrong
+BAD_BODY = frozenset({"malformed"}) | DEADLINE_PROBLEMS  # signed, but wrong
 _SOURCES: dict[str, NoticeSource] = {s: s for s in get_args(NoticeSource)}
 
-Reason = Literal["unsigned", "bad-signature", "stale", "replayed", "malformed",
-                 "past-deadline", "far-deadline"]
+Reason = Literal["unsigned", "bad-signature", "stale", "replayed", "malformed"] | DeadlineProblem
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _STAMP = re.compile(r"[0-9]{1,12}")

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -114,7 +114,7 @@ class Lab:
         """Hold the lab's lock; ``wait`` seconds for it when another command has it."""
         # lab.json names the PIDs that `down` stops: a state dir others can swap is refused.
         check_trusted_dir(self.paths.root, "state dir")
-        if not self.paths.root.exists():
+        with suppress(FileExistsError):  # there already, or another command made it first
             self.paths.root.mkdir(parents=True)
             self.paths.root.chmod(0o755)  # whatever the umask: the servers' users enter it
         with open(self.paths.lock_file, "w") as lock:

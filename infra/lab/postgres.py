@@ -263,15 +263,17 @@ class LabPostgres:
         """Replace a server's pg_hba.conf (read at start and on SIGHUP)."""
         write_private(self.paths.pgdata(site) / "pg_hba.conf", text, self.run_as.owner)
 
+    def streams(self, primary: str, standby: str) -> bool:
+        """Whether ``primary`` sees ``standby`` streaming from it (psycopg.Error if unreachable)."""
+        with self.endpoint(primary).connect(timeout=1) as conn:
+            row = conn.execute(
+                "SELECT state FROM pg_stat_replication WHERE application_name = %s",
+                (standby,),
+            ).fetchone()
+        return row is not None and row[0] == "streaming"
+
     def wait_streaming(self, primary: str, standby: str, timeout: float = 30.0) -> None:
         """Wait until ``standby`` streams from ``primary``."""
-        def streaming() -> bool:
-            with self.endpoint(primary).connect(timeout=1) as conn:
-                row = conn.execute(
-                    "SELECT state FROM pg_stat_replication WHERE application_name = %s",
-                    (standby,),
-                ).fetchone()
-            return row is not None and row[0] == "streaming"
-
-        wait_for(streaming, timeout=timeout, what=f"postgres@{standby} to stream from {primary}",
+        wait_for(lambda: self.streams(primary, standby), timeout=timeout,
+                 what=f"postgres@{standby} to stream from {primary}",
                  retry_on=psycopg.OperationalError)

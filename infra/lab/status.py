@@ -12,9 +12,8 @@ from typing import Any
 
 import httpx
 
-from failover.config import Ec2ApiConfig, HcloudApiConfig
 from failover.data.postgres import PgEndpoint, server_state, standby_lags
-from failover.watch.providers import check_api
+from failover.watch.providers import Ec2ApiConfig, HcloudApiConfig, check_api
 from infra.lab import bind, hcloud_api, moto, refapp
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from failover import logs
-from failover.exceptions import ProviderError
+from failover.exceptions import FailoverError, ProviderError
 from failover.waiting import WaitTimeout, wait_for
 from infra.lab import ec2, hcloud_api, moto, refapp
 from infra.lab.exceptions import LabNotRunning
@@ -176,6 +176,14 @@ class LabCompute:
                         f"{record.name} did not {what} within {timeout:g}s: {exc}",
                         provider=self.provider, code="TIMEOUT",
                     ) from exc
+            except FailoverError:
+                raise
+            except Exception as exc:  # retry_on let it through: it will not come right by waiting
+                raise ProviderError(
+                    f"{record.name} did not {what}: {type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:200]} (log: {record.log})",
+                    provider=self.provider, code="FAILED",
+                ) from exc
 
     # -- rejoin --------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import psycopg
 
 from failover import logs
 from failover.exceptions import ProviderError
-from failover.waiting import WaitTimeout, wait_for
+from failover.waiting import wait_for
 from infra.lab.exceptions import LabError
 from infra.lab.postgres import LabPostgres
 
@@ -73,10 +73,10 @@ def following(pg: LabPostgres, site: str, primary: str, timeline: int) -> bool:
             row = conn.execute(
                 "SELECT status, received_tli, sender_host FROM pg_stat_wal_receiver"
             ).fetchone()
-        pg.wait_streaming(primary, site, timeout=0)
-    except (psycopg.Error, WaitTimeout):  # not reachable, not streaming: not following
+        seen_by_primary = pg.streams(primary, site)
+    except psycopg.Error:  # either not reachable: not following
         return False
-    return row is not None and tuple(row) == (
+    return seen_by_primary and row is not None and tuple(row) == (
         "streaming", timeline, pg.layout.address(primary)
     )
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from failover.drill.report.fmt import fmt, number, table
-from failover.drill.results import DrillReport
+from failover.drill.results import DrillReport, jsonable
 
 Figure = float | int | None
 
@@ -50,10 +50,7 @@ class Aggregate:
 
     def to_dict(self) -> dict[str, Any]:
         """The aggregate as JSON-ready data (summary.json, without the runs)."""
-        data = asdict(self)
-        data["figures"] = {key: {**f, "values": list(f["values"])}
-                           for key, f in data["figures"].items()}
-        data["met_by_run"] = list(self.met_by_run)
+        data: dict[str, Any] = jsonable(asdict(self))
         return data
 
 

@@ -21,7 +21,6 @@ or a provider API's kind comes from that plane's registry
 (``failover.dns.registry``, ``failover.watch.providers``).
 """
 
-from failover.data.pgasync import connect
 from failover.dns.authoritative import AuthoritativeReader
 from failover.dns.registry import ApiReader, DnsReader
 from failover.watch.probes.api import ApiCheck, ApiProbe
@@ -35,6 +34,6 @@ from failover.watch.probes.wiring import build_probes
 __all__ = [
     "APPLICATION_NAME", "ApiCheck", "ApiProbe", "ApiReader", "AuthoritativeReader", "Clock",
     "DatabaseProbe", "DnsProbe", "DnsReader", "Facts", "Finding", "HttpProbe", "Probe",
-    "ProbeScheduler", "ProbeTrack", "Sleep", "VantageClient", "build_probes", "connect",
-    "observe", "one_line",
+    "ProbeScheduler", "ProbeTrack", "Sleep", "VantageClient", "build_probes", "observe",
+    "one_line",
 ]

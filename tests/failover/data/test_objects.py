@@ -21,7 +21,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from failover.config import ObjectStoreConfig
-from failover.data.objects import SOURCE_ETAG_KEY, list_objects, s3_client
+from failover.data.objects import SOURCE_ETAG_KEY, Bucket, s3_client
 from failover.data.objectsync import FailedObject, SyncProgress, sync_bucket, verify_bucket
 from failover.exceptions import ProviderError
 from failover.secretfiles import write_private
@@ -125,7 +125,7 @@ def body_of(store: ObjectStoreConfig, key: str) -> bytes:
 
 def etag_of(store: ObjectStoreConfig, key: str) -> str:
     """An object's ETag, unquoted."""
-    return list_objects(client(store), store.bucket)[key].etag
+    return Bucket(store).list()[key].etag  # as a listing shows it, as a sync compares it
 
 
 def small_objects(count: int) -> dict[str, bytes]:

@@ -322,6 +322,7 @@ def test_aggregate_with_an_even_count() -> None:
     assert agg.objectives_met is False and agg.runs_failed == 1
     assert agg.met_by_run == (True, True, True, False)
     assert agg.to_dict()["met_by_run"] == [True, True, True, False]
+    assert json.loads(json.dumps(agg.to_dict())) == agg.to_dict()  # lists, not tuples
 
 
 def test_a_run_that_never_recovered_is_the_worst() -> None:

@@ -24,7 +24,6 @@ import pytest
 
 from failover.config import (
     CONFIG_FILE_NAME,
-    Ec2ApiConfig,
     FailoverConfig,
     ProbeSettings,
     VantageConfig,
@@ -45,7 +44,7 @@ from failover.watch.probes import (
     VantageClient,
     build_probes,
 )
-from failover.watch.providers import ApiAnswer
+from failover.watch.providers import ApiAnswer, Ec2ApiConfig
 from failover.watch.signals import Observation, ProbeKind
 from infra.providers.lab import LabCompute
 from tests.conftest import RunningLab

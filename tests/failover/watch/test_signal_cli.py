@@ -49,10 +49,11 @@ class FakeController:
     refused: list[str] = field(default_factory=list)
     guard: ReplayGuard = field(default_factory=ReplayGuard)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock_ahead: float = 0.0  # seconds this controller's clock runs ahead of the sender's
 
     def answer(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         """Status and JSON for one POST /v1/signals, as failover watch answers it."""
-        now = time.time()
+        now = time.time() + self.clock_ahead
         try:
             verify(self.secret, headers, body, now=now, max_age=300, guard=self.guard)
             notice = parse_signal(body, now=now, providers={"aws", "hetzner"})
@@ -239,6 +240,17 @@ def test_a_wrong_secret_is_refused_with_the_controllers_reason(
     assert result.stderr.count("\n") == 1
     assert controller.refused == ["bad-signature"]
     assert controller.notices == {}
+
+
+def test_a_stale_signature_points_at_the_clock_not_the_secret(
+        controller: FakeController, tmp_path: Path) -> None:
+    controller.clock_ahead = 3600.0  # this machine's clock is an hour behind
+    result = send(write_config(tmp_path, listen_of(controller)), "--provider", "aws",
+                  "--deadline", "+2h")
+    assert result.exit_code == 1
+    assert "refused the notice (HTTP 401 stale: stale request: signed 360" in result.stderr
+    assert result.stderr.endswith("this machine's clock must agree with the controller's\n")
+    assert controller.refused == ["stale"]
 
 
 def test_the_secret_from_the_environment_wins(controller: FakeController, tmp_path: Path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -49,6 +50,17 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ProcessRecord]]:
     yield seen
     for record in seen:  # by PID and start time: a no-op for what `down` already stopped
         stop(record)
+
+
+def test_the_lock_makes_a_missing_state_dir_and_keeps_one_that_is_there(tmp_path: Path) -> None:
+    fresh = tmp_path / "new" / "lab"
+    with Lab(fresh)._locked():
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o755  # whatever the umask
+    kept = tmp_path / "kept"
+    kept.mkdir(mode=0o700)
+    with Lab(kept)._locked():  # there already (or made by another command): taken as it is
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o700
+    assert Lab(kept).paths.lock_file.exists()
 
 
 def _gone(record: ProcessRecord) -> bool:
