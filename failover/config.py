@@ -8,6 +8,7 @@ key files) are taken relative to the file itself.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from failover.configpaths import resolve_paths
 from failover.dns.registry import DnsSettings
 from failover.exceptions import ConfigError
 from failover.fieldpath import field_path
@@ -68,14 +70,23 @@ class ObjectStoreConfig(_Strict):
     )
 
 
-class LabComputeConfig(_Strict):
-    """A site whose processes the embedded lab runs (its state dir holds lab.json)."""
+class AgentComputeConfig(_Strict):
+    """A site whose host runs ``failover agent``: the engine's only hands on it."""
 
-    kind: Literal["lab"]
-    state_dir: Path
+    kind: Literal["agent"]
+    url: str = Field(description="the agent's API, e.g. http://10.0.0.5:7070")
+    secret_file: Path = Field(description="the site's agent secret (0600), shared with it")
+    timeout: float = Field(5.0, gt=0, le=60, description="seconds for one request")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
 
-ComputeConfig = Annotated[LabComputeConfig, Field(discriminator="kind")]
+ComputeConfig = Annotated[AgentComputeConfig, Field(discriminator="kind")]
 
 
 # Every kind of provider API comes from its registry (failover.watch.providers).
@@ -214,6 +225,20 @@ class WatchConfig(_Strict):
         "$FAILOVER_NOTIFY_SECRET); never the webhook's: receivers must not be able to sign "
         "signals")
     mailbox: MailboxConfig | None = None
+    lease_seconds: float = Field(
+        10.0, ge=0, le=300, description="how long the primary's lease lasts from a renewal; "
+        "a primary whose lease lapses fences itself. 0: no leases (then a primary that "
+        "comes back after a blackout is fenced only when the controller sees it)")
+    lease_renew_every: float = Field(
+        2.0, gt=0, le=60, description="seconds between renewals (at most a quarter of "
+        "lease_seconds, so that a missed renewal or two fences nothing)")
+
+    @model_validator(mode="after")
+    def _lease(self) -> WatchConfig:
+        if self.lease_seconds and self.lease_renew_every > self.lease_seconds / 4:
+            raise ValueError(f"lease_renew_every ({self.lease_renew_every:g}s) must be at most "
+                             f"a quarter of lease_seconds ({self.lease_seconds:g}s)")
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -285,20 +310,12 @@ class FailoverConfig(_Strict):
             ) from None
 
 
-PATH_KEYS = ("file", "state_dir", "journal")  # *_file, e.g. token_file, password_file
+DEFAULT_STATE_DIR = Path(".failover") / "lab"
 
 
-def resolve_paths(data: Any, base: Path) -> Any:
-    """Make relative file paths absolute against the config file's folder."""
-    if isinstance(data, dict):
-        return {
-            k: (str(base / v) if k.endswith(PATH_KEYS) and isinstance(v, str)
-                and not Path(v).is_absolute() else resolve_paths(v, base))
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [resolve_paths(v, base) for v in data]
-    return data
+def default_state_dir() -> Path:
+    """$FAILOVER_STATE_DIR, or .failover/lab under the working directory."""
+    return Path(os.environ.get("FAILOVER_STATE_DIR") or DEFAULT_STATE_DIR).absolute()
 
 
 def parse_config(data: Any, source: str, base: Path) -> FailoverConfig:

@@ -16,6 +16,15 @@ done
 [ "$pg_ok" = yes ] || need+=(postgresql)
 # The mailbox tests run a private dovecot (IMAP) on loopback.
 [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
+# The partition drill cuts a site off with nftables, which only root may use:
+# as root it is installed with the rest; otherwise it is only mentioned.
+if ! command -v nft >/dev/null 2>&1 && [ ! -x /usr/sbin/nft ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    need+=(nftables)
+  else
+    echo "setup: the partition drill needs root and nftables: sudo apt-get install -y nftables" >&2
+  fi
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then

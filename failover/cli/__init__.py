@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from failover.cli.agent import agent
 from failover.cli.base import cli
 from failover.cli.drill import drill
 from failover.cli.engine import COMMANDS
@@ -10,6 +11,7 @@ from failover.cli.signal import signal
 from failover.cli.watch import COMMANDS as WATCH_COMMANDS
 
 cli.add_command(lab)
+cli.add_command(agent)
 cli.add_command(drill)
 cli.add_command(signal)
 for command in (*COMMANDS, *WATCH_COMMANDS):

@@ -21,10 +21,10 @@ import httpx
 from failover.engine.deployment import Deployment
 from failover.engine.journal import RunRecord
 from failover.exceptions import FailoverError
+from failover.processes import ProcessRecord, is_alive, log_tail, spawn, stop
 from failover.waiting import WaitTimeout, wait_for
 from failover.watch.signals import Notice
 from failover.watch.webhook import controller_url, load_secret, post_signal
-from infra.lab.processes import ProcessRecord, is_alive, log_tail, spawn, stop
 
 ACTING = ("start", "prepare", "propose", "resume")  # decisions that ask for something
 
@@ -45,16 +45,17 @@ class DrillController:
         self.record: ProcessRecord | None = None
 
     def start(self, timeout: float = 30.0, *, args: tuple[str, ...] = (),
-              env: Mapping[str, str] | None = None) -> str:
+              env: Mapping[str, str] | None = None, group: int | None = None) -> str:
         """Start the controller and wait until its API answers; a line for the timeline.
 
         ``args`` are more options for ``failover watch`` (e.g. ``--mode approve``);
-        ``env`` more environment (tests set the engine's chaos hook there).
+        ``env`` more environment (tests set the engine's chaos hook there);
+        ``group`` a gid to run it with (root only: a partition cuts that group off).
         """
         argv = [sys.executable, "-m", "failover", "watch", "--config", self.deployment.source,
                 *args]
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.record = spawn("watch", argv, log=self.log,
+        self.record = spawn("watch", argv, log=self.log, group=group,
                             env=None if env is None else {**os.environ, **env})
         record = self.record
 

@@ -27,7 +27,7 @@ def fail_back(drill: Drill) -> Failback:
     try:
         drill.scenario.repair(drill)
         new_primary = primary_now(drill)
-        for line in drill.compute.restore_site(old, new_primary):
+        for line in drill.faults.restore_site(old, new_primary):
             drill.note("failback", line)
             done.append(line)
         if (run := unfinished_run(drill.deployment)) is not None:

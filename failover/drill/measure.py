@@ -3,6 +3,8 @@
 Every figure here is computed from the workload's log, whose times are the
 clients' own clocks, from the DNS answers the drill watched and from the
 journal's step times; nothing trusts the engine's view of its own success.
+Split-brain writes are the workload's acknowledgements by the old primary
+(the site the app said answered) after the journal's promote step ended.
 What was lost is not computed here: it is asked of the new primary's
 database (``losses.find_losses``). ``report`` puts it all together and
 judges the scenario's objectives.
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from failover.drill.events import Event, WorkloadLog
 from failover.drill.losses import Losses
 from failover.drill.objectives import Measured, judge
 from failover.drill.probes import DnsChange
@@ -27,7 +30,7 @@ from failover.drill.results import (
     TimelineEvent,
 )
 from failover.drill.scenarios import Scenario
-from failover.drill.workload import Event, WorkloadLog, WorkloadSpec
+from failover.drill.workload import WorkloadSpec
 from failover.engine.journal import RunRecord
 
 
@@ -104,6 +107,34 @@ def first_answer(changes: Sequence[DnsChange], address: str, after: float) -> fl
     return None
 
 
+def promoted_at(run: RunRecord | None) -> float | None:
+    """When the run's promote step ended well (time.time()); None when it never did."""
+    if run is None:
+        return None
+    return next((step.ended for step in run.steps()
+                 if step.action == "promote" and step.outcome == "ok"), None)
+
+
+def split_brain_writes(events: Sequence[Event], old_site: str, promoted: float | None,
+                       old_address: str | None = None) -> list[Event]:
+    """The writes the old primary acknowledged after the new one was promoted, in time order.
+
+    Which site answered is what the app said (its site header). An answer that
+    did not say is taken to be the old primary's when it came from
+    ``old_address``; without that address it is not counted.
+    """
+    if promoted is None:  # no second primary, no split brain
+        return []
+
+    def old(event: Event) -> bool:
+        if event.site is not None:
+            return event.site == old_site
+        return old_address is not None and event.address == old_address
+
+    return sorted((e for e in events if e.ok and e.is_write and e.at > promoted and old(e)),
+                  key=lambda e: e.at)
+
+
 def seconds_after(at: float | None, fault_at: float) -> float | None:
     """``at`` in seconds since the fault, rounded to milliseconds; None stays None."""
     return None if at is None else round(at - fault_at, 3)
@@ -131,6 +162,7 @@ class Observed:
     promise: Promise
     workload: WorkloadSpec
     notice_seconds: float
+    from_address: str | None = None  # the old primary's, for answers that name no site
 
 
 def report(seen: Observed) -> DrillReport:
@@ -143,8 +175,9 @@ def report(seen: Observed) -> DrillReport:
     losses = seen.losses
     acked_posts, acked_media = len(seen.log.acked_posts()), len(seen.log.acked_media())
     lost = len(losses.posts) + len(losses.media)
+    split = split_brain_writes(events, seen.from_site, promoted_at(run), seen.from_address)
     verdicts = judge(seen.scenario.objectives(), Measured(
-        fault, seen.ended, rto, lost, run, seen.promise, seen.notice_seconds))
+        fault, seen.ended, rto, lost, len(split), run, seen.promise, seen.notice_seconds))
     timings = steps(run, fault)
     notes = list(losses.notes)
     if seen.refusals:
@@ -169,20 +202,25 @@ def report(seen: Observed) -> DrillReport:
         lost_write_ids=losses.posts + losses.media,
         acked_posts=acked_posts, lost_posts=len(losses.posts),
         acked_media=acked_media, lost_media=len(losses.media),
+        split_brain_writes=len(split), split_brain_write_ids=tuple(e.id for e in split if e.id),
         requests=len(events),
         errors_by_cause=seen.log.failures_by_cause(),
         workload=seen.workload,
         run=None if run is None else RunSummary(
             run.id, run.plan.kind, run.outcome, tuple(run.warnings()), tuple(run.plan.notes)),
         steps=timings,
-        timeline=timeline(seen, timings),
+        timeline=timeline(seen, timings, split),
         series=series(events, fault, min((e.at for e in events), default=fault), seen.ended),
         notes=tuple(notes),
     )
 
 
-def timeline(seen: Observed, timings: Sequence[StepTiming]) -> tuple[TimelineEvent, ...]:
-    """The drill's notes, each change of the DNS answers and each step's start, in time order."""
+def timeline(seen: Observed, timings: Sequence[StepTiming],
+             split: Sequence[Event] = ()) -> tuple[TimelineEvent, ...]:
+    """The drill's notes, each change of the DNS answers and each step's start, in time order.
+
+    With split-brain writes, the first of them too, with how many there were.
+    """
     fault = seen.fault_at
     events = [TimelineEvent(round(at - fault, 3), source, text)
               for at, source, text in seen.notes]
@@ -191,4 +229,8 @@ def timeline(seen: Observed, timings: Sequence[StepTiming]) -> tuple[TimelineEve
                for c in seen.dns_changes]
     events += [TimelineEvent(s.started, "engine", f"step {s.action}")
                for s in timings if s.started is not None]
+    if split:
+        events.append(TimelineEvent(round(split[0].at - fault, 3), "workload", (
+            f"first of {len(split)} write(s) acknowledged by {seen.from_site} after "
+            f"{seen.to_site} was promoted (split brain)")))
     return tuple(sorted(events, key=lambda e: e.at))

@@ -3,7 +3,8 @@
 Every scenario is judged on the deployment's RTO, on its RPO (zero lost
 writes when there was notice) and on the engine's run ending well; a scenario
 may expect more of its own (``Scenario.expects``), such as a termination
-notice's move finishing before the deadline. An objective that does not
+notice's move finishing before the deadline, or no split-brain writes (none
+acknowledged by the old primary after the new one was promoted). An objective that does not
 apply to a drill (no run to time) gives no verdict.
 """
 
@@ -24,6 +25,7 @@ class Measured:
     ended: float  # time.time() the workload stopped
     rto_seconds: float | None  # None: no write was acknowledged at the new primary
     lost_writes: int
+    split_brain_writes: int  # acknowledged by the old primary after the new one was promoted
     run: RunRecord | None  # the engine's run that made the move, if any
     promise: Promise
     notice_seconds: float  # from the notice to the deadline, for scenarios that give one
@@ -48,6 +50,15 @@ def rpo_met(m: Measured) -> Verdict:
 def nothing_lost(m: Measured) -> Verdict:
     """With notice, no acknowledged write may be lost, whatever the RPO allows."""
     return Verdict("rpo_writes", 0, m.lost_writes, m.lost_writes <= 0)
+
+
+def no_split_brain_writes(m: Measured) -> Verdict:
+    """No write was acknowledged by the old primary once the new one had been promoted.
+
+    Such a write went into a branch of history that the new primary will never
+    have: it is lost however the old primary is later rejoined.
+    """
+    return Verdict("split_brain_writes", 0, m.split_brain_writes, m.split_brain_writes == 0)
 
 
 def run_ok(m: Measured) -> Verdict:

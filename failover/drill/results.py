@@ -113,6 +113,8 @@ class DrillReport:
     lost_posts: int
     acked_media: int
     lost_media: int
+    split_brain_writes: int  # acknowledged by the old primary after the new one was promoted
+    split_brain_write_ids: tuple[str, ...]
     requests: int
     errors_by_cause: Mapping[str, int]
     workload: WorkloadSpec

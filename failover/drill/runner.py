@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from failover.drill import measure
 from failover.drill.controller import DrillController
 from failover.drill.failback import fail_back
+from failover.drill.faults import FaultInjector, injector_for
 from failover.drill.losses import find_losses
 from failover.drill.probes import DnsWatcher
 from failover.drill.resolver import CachingResolver
@@ -41,7 +42,6 @@ from failover.engine.plans import (
 )
 from failover.exceptions import FailoverError, StepFailed, UnsafePlan
 from failover.watch.signals import Notice
-from infra.providers.lab import LabCompute
 
 Progress = Callable[[str], None]
 
@@ -79,7 +79,7 @@ def _elapsed(t0: float) -> str:
 
 
 class Drill:
-    """One drill on a deployment whose sites have the lab's compute adapter."""
+    """One drill on a deployment the drill has a fault injector for (the lab)."""
 
     def __init__(self, deployment: Deployment, options: DrillOptions,
                  progress: Progress = lambda _m: None, scenario: Scenario | None = None) -> None:
@@ -97,13 +97,10 @@ class Drill:
         self.refusals: list[str] = []
         self._stop = threading.Event()
         self.from_site, self.to_site = self._sites()
-        compute = deployment.compute(self.from_site)
-        if not isinstance(compute, LabCompute):
-            raise DrillRefused(
-                f"site {self.from_site} has no lab compute adapter in {deployment.source}: "
-                "drills inject their faults into the lab (failover lab up)"
-            )
-        self.compute = compute
+        self.faults: FaultInjector = injector_for(deployment.config.journal.parent)
+        if self.scenario.cuts and self.faults.controller_group() is None:
+            raise DrillRefused(f"{self.scenario.name} cuts a site off from the controller with "
+                               "nftables, which needs root; run the drill as root")
         self.controller = DrillController(
             deployment, deployment.config.journal.parent / "logs" / "watch-drill.log")
 
@@ -199,11 +196,11 @@ class Drill:
         name, spec = next(((n, p) for n, p in providers.items() if p.kind != "rfc2136"),
                           list(providers.items())[-1])
         if spec.kind == "rfc2136":
-            return self.compute.process_at(spec.server, spec.port)
+            return self.faults.process_at(spec.server, spec.port)
         url = urlsplit(getattr(spec, "endpoint_url", None) or "")
         if not url.hostname or not url.port:
             raise DrillRefused(f"DNS provider {name} has no local endpoint the lab serves")
-        return self.compute.process_at(url.hostname, url.port)
+        return self.faults.process_at(url.hostname, url.port)
 
     # -- the drill ------------------------------------------------------------
 
@@ -279,7 +276,8 @@ class Drill:
                   ticker: threading.Thread) -> None:
         """Start the controller and the load, and let writes flow before the fault."""
         if self.scenario.watched:
-            self.note("drill", self.controller.start())
+            group = self.faults.controller_group() if self.scenario.cuts else None
+            self.note("drill", self.controller.start(group=group))
         workload.start()
         watcher.start()
         ticker.start()
@@ -346,5 +344,6 @@ class Drill:
             refusals=tuple(self.refusals),
             losses=find_losses(self.deployment, self.to_site, log),
             promise=Promise(promised.rto_seconds, promised.rpo_writes),
+            from_address=str(self.deployment.config.site(self.from_site).address),
             workload=self.options.workload, notice_seconds=self.notice_seconds,
         )

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from failover.drill.faults import FaultInjector
 from failover.drill.objectives import (
     Objective,
     move_finished_before_deadline,
+    no_split_brain_writes,
     nothing_lost,
     rpo_met,
     rto_met,
@@ -27,7 +29,6 @@ from failover.drill.objectives import (
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Step
 from failover.watch.signals import Notice
-from infra.providers.lab import LabCompute
 
 
 class DrillContext(Protocol):
@@ -35,7 +36,7 @@ class DrillContext(Protocol):
 
     from_site: str
     to_site: str
-    compute: LabCompute
+    faults: FaultInjector
     notice_seconds: float
     fault_at: float  # time.time() when the fault was injected (or the notice given)
 
@@ -76,6 +77,7 @@ class Scenario:
     act: Callable[[DrillContext], RunRecord | None]
     repair: Callable[[DrillContext], None] = field(default=lambda _ctx: None)
     watched: bool = True  # the controller runs, detects and acts
+    cuts: bool = False  # cuts a site off from the controller (its own group, root only)
     expects: tuple[Objective, ...] = ()  # objectives of its own, judged after the common ones
 
     def objectives(self) -> tuple[Objective, ...]:
@@ -97,18 +99,18 @@ def _notice(ctx: DrillContext) -> str:
 def _switch_then_cut(ctx: DrillContext) -> RunRecord | None:
     run = ctx.await_move(("switchover",))
     ctx.wait_until(ctx.fault_at + ctx.notice_seconds)
-    ctx.note("drill", f"deadline: {ctx.compute.kill_site(ctx.from_site)}")
+    ctx.note("drill", f"deadline: {ctx.faults.kill_site(ctx.from_site)}")
     return run
 
 
 # -- blackout and crash ---------------------------------------------------------
 
 def _freeze(ctx: DrillContext) -> str:
-    return f"{ctx.from_site} goes dark: {ctx.compute.freeze_site(ctx.from_site)} (SIGSTOP)"
+    return f"{ctx.from_site} goes dark: {ctx.faults.freeze_site(ctx.from_site)} (SIGSTOP)"
 
 
 def _crash(ctx: DrillContext) -> str:
-    return f"{ctx.from_site}'s database crashes: {ctx.compute.crash_database(ctx.from_site)}"
+    return f"{ctx.from_site}'s database crashes: {ctx.faults.crash_database(ctx.from_site)}"
 
 
 def _promoted(ctx: DrillContext) -> RunRecord | None:
@@ -117,11 +119,31 @@ def _promoted(ctx: DrillContext) -> RunRecord | None:
     return ctx.await_move(("promote",))
 
 
+def _promoted_then_resumed(ctx: DrillContext) -> RunRecord | None:
+    """The promote; then the old site comes back (its provider's network returns) while
+    clients that cached its address still write to it: it must take none of them."""
+    run = _promoted(ctx)
+    ctx.note("drill", f"{ctx.from_site} comes back: {ctx.faults.thaw_site(ctx.from_site)} "
+             "(SIGCONT)")
+    return run
+
+
+# -- partition ------------------------------------------------------------------------
+
+def _cut(ctx: DrillContext) -> str:
+    return (f"{ctx.from_site} is cut off from the controller and its vantage points (clients "
+            f"still reach it): {ctx.faults.cut_off(ctx.from_site)}")
+
+
+def _heal(ctx: DrillContext) -> None:
+    ctx.note("drill", ctx.faults.heal(ctx.from_site))
+
+
 # -- credentials revoked ------------------------------------------------------------
 
 def _revoke(ctx: DrillContext) -> str:
     return (f"{ctx.provider(ctx.from_site)} refuses the account: "
-            f"{ctx.compute.revoke_api_credentials(ctx.from_site)}")
+            f"{ctx.faults.revoke_api_credentials(ctx.from_site)}")
 
 
 def _moved(ctx: DrillContext) -> RunRecord | None:
@@ -130,7 +152,7 @@ def _moved(ctx: DrillContext) -> RunRecord | None:
 
 
 def _restore_credentials(ctx: DrillContext) -> None:
-    ctx.note("drill", ctx.compute.restore_api_credentials(ctx.from_site))
+    ctx.note("drill", ctx.faults.restore_api_credentials(ctx.from_site))
 
 
 # -- DNS provider loss --------------------------------------------------------------
@@ -146,14 +168,14 @@ def _switch_losing_dns(ctx: DrillContext) -> RunRecord | None:
 
     def freeze_at_promote(_index: int, step: Step) -> None:
         if step.action == "promote" and not frozen:
-            frozen.append(ctx.compute.freeze_process(process))
+            frozen.append(ctx.faults.freeze_process(process))
             ctx.note("drill", f"DNS provider lost: {frozen[0]} (SIGSTOP)")
 
     return ctx.move("switchover", ctx.to_site, before_step=freeze_at_promote)
 
 
 def _thaw_dns(ctx: DrillContext) -> None:
-    ctx.note("drill", ctx.compute.thaw_process(ctx.lost_dns_provider()))
+    ctx.note("drill", ctx.faults.thaw_process(ctx.lost_dns_provider()))
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -168,8 +190,19 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "provider-blackout",
             "the primary site stops answering without warning (every process SIGSTOPped, "
-            "so connections hang): the controller detects it and promotes the standby",
-            planned=False, inject=_freeze, act=_promoted,
+            "so connections hang): the controller detects it and promotes the standby; then "
+            "the old site comes back while clients still write to it, and takes none",
+            planned=False, inject=_freeze, act=_promoted_then_resumed,
+            expects=(no_split_brain_writes,),
+        ),
+        Scenario(
+            "partition",
+            "the primary site is cut off from the controller and its vantage points "
+            "(nftables, root only) while clients still reach it: the controller promotes "
+            "the standby and the old primary, its lease lapsed, fences itself: no write is "
+            "acknowledged there after the promote",
+            planned=False, inject=_cut, act=_promoted, repair=_heal,
+            expects=(no_split_brain_writes,), cuts=True,
         ),
         Scenario(
             "db-primary-crash",

@@ -2,10 +2,11 @@
 
 Each user has its own thread, HTTP client and caching resolver, so their caches
 expire at different moments, as a population of clients' resolvers would. Every
-request lands in a `WorkloadLog` with its outcome, its cause when it failed, the
-address DNS gave and its latency. Acknowledged writes are kept with their ids, so
-that what was lost can later be found by asking the new primary for each id
-(`missing_posts`, `missing_media`), not by trusting the workload.
+request lands in a `WorkloadLog` (``events``) with its outcome, its cause when it
+failed, the address DNS gave, the site that answered and its latency.
+Acknowledged writes are kept with their ids, so that what was lost can later
+be found by asking the new primary for each id (`missing_posts`,
+`missing_media`), not by trusting the workload.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,33 +24,16 @@ import httpx
 from psycopg import sql
 
 from failover.data.postgres import PgEndpoint
+from failover.drill.events import WRITE_KINDS, acked_write
+from failover.drill.events import Event as Event  # re-exported: the drill imports it from here
+from failover.drill.events import WorkloadLog as WorkloadLog  # likewise
 from failover.drill.resolver import CachingResolver, ResolveError
 from failover.exceptions import FailoverError
 
-WRITE_KINDS = frozenset({"post", "media"})
-READ_KINDS = frozenset({"timeline", "read"})
-CAUSES = ("dns", "connect", "timeout", "read-only", "5xx", "4xx", "bad-answer")
 DETAIL_CHARS = 200
-
-
-@dataclass(frozen=True)
-class Event:
-    """One request of the workload and what came of it."""
-
-    at: float  # time.time() when the outcome was known
-    kind: str  # "post" | "media" (writes) | "timeline" | "read" (reads)
-    ok: bool
-    cause: str | None  # failures only: one of CAUSES
-    address: str | None  # the address DNS gave (None when DNS failed)
-    seconds: float  # latency, from asking the resolver to the outcome
-    id: str | None = None  # id of an acknowledged post or media
-    detail: str = ""  # failures: first 200 chars of the error / body
-    user: int = 0  # which user (0 .. users - 1) made the request
-
-    @property
-    def is_write(self) -> bool:
-        """Whether the request was a write (post or media)."""
-        return self.kind in WRITE_KINDS
+# The reference app names the site that answered in this header (infra/refapp/api.py;
+# not imported: the drill need not load the app's server code to read one header).
+SITE_HEADER = "X-Refapp-Site"
 
 
 @dataclass(frozen=True)
@@ -86,84 +69,6 @@ class WorkloadSpec:
 
 def _whole_at_least(value: object, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _at(event: Event) -> float:
-    return event.at
-
-
-def _acked_write(event: Event) -> bool:
-    return event.ok and event.is_write
-
-
-class WorkloadLog:
-    """Every request the workload made, in the order logged; safe to append from many threads."""
-
-    def __init__(self, events: Iterable[Event] = ()) -> None:
-        self._lock = threading.Lock()
-        self.events: list[Event] = list(events)
-
-    def append(self, event: Event) -> None:
-        """Add one event."""
-        with self._lock:
-            self.events.append(event)
-
-    def snapshot(self) -> list[Event]:
-        """A copy of the events so far (for a progress line while running)."""
-        with self._lock:
-            return list(self.events)
-
-    def writes(self) -> list[Event]:
-        """The write events (post, media), in time order."""
-        return sorted((e for e in self.snapshot() if e.is_write), key=_at)
-
-    def acked_posts(self) -> list[Event]:
-        """The acknowledged posts, in time order."""
-        return [e for e in self.writes() if e.ok and e.kind == "post"]
-
-    def acked_media(self) -> list[Event]:
-        """The acknowledged media uploads, in time order."""
-        return [e for e in self.writes() if e.ok and e.kind == "media"]
-
-    def failures_by_cause(self) -> dict[str, int]:
-        """How many requests, reads and writes alike, failed for each cause."""
-        counts = Counter(e.cause or "unknown" for e in self.snapshot() if not e.ok)
-        return dict(sorted(counts.items()))
-
-    def unavailable_windows(self, until: float | None = None) -> list[tuple[float, float]]:
-        """Each stretch in which writes failed, as (start, end); reads are ignored.
-
-        A stretch runs from the last acknowledged write before the failures (the
-        workload could not tell it apart from an outage that began right after it)
-        to the next acknowledged write. Failures before the first ack start at the
-        first failure; failures never followed by an ack end at ``until`` (default:
-        the last failure), so an outage that never ended still counts.
-        """
-        writes = self.writes()
-        windows: list[tuple[float, float]] = []
-        start: float | None = None  # start of the current failing stretch
-        last_ack: float | None = None
-        for event in writes:
-            if event.ok:
-                if start is not None:
-                    windows.append((start, event.at))
-                    start = None
-                last_ack = event.at
-            elif start is None:
-                start = last_ack if last_ack is not None else event.at
-        if start is not None:
-            windows.append((start, until if until is not None else writes[-1].at))
-        return windows
-
-    def longest_unavailable(self) -> float:
-        """The longest window, in seconds (0 when every write went through)."""
-        return max((end - start for start, end in self.unavailable_windows()), default=0.0)
-
-    def first_ack_at(self, address: str, after: float) -> float | None:
-        """When the first write sent to ``address`` at or after ``after`` was acknowledged."""
-        return next(
-            (e.at for e in self.writes() if e.ok and e.address == address and e.at >= after), None
-        )
 
 
 def _cause(response: httpx.Response) -> str:
@@ -275,7 +180,7 @@ class Workload:
 
     def wait_acks(self, count: int, timeout: float) -> None:
         """Wait until at least ``count`` more writes (posts or media) have been acknowledged."""
-        self.wait_events(_acked_write, count, timeout, what="writes acknowledged")
+        self.wait_events(acked_write, count, timeout, what="writes acknowledged")
 
     def wait_events(self, matching: Callable[[Event], bool], count: int, timeout: float, *,
                     what: str = "matching events") -> None:
@@ -402,6 +307,7 @@ class Workload:
         address: str | None = None
         cause: str | None
         written: str | None = None
+        site: str | None = None
         try:
             address = user.resolver.resolve().addresses[0]
             response = user.client.request(method, f"http://{address}:{self._port}{path}",
@@ -414,8 +320,10 @@ class Workload:
             cause, detail = "connect", f"{type(exc).__name__}: {exc}"
         else:
             cause, written, detail = _judge(kind, response, wanted)
+            site = response.headers.get(SITE_HEADER)
         event = Event(time.time(), kind, cause is None, cause, address,
-                      time.monotonic() - started, written, detail[:DETAIL_CHARS], user.index)
+                      time.monotonic() - started, written, detail[:DETAIL_CHARS], user.index,
+                      site)
         with self._changed:
             self.log.append(event)
             if event.ok and kind == "post" and written is not None:

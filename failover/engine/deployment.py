@@ -16,7 +16,14 @@ from typing import Any, Protocol
 
 import httpx
 
-from failover.config import CONFIG_FILE_NAME, FailoverConfig, load_config, missing_files
+from failover.agent.client import AgentClient, AgentCompute
+from failover.config import (
+    CONFIG_FILE_NAME,
+    FailoverConfig,
+    default_state_dir,
+    load_config,
+    missing_files,
+)
 from failover.data.fencing import is_fenced
 from failover.data.postgres import (
     PgEndpoint,
@@ -30,8 +37,8 @@ from failover.dns.records import Record
 from failover.dns.registry import build_providers
 from failover.engine.journal import Journal
 from failover.exceptions import ConfigError
-from failover.secretfiles import check_trusted_dir
-from infra.lab.paths import default_state_dir
+from failover.lease import LeaseBook
+from failover.secretfiles import check_trusted_dir, read_private
 
 # How long a database server may take to answer the protocol's first message
 # before it counts as unreachable for this look. A live server answers in a
@@ -109,6 +116,7 @@ class Deployment:
     def __init__(self, config: FailoverConfig, source: str) -> None:
         self.config = config
         self.source = source  # where the configuration came from, for messages
+        self._agents: dict[str, AgentClient] = {}
 
     def endpoint(self, site: str) -> PgEndpoint:
         """How the engine reaches a site's database (as a superuser)."""
@@ -146,14 +154,26 @@ class Deployment:
         """The longest TTL the records normally carry: how long caches may hold them."""
         return max(r.ttl for r in self.config.dns.records)
 
-    def compute(self, site: str) -> Compute | None:
-        """The site's compute adapter, or None when the configuration names none."""
+    def agent(self, site: str) -> AgentClient | None:
+        """A client of the site's agent, or None when the configuration names none."""
         spec = self.config.site(site).compute
         if spec is None:
             return None
-        from infra.providers.lab import LabCompute  # the lab's adapter, only when configured
+        if site not in self._agents:
+            secret = read_private(spec.secret_file, f"site {site}'s agent secret").strip()
+            self._agents[site] = AgentClient(spec.url, secret.encode(), site=site,
+                                             timeout=spec.timeout)
+        return self._agents[site]
 
-        return LabCompute(spec.state_dir)
+    def compute(self, site: str) -> Compute | None:
+        """The site's compute adapter (its agent), or None when the configuration names none."""
+        client = self.agent(site)
+        return None if client is None else AgentCompute(client, self.endpoint)
+
+    @cached_property
+    def lease_book(self) -> LeaseBook:
+        """When each site's lease ends at the latest (``leases.sqlite`` beside the journal)."""
+        return LeaseBook(self.config.journal.with_name("leases.sqlite"))
 
     @cached_property
     def journal(self) -> Journal:

@@ -231,6 +231,9 @@ def plan_promote(
               "accept_data_loss": accept_data_loss}, 60, retry=True, changes=False),
         Step("fence", f"fence {source} if it answers after all", {"site": source,
              "best_effort": True}, 15, retry=True),
+        Step("await_lease", f"unless {source} was fenced, wait until its lease has lapsed "
+             "(it fences itself then)", {"site": source},
+             deployment.config.watch.lease_seconds + 30, retry=True, changes=False),
         Step("promote", f"promote {target}", {"site": target}, 60, retry=True),
         Step("wait_writable", f"wait until {target}'s app accepts writes", {"site": target},
              30, retry=True, changes=False),

@@ -244,6 +244,9 @@ def fence(ctx: StepContext) -> dict[str, Any]:
     except Exception as exc:
         if ctx.param("best_effort"):
             why = " ".join(str(exc).split())
+            by_agent = _fence_by_agent(ctx, site)
+            if by_agent is not None:
+                return by_agent
             return {"fenced": False, "warnings": [
                 f"{site} could not be fenced: its database does not answer ({why}); it must "
                 f"not come back as a primary: rejoin it (failover rejoin --site {site})"
@@ -260,6 +263,43 @@ def fence(ctx: StepContext) -> dict[str, Any]:
         "fenced": True, "lsn": fenced.lsn, "original_hba": fenced.original_hba,
         "terminated": fenced.terminated, "already": fenced.already,
     }
+
+
+def _fence_by_agent(ctx: StepContext, site: str) -> dict[str, Any] | None:
+    """Fence through the site's agent when its database cannot be reached; None if not."""
+    agent = ctx.deployment.agent(site)
+    if agent is None:
+        return None
+    try:
+        done = agent.fence(f"{ctx.plan.kind} to {ctx.plan.to_site}",
+                           timeout=min(ASK_TIMEOUT, ctx.remaining()))
+    except FailoverError:
+        return None
+    return {"fenced": True, "by": "agent", "lsn": done.get("lsn"),
+            "original_hba": done.get("original_hba"), "terminated": done.get("terminated"),
+            "already": done.get("already")}
+
+
+@action("await_lease")
+def await_lease(ctx: StepContext) -> dict[str, Any]:
+    """Before promoting, let the old primary's lease lapse, unless it was positively fenced.
+
+    Its agent fences it the moment its lease lapses, so once this returns the
+    old primary takes no more writes, whether it answers or not.
+    """
+    site = ctx.param("site")
+    if ctx.results.get("fence", {}).get("fenced"):
+        return {"waited": 0.0, "why": f"{site} was fenced"}
+    lapsed_by = ctx.deployment.lease_book.lapsed_by(site)
+    if lapsed_by is None:
+        return {"waited": 0.0, "why": f"{site} never held a lease (no controller keeps them)"}
+    wait = lapsed_by - time.time()
+    if wait > ctx.remaining():
+        raise StepFailed(f"{site}'s lease ends in {wait:.1f}s, after this step's deadline")
+    if wait > 0:
+        ctx.progress(f"waiting {wait:.1f}s for {site}'s lease to lapse (it then fences itself)")
+        time.sleep(wait)
+    return {"waited": round(max(0.0, wait), 3), "lapsed_at": lapsed_by}
 
 
 @action("catch_up")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan
 from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_switchover
 from failover.exceptions import FailoverError, UnsafePlan
+from failover.lease import LeaseKeeper
 from failover.logs import log_event
 from failover.watch.metrics import WatchMetrics
 from failover.watch.notify import Notifier
@@ -48,6 +50,8 @@ log = logging.getLogger("failover.watch")
 HISTORY = 10  # looks kept per probe: more than any sane `failures`
 DECISIONS_KEPT = 50
 WAKE_SPACING = 0.1  # seconds: the least time between two cycles
+LEASE_FAILED_LOOKS = 2  # failed looks at the primary's database that stop its renewals
+FENCE_AGAIN_AFTER = 5.0  # seconds before a second primary is fenced again
 
 
 def _summary(record: RunRecord) -> RunSummary:
@@ -89,6 +93,13 @@ class Controller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refused: dict[str, bool] = {}
         self.scheduler = ProbeScheduler(build_probes(deployment.config), self.hear)
+        self.leases: LeaseKeeper | None = None
+        if self.config.lease_seconds:
+            self.leases = LeaseKeeper(
+                deployment.lease_book, self._renew_lease, self._agent_answers,
+                self._lease_holder, seconds=self.config.lease_seconds,
+                every=self.config.lease_renew_every)
+        self._fenced_at: dict[str, float] = {}
 
     # -- hearing -------------------------------------------------------------------
 
@@ -114,11 +125,67 @@ class Controller:
                 last = max(looks, key=lambda o: o.at)
                 roles[site] = last.facts.get("role") if last.ok else None
         primaries = [s for s, role in roles.items() if role == "primary"]
+        if len(primaries) > 1 and self.primary in primaries and self._running is None:
+            for other in primaries:
+                if other != self.primary:
+                    self._fence_second_primary(other)
         if len(primaries) == 1 and primaries[0] != self.primary and self._running is None:
             # Two answering as primary is a fenced old one mid-move: keep what we knew.
             if self.primary is not None:
                 log_event(log, "watch.primary", was=self.primary, now=primaries[0])
             self.primary = primaries[0]
+
+    # -- leases and a second primary ---------------------------------------------------
+
+    def _lease_holder(self) -> str | None:
+        """The site whose lease to renew: the primary, unless it is failing or being replaced.
+
+        Once the primary's database failed its last two looks, its lease is left
+        to lapse, so that an emergency promote, if it comes, need not wait for it.
+        """
+        primary = self.primary
+        if primary is None or (self._running is not None and self._running.kind == "promote"):
+            return None
+        looks = sorted((o for (k, t, _v), h in self.history.items()
+                        if k == "database" and t == primary for o in h), key=lambda o: o.at)
+        if len(looks) >= LEASE_FAILED_LOOKS and not any(
+                o.ok for o in looks[-LEASE_FAILED_LOOKS:]):
+            return None
+        return primary if self.deployment.agent(primary) is not None else None
+
+    def _renew_lease(self, site: str, expires_at: float, timeout: float) -> None:
+        agent = self.deployment.agent(site)
+        assert agent is not None  # _lease_holder names only sites with an agent
+        agent.renew_lease(expires_at, timeout=timeout)
+
+    def _agent_answers(self, site: str, timeout: float) -> None:
+        agent = self.deployment.agent(site)
+        assert agent is not None
+        agent.status(timeout=timeout)
+
+    def _fence_second_primary(self, site: str) -> None:
+        """Fence a site that answers as a primary beside the one we hold to be it."""
+        now = time.monotonic()
+        if now - self._fenced_at.get(site, -FENCE_AGAIN_AFTER) < FENCE_AGAIN_AFTER:
+            return
+        self._fenced_at[site] = now
+        agent = self.deployment.agent(site)
+        if agent is None:
+            log_event(log, "watch.second_primary", site=site, primary=self.primary,
+                      outcome="no agent to fence it: fence it by hand")
+            return
+
+        def fence() -> None:
+            try:
+                said = agent.fence(f"a second primary beside {self.primary}", timeout=10)
+            except FailoverError as exc:
+                log_event(log, "watch.second_primary", site=site, outcome="failed",
+                          detail=one_line(exc))
+                return
+            log_event(log, "watch.second_primary", site=site, primary=self.primary,
+                      outcome="fenced", terminated=said.get("terminated"))
+
+        threading.Thread(target=fence, name=f"fence-{site}", daemon=True).start()
 
     def _api_refusal(self, site: str) -> None:
         looks = [o for (k, t, _v), h in self.history.items() if k == "api" and t == site
@@ -395,6 +462,8 @@ class Controller:
         await asyncio.to_thread(self.initial_primary)
         await asyncio.to_thread(self.recover_moves)
         probes = asyncio.create_task(self.scheduler.run(stop))
+        if self.leases is not None:
+            self.leases.start()
         if ready is not None:
             ready()
         tick = self.config.tick
@@ -418,6 +487,8 @@ class Controller:
                     task.cancel()
         finally:
             stop.set()
+            if self.leases is not None:
+                await asyncio.to_thread(self.leases.stop)
             await probes
             if self._worker is not None and not self._worker.done():
                 log_event(log, "watch.stop", detail="waiting for the run under way to end")

@@ -35,14 +35,16 @@ import time
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-import httpx
-
-from failover.config import WatchConfig
 from failover.exceptions import ConfigError, FailoverError
 from failover.secretfiles import read_private
 from failover.watch.signals import DEADLINE_PROBLEMS, DeadlineProblem, Notice, NoticeSource
+
+if TYPE_CHECKING:  # the agent signs too, and has no use for these modules' imports
+    import httpx
+
+    from failover.config import WatchConfig
 
 TIMESTAMP_HEADER = "X-Failover-Timestamp"
 SIGNATURE_HEADER = "X-Failover-Signature"
@@ -135,8 +137,11 @@ class ReplayGuard:
 
 
 def verify(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float,
-           max_age: float, guard: SeenSignatures) -> None:
-    """Accept a signed request once, or raise SignalRefused saying why."""
+           max_age: float, guard: SeenSignatures, whose: str = "this controller's") -> None:
+    """Accept a signed request once, or raise SignalRefused saying why.
+
+    ``whose`` names the secret in the refusal (the controller's, an agent's).
+    """
     lowered = {k.lower(): v for k, v in headers.items()}
     stamp = lowered.get(TIMESTAMP_HEADER.lower())
     given = lowered.get(SIGNATURE_HEADER.lower())
@@ -153,8 +158,8 @@ def verify(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float
             f"seconds> and {SIGNATURE_HEADER}: sha256=<64 hex digits>")
     # The HMAC first: nothing about an unauthenticated request's age is told back.
     if not hmac.compare_digest(digest, _mac(secret, stamp, body)):
-        raise SignalRefused("bad-signature", "bad signature: not signed with this "
-                            "controller's secret, or the body was changed on the way")
+        raise SignalRefused("bad-signature", f"bad signature: not signed with {whose} "
+                            "secret, or the body was changed on the way")
     age = now - int(stamp)
     if age > max_age:
         raise SignalRefused("stale", f"stale request: signed {age:.0f}s ago, more than the "
@@ -327,5 +332,7 @@ def post_signal(url: str, secret: bytes, notice: Notice, timeout: float) -> http
     Raises httpx.TransportError when nothing answers; the caller reads the status.
     """
     body = signal_body(notice)
+    import httpx  # here: the agent imports this module and never posts a notice
+
     return httpx.post(f"{url}/v1/signals", content=body, timeout=timeout,
                       headers={"Content-Type": "application/json", **sign(secret, body)})

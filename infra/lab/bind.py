@@ -10,11 +10,11 @@ import dns.rdatatype
 from dns.rcode import Rcode
 
 from failover.dns.tsig import TsigKey
+from failover.processes import ProcessRecord, spawn
 from failover.secretfiles import write_private
 from failover.waiting import wait_for
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.processes import ProcessRecord, spawn
 from infra.lab.system import RunAs
 
 

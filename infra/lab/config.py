@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 
 from failover.config import CONFIG_FILE_NAME, JOURNAL_FILE_NAME
+from infra.lab.agents import agent_url
+from infra.lab.agents import secret_file as agent_secret_file
 from infra.lab.layout import (
     EC2_SITE,
     HCLOUD_SITE,
@@ -39,6 +41,7 @@ PROBES = {"http": {"interval": 1, "timeout": 1}, "database": {"interval": 1, "ti
           "dns": {"interval": 1, "timeout": 1}, "api": {"interval": 2, "timeout": 2}}
 FAILURES = 3
 API_TIMEOUT = 2
+LEASE_SECONDS = 2.0
 
 
 def _relative(paths: LabPaths, path: Path) -> str:
@@ -70,6 +73,11 @@ def _watch(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
         "accept_data_loss": True,
         "probes": PROBES,
         "failures": FAILURES,
+        # Below the detection time (three looks a second apart): by the time the
+        # controller calls the primary gone, its lease has lapsed and it has fenced
+        # itself, so an emergency promote need not wait for it.
+        "lease_seconds": LEASE_SECONDS,
+        "lease_renew_every": LEASE_SECONDS / 4,
     }
 
 
@@ -88,7 +96,8 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
             "objects": {"endpoint_url": layout.s3_endpoint(site), "bucket": layout.bucket,
                         "region": layout.region, "credentials_file": credentials,
                         "timeout": 5},
-            "compute": {"kind": "lab", "state_dir": "."},
+            "compute": {"kind": "agent", "url": agent_url(layout, site),
+                        "secret_file": _relative(paths, agent_secret_file(paths, site))},
             "api": _api(layout, paths, site),
         }
         for site in (PRIMARY_SITE, STANDBY_SITE)

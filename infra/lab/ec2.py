@@ -37,11 +37,11 @@ from botocore.exceptions import ClientError
 
 from failover.aws import load_credentials
 from failover.exceptions import ProviderError
+from failover.processes import ProcessRecord, spawn
 from failover.secretfiles import write_private
 from infra.lab import moto
 from infra.lab.layout import EC2_PART, EC2_SITE, LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.processes import ProcessRecord, spawn
 from infra.lab.secrets import LabSecrets, ec2_admin_credentials_file, ec2_credentials_file
 
 ADMIN_USER = "lab-admin"

@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 
+from failover.processes import ProcessRecord, spawn
 from failover.waiting import wait_for
 from infra.lab.layout import HCLOUD_PART, HCLOUD_SITE, LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.processes import ProcessRecord, spawn
 from infra.lab.secrets import LabSecrets, hcloud_admin_token_file, hcloud_token_file
 
 

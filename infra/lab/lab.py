@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -24,9 +24,10 @@ from typing import Any
 
 from failover.config import CONFIG_FILE_NAME, JOURNAL_FILE_NAME
 from failover.exceptions import FailoverError
+from failover.processes import ProcessRecord, is_alive, log_tail, stop
 from failover.secretfiles import check_trusted_dir
 from failover.waiting import WaitTimeout, wait_for
-from infra.lab import bind, ec2, hcloud_api, moto, refapp
+from infra.lab import agents, bind, ec2, hcloud_api, moto, refapp
 from infra.lab.config import write_lab_config
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.layout import (
@@ -39,7 +40,6 @@ from infra.lab.layout import (
 )
 from infra.lab.paths import LabPaths
 from infra.lab.postgres import LabPostgres
-from infra.lab.processes import ProcessRecord, is_alive, log_tail, stop
 from infra.lab.secrets import LabSecrets
 from infra.lab.system import RunAs, check_free, named_binary, postgres_bindir
 
@@ -136,9 +136,15 @@ class Lab:
             yield
 
     def state(self) -> LabState | None:
-        """The recorded state, or None when no lab was started here."""
+        """The recorded state, or None when no lab was started here.
+
+        Its processes are the lab's own (``lab.json``) followed by the ones each
+        site's agent started (its ``children.json``), marked with their parent.
+        """
         try:
-            return LabState.from_dict(json.loads(self.paths.state_file.read_text()))
+            state = LabState.from_dict(json.loads(self.paths.state_file.read_text()))
+            state.processes += self._children(state.processes)
+            return state
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as exc:
@@ -185,9 +191,15 @@ class Lab:
             self._save(state)
             return state
 
+    def _children(self, records: list[ProcessRecord]) -> list[ProcessRecord]:
+        """What the lab's agents started, as they recorded it."""
+        return [child for r in records if r.name.startswith("agent@") and r.parent is None
+                for child in agents.children(self.paths, r.name.split("@", 1)[1], r.name)]
+
     def _save(self, state: LabState) -> None:
+        own = replace(state, processes=[p for p in state.processes if p.parent is None])
         tmp = self.paths.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
+        tmp.write_text(json.dumps(own.to_dict(), indent=2) + "\n")
         tmp.replace(self.paths.state_file)  # atomic: a reader sees the old or the new
 
     def up(self, layout: LabLayout, progress: Progress = _quiet) -> tuple[LabState, bool]:
@@ -230,7 +242,7 @@ class Lab:
                 raise LabError(
                     f"lab up failed: {type(exc).__name__}: {exc}; logs in {self.paths.logs}"
                 ) from exc
-            return state, True
+            return self.state() or state, True
 
     def _preflight(self, layout: LabLayout, pg_user: RunAs, dns_user: RunAs) -> None:
         for who, run_as in (("PostgreSQL", pg_user), ("BIND", dns_user)):
@@ -280,20 +292,27 @@ class Lab:
             try:
                 pg.initdb(PRIMARY_SITE)
                 say(f"initialised postgres@{PRIMARY_SITE} (data checksums on)")
-                started(pg.start(PRIMARY_SITE),
-                        f"{layout.address(PRIMARY_SITE)}:{layout.postgres_port}")
+                # Started once by the lab, to make the roles and the standby's copy;
+                # from then on the site's agent runs it.
+                init = replace(pg.start(PRIMARY_SITE), name=f"postgres-init@{PRIMARY_SITE}")
+                started(init, f"{layout.address(PRIMARY_SITE)}:{layout.postgres_port}")
                 bind.configure(layout, paths, secrets.tsig, layout.address(PRIMARY_SITE),
                                dns_user)
                 started(bind.start(str(named), paths, dns_user),
                         f"{layout.dns_address}:{layout.dns_port}")
 
-                self._await(state, f"postgres@{PRIMARY_SITE}",
-                            partial(pg.wait_ready, PRIMARY_SITE))
+                self._await(state, init.name, partial(pg.wait_ready, PRIMARY_SITE))
                 pg.bootstrap(PRIMARY_SITE)
                 pg.base_backup(STANDBY_SITE, PRIMARY_SITE)
                 say(f"base backup of postgres@{PRIMARY_SITE} made for postgres@{STANDBY_SITE}")
-                started(pg.start(STANDBY_SITE),
-                        f"{layout.address(STANDBY_SITE)}:{layout.postgres_port}")
+                say(f"{init.name} (pid {init.pid}): {stop(init)}")
+                state.processes.remove(init)
+                self._save(state)
+                for site in (PRIMARY_SITE, STANDBY_SITE):
+                    agents.write_agent(layout, paths, pg, site)
+                    started(agents.start(layout, paths, site),
+                            f"{agents.agent_url(layout, site)} (it starts postgres@{site} "
+                            f"and app@{site})")
             finally:
                 seeding.cancel()  # not begun yet (a failure at once): it never will be
             for part in motos:
@@ -306,16 +325,16 @@ class Lab:
             say(f"created the controller's IAM key and instance {seeding.result()} "
                 f"({ec2.INSTANCE_NAME}) at {EC2_PART}; IAM enforced")
 
-        for site in (PRIMARY_SITE, STANDBY_SITE):
-            started(refapp.start(layout, paths, site), layout.app_url(site))
         self._await(state, HCLOUD_PART, partial(hcloud_api.wait_ready, layout, secrets))
         say(f"{HCLOUD_PART} (a fake) serves a project with server {hcloud_api.server_name()}")
         self._await(state, "bind9", partial(bind.wait_ready, layout))
-        self._await(state, f"postgres@{STANDBY_SITE}",
+        for site in (PRIMARY_SITE, STANDBY_SITE):
+            self._await(state, f"agent@{site}", partial(agents.wait_ready, layout, paths, site))
+        self._await(state, f"agent@{STANDBY_SITE}",
                     partial(pg.wait_streaming, PRIMARY_SITE, STANDBY_SITE))
         say(f"postgres@{STANDBY_SITE} streams from postgres@{PRIMARY_SITE}")
         for site, role in ((PRIMARY_SITE, "primary"), (STANDBY_SITE, "standby")):
-            self._await(state, f"app@{site}", partial(refapp.wait_ready, layout, site, role))
+            self._await(state, f"agent@{site}", partial(refapp.wait_ready, layout, site, role))
         state.complete = True
         self._save(state)
         say("lab is up")
@@ -355,21 +374,26 @@ class Lab:
             return outcomes
 
     def _stop_all(self, state: LabState, progress: Progress) -> list[tuple[str, str]]:
+        own = [p for p in state.processes if p.parent is None]
+        # An agent stops its children when told to; whatever of them is left after
+        # (the agent was killed) is stopped by PID like the rest.
+        everything = own + self._children(own)
         outcomes = []
-        for record in reversed(state.processes):  # apps first, storage last
+        for record in [*reversed(own), *[p for p in everything if p.parent]]:
             try:
                 outcome = stop(record)
             except (OSError, WaitTimeout) as exc:  # e.g. not ours to signal: go on
                 outcome = f"NOT stopped: {exc}"
             progress(f"{record.name} (pid {record.pid}): {outcome}")
             outcomes.append((record.name, outcome))
-        still = [r.name for r in state.processes if is_alive(r)]
+        still = [r.name for r in everything if is_alive(r)]
         if still:
             raise LabError(f"could not stop {', '.join(still)}; see `failover lab status`")
         return outcomes
 
     def _wipe(self) -> None:
-        for path in (self.paths.root / "sites", self.paths.dns, self.paths.secrets):
+        for path in (self.paths.root / "sites", self.paths.root / "agents", self.paths.dns,
+                     self.paths.secrets):
             shutil.rmtree(path, ignore_errors=True)
         self.paths.state_file.unlink(missing_ok=True)
         (self.paths.root / CONFIG_FILE_NAME).unlink(missing_ok=True)

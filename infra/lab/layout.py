@@ -47,6 +47,7 @@ class LabLayout:
     route53_port: int = 5001
     hcloud_port: int = 5002
     ec2_port: int = 5003
+    agent_port: int = 7070
     watch_port: int = 8470
     zone: str = "lab.failover.test."
     app_label: str = "app"
@@ -65,7 +66,7 @@ class LabLayout:
         if not ipaddress.ip_address(self.dns_address).is_loopback:
             problems.append(f"DNS address {self.dns_address} is not a loopback address")
         site_ports = ("postgres_port", "app_port", "moto_port", "route53_port",
-                      "hcloud_port", "ec2_port")
+                      "hcloud_port", "ec2_port", "agent_port")
         for name in ("dns_port", "watch_port", *site_ports):
             port = getattr(self, name)
             if not 1 <= port <= 65535:
@@ -128,6 +129,7 @@ class LabLayout:
         for site in (PRIMARY_SITE, STANDBY_SITE):
             address = self.address(site)
             out += [
+                (f"agent@{site}", address, self.agent_port),
                 (f"postgres@{site}", address, self.postgres_port),
                 (f"moto@{site}", address, self.moto_port),
                 (f"app@{site}", address, self.app_port),

@@ -15,10 +15,10 @@ import boto3
 import httpx
 from botocore.config import Config
 
+from failover.processes import ProcessRecord, spawn
 from failover.waiting import wait_for
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.processes import ProcessRecord, spawn
 from infra.lab.secrets import LabSecrets
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_STATE_DIR = Path(".failover") / "lab"
+from failover.config import default_state_dir
 
-
-def default_state_dir() -> Path:
-    """$FAILOVER_STATE_DIR, or .failover/lab under the working directory."""
-    return Path(os.environ.get("FAILOVER_STATE_DIR") or DEFAULT_STATE_DIR).absolute()
+__all__ = ["LabPaths", "default_state_dir"]
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,15 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from failover.agent.config import PostgresSpec
+from failover.agent.pghost import PgHost
 from failover.data.postgres import PgEndpoint
+from failover.processes import ProcessRecord, spawn
 from failover.secretfiles import write_private
 from failover.waiting import wait_for
 from infra.lab.exceptions import LabError
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.processes import ProcessRecord, spawn
 from infra.lab.secrets import LabSecrets, pgpass_file
 from infra.lab.system import RunAs
 
@@ -147,16 +149,20 @@ class LabPostgres:
             conf.write(SERVER_SETTINGS)
         (pgdata / "pg_hba.conf").write_text(HBA)
 
+    def spec(self, site: str) -> PostgresSpec:
+        """A site's server as its agent runs it."""
+        return PostgresSpec(
+            bindir=self.bindir, data_dir=self.paths.pgdata(site),
+            address=self.layout.address(site), port=self.layout.postgres_port,
+            os_user=self.run_as.user, passfile=pgpass_file(self.paths),
+            # TCP only: a socket path under a deep state dir would exceed 107 bytes.
+            settings={"unix_socket_directories": "", "cluster_name": site},
+            log=self.paths.log(f"postgres@{site}"),
+        )
+
     def argv(self, site: str) -> list[str]:
         """The command line of a site's server."""
-        return [
-            str(self.bindir / "postgres"), "-D", str(self.paths.pgdata(site)),
-            "-c", f"listen_addresses={self.layout.address(site)}",
-            "-c", f"port={self.layout.postgres_port}",
-            # TCP only: a socket path under a deep state dir would exceed 107 bytes.
-            "-c", "unix_socket_directories=",
-            "-c", f"cluster_name={site}",
-        ]
+        return PgHost(self.spec(site)).argv()
 
     def start(self, site: str) -> ProcessRecord:
         """Start a site's server (primary or standby, as its data dir says)."""

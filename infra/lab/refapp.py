@@ -7,11 +7,11 @@ import sys
 
 import httpx
 
+from failover.processes import ProcessRecord, spawn
 from failover.waiting import wait_for
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
 from infra.lab.postgres import APP_DATABASE, APP_USER
-from infra.lab.processes import ProcessRecord, spawn
 from infra.lab.secrets import aws_credentials_file, pgpass_file
 
 # Credentials in the caller's environment would override the lab's own file.
@@ -19,10 +19,14 @@ _HIDDEN_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"
                "PGPASSWORD", "PGPASSFILE", "PGHOST", "PGUSER", "PGDATABASE", "PGPORT")
 
 
-def app_env(layout: LabLayout, paths: LabPaths, site: str) -> dict[str, str]:
-    """The environment a site's app runs with: where its database and bucket are."""
-    env = {k: v for k, v in os.environ.items() if k not in _HIDDEN_ENV}
-    env.update(
+def clean_env() -> dict[str, str]:
+    """Our environment without what would override the lab's own files."""
+    return {k: v for k, v in os.environ.items() if k not in _HIDDEN_ENV}
+
+
+def app_settings(layout: LabLayout, paths: LabPaths, site: str) -> dict[str, str]:
+    """What a site's app is told: where its database and bucket are (file names, no secret)."""
+    return dict(
         FAILOVER_SITE=site,
         FAILOVER_DATABASE_DSN=(
             f"host={layout.address(site)} port={layout.postgres_port} "
@@ -34,16 +38,22 @@ def app_env(layout: LabLayout, paths: LabPaths, site: str) -> dict[str, str]:
         AWS_SHARED_CREDENTIALS_FILE=str(aws_credentials_file(paths)),
         AWS_DEFAULT_REGION=layout.region,
     )
-    return env
+
+
+def app_env(layout: LabLayout, paths: LabPaths, site: str) -> dict[str, str]:
+    """The environment a site's app runs with."""
+    return {**clean_env(), **app_settings(layout, paths, site)}
+
+
+def argv(layout: LabLayout, site: str) -> list[str]:
+    """A site app's command line (uvicorn, one worker, on the site's address)."""
+    return [sys.executable, "-m", "infra.refapp",
+            "--host", layout.address(site), "--port", str(layout.app_port)]
 
 
 def start(layout: LabLayout, paths: LabPaths, site: str) -> ProcessRecord:
     """Start a site's app (uvicorn, one worker) on the site's address."""
-    argv = [
-        sys.executable, "-m", "infra.refapp",
-        "--host", layout.address(site), "--port", str(layout.app_port),
-    ]
-    return spawn(f"app@{site}", argv, log=paths.log(f"app@{site}"),
+    return spawn(f"app@{site}", argv(layout, site), log=paths.log(f"app@{site}"),
                  env=app_env(layout, paths, site))
 
 

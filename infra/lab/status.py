@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 
 from failover.data.postgres import PgEndpoint, server_state, standby_lags
+from failover.processes import ProcessRecord, is_alive, tree_memory, uptime
 from failover.watch.providers import Ec2ApiConfig, HcloudApiConfig, check_api
 from infra.lab import bind, hcloud_api, moto, refapp
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.processes import ProcessRecord, is_alive, tree_memory, uptime
 from infra.lab.secrets import LabSecrets, ec2_credentials_file, hcloud_token_file, pgpass_file
 
 PROBE_TIMEOUT = 2.0

@@ -29,6 +29,7 @@ from .errors import (
     PayloadTooLarge,
     install_error_handlers,
 )
+from .lease import LeaseFile, LeaseGuard
 from .models import (
     FollowCreate,
     FollowOut,
@@ -54,11 +55,12 @@ READINESS_TIMEOUT = 1.5
 
 @dataclass(frozen=True)
 class Services:
-    """What the routes need: settings, the site's database and its media store."""
+    """What the routes need: settings, the site's database, its media store and lease."""
 
     settings: Settings
     db: Database
     store: MediaStore
+    lease: LeaseFile
 
 
 def get_services(request: Request) -> Services:
@@ -94,13 +96,17 @@ class SiteHeaderMiddleware:
 
 
 def create_app(
-    settings: Settings, db: Database | None = None, store: MediaStore | None = None
+    settings: Settings,
+    db: Database | None = None,
+    store: MediaStore | None = None,
+    lease: LeaseFile | None = None,
 ) -> FastAPI:
-    """Build the app for one site; ``db`` and ``store`` may be injected by tests."""
+    """Build the app for one site; ``db``, ``store`` and ``lease`` may be injected by tests."""
     services = Services(
         settings=settings,
         db=db or Database(settings.database_dsn, settings.site),
         store=store or MediaStore(settings.s3_endpoint, settings.s3_bucket, settings.site),
+        lease=lease or LeaseFile(settings.lease_file),
     )
 
     @asynccontextmanager
@@ -121,6 +127,8 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
+    # Added first, so it runs inside the site header's: a refused write names its site too.
+    app.add_middleware(LeaseGuard, lease=services.lease, site=settings.site)
     app.add_middleware(SiteHeaderMiddleware, site=settings.site)
     app.include_router(router)
     return app
@@ -134,10 +142,12 @@ def healthz(svc: ServicesDep) -> HealthOut:
 
 @router.get("/readyz", response_model=ReadyOut)
 def readyz(svc: ServicesDep) -> Any:
-    """Report the database role; 200 when it answered (standbys serve reads), else 503."""
+    """Report the database role and the lease; 200 when the database answered, else 503."""
+    # A standby, and a primary whose lease lapsed, serve reads: both are ready, not writable.
     try:
         status = svc.db.status(READINESS_TIMEOUT)
     except AppError as exc:
+        lease = svc.lease.check()
         return JSONResponse(
             {
                 "error": exc.message,
@@ -146,16 +156,21 @@ def readyz(svc: ServicesDep) -> Any:
                 "writable": False,
                 "database": exc.message,
                 "schema_version": None,
+                "lease": lease.state,
+                "reason": lease.reason,
             },
             status_code=503,
             headers=exc.headers,
         )
+    lease = svc.lease.check()  # after the database's answer, which may take a while
     return ReadyOut(
         site=svc.settings.site,
         role=status.role.value,
-        writable=status.writable,
+        writable=status.writable and lease.writable,
         database="ok",
         schema_version=status.schema_version,
+        lease=lease.state,
+        reason=lease.reason,
     )
 
 

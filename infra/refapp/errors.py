@@ -105,6 +105,15 @@ class SchemaNotReady(ServiceUnavailable):
         super().__init__(f"database schema is not ready: {cause}", site=site)
 
 
+class LeaseLapsed(ServiceUnavailable):
+    """The site's lease lapsed: it may no longer be the primary, so writes are refused."""
+
+    CODE = "fenced"
+
+    def __init__(self, site: str, reason: str) -> None:
+        super().__init__(reason, site=site, code=self.CODE)
+
+
 class StorageUnavailable(ServiceUnavailable):
     """The site's object storage could not serve the request."""
 

@@ -146,6 +146,8 @@ class ReadyOut(BaseModel):
     writable: bool
     database: str
     schema_version: int | None
+    lease: str = "off"  # off | held | lapsed (see `lease`)
+    reason: str | None = None  # why the lease refuses writes, when it does
 
 
 def media_url(media_id: UUID) -> str:

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -21,6 +22,7 @@ DSN_VAR = "FAILOVER_DATABASE_DSN"
 S3_ENDPOINT_VAR = "FAILOVER_S3_ENDPOINT"
 S3_BUCKET_VAR = "FAILOVER_S3_BUCKET"
 MEDIA_MAX_BYTES_VAR = "FAILOVER_MEDIA_MAX_BYTES"
+LEASE_FILE_VAR = "FAILOVER_LEASE_FILE"  # set by the site's agent; see `lease`
 
 DEFAULT_MEDIA_MAX_BYTES = 1024 * 1024
 
@@ -47,6 +49,7 @@ class Settings:
     s3_endpoint: str
     s3_bucket: str
     media_max_bytes: int = DEFAULT_MEDIA_MAX_BYTES
+    lease_file: Path | None = None  # None: no agent holds a lease for this site
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +61,7 @@ class Settings:
             s3_endpoint=_parse_endpoint(_required(env, S3_ENDPOINT_VAR)),
             s3_bucket=_parse_bucket(_required(env, S3_BUCKET_VAR)),
             media_max_bytes=_parse_max_bytes(env.get(MEDIA_MAX_BYTES_VAR)),
+            lease_file=_parse_lease_file(env.get(LEASE_FILE_VAR)),
         )
 
 
@@ -129,3 +133,14 @@ def _parse_max_bytes(value: str | None) -> int:
     if parsed <= 0:
         raise SettingsError(MEDIA_MAX_BYTES_VAR, f"must be positive, got {parsed}")
     return parsed
+
+
+def _parse_lease_file(value: str | None) -> Path | None:
+    if value is None or not value.strip():
+        return None
+    path = Path(value.strip())
+    if not path.is_absolute():
+        # The app's working directory is not the agent's: a relative path would name
+        # another file, and a lease nobody reads fences nothing.
+        raise SettingsError(LEASE_FILE_VAR, f"must be an absolute path: {value!r}")
+    return path

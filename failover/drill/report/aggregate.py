@@ -23,6 +23,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("dns_switch_seconds", "DNS switch", "s"),
     ("lost_writes", "lost writes", ""),
     ("lost_media", "lost media", ""),
+    ("split_brain_writes", "split-brain writes", ""),
     ("acked_writes", "acked writes", ""),
 )
 SMALLER_IS_WORSE = frozenset({"acked_writes"})

@@ -52,14 +52,14 @@ def render_markdown(report: DrillReport, png_name: str | None) -> str:
         ("Lost writes", fmt(report.lost_writes)),
         ("Acknowledged media", fmt(report.acked_media)),
         ("Lost media", fmt(report.lost_media)),
+        ("Split-brain writes (acknowledged by the old primary after the promotion)",
+         fmt(report.split_brain_writes)),
         ("Requests", fmt(report.requests)),
         ("Errors by cause", errors(report.errors_by_cause)),
         ("Failback", failback(report.failback)),
     ))
-    lost_ids = report.lost_write_ids
-    if lost_ids:
-        out += ["", "Lost write ids: " + more([f"`{i}`" for i in lost_ids], MD_LOST_IDS)
-                + (" (all of them are in report.json)" if len(lost_ids) > MD_LOST_IDS else "")]
+    out += _ids("Lost write ids", report.lost_write_ids)
+    out += _ids("Split-brain write ids", report.split_brain_write_ids)
     out += ["", "## Steps", "", *_steps(report.steps)]
     warnings = report.run.warnings if report.run else ()
     if warnings:
@@ -82,6 +82,14 @@ def render_markdown(report: DrillReport, png_name: str | None) -> str:
     if report.run is not None and report.run.id:
         out += ["", f"Engine run id `{report.run.id}`: `failover status` shows its journal."]
     return "\n".join(out) + "\n"
+
+
+def _ids(label: str, ids: tuple[str, ...]) -> list[str]:
+    """A paragraph naming up to MD_LOST_IDS write ids; nothing when there are none."""
+    if not ids:
+        return []
+    return ["", f"{label}: " + more([f"`{i}`" for i in ids], MD_LOST_IDS)
+            + (" (all of them are in report.json)" if len(ids) > MD_LOST_IDS else "")]
 
 
 def _steps(steps: tuple[StepTiming, ...]) -> list[str]:

@@ -46,10 +46,13 @@ def render_summary(report: DrillReport, paths: Mapping[str, Path] | None = None)
         f"detection {fmt(report.detection_seconds, 's')}"
         f"   DNS switch {fmt(report.dns_switch_seconds, 's')}",
         f"writes: {fmt(report.acked_writes)} acked, {fmt(report.lost_writes)} lost"
-        f"   media: {fmt(report.acked_media)} acked, {fmt(report.lost_media)} lost",
+        f"   media: {fmt(report.acked_media)} acked, {fmt(report.lost_media)} lost"
+        f"   split-brain writes: {fmt(report.split_brain_writes)}",
     ]
     if report.lost_write_ids:
         lines.append(f"  lost: {more(report.lost_write_ids, SHOWN_LOST_IDS)}")
+    if report.split_brain_write_ids:
+        lines.append(f"  split brain: {more(report.split_brain_write_ids, SHOWN_LOST_IDS)}")
     lines.append(f"requests {fmt(report.requests)}, errors: {errors(report.errors_by_cause)}")
     lines.append(f"engine: {run_line(report.run)}")
     warnings = report.run.warnings if report.run else ()

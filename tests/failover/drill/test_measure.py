@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from failover.drill import measure
 from failover.drill.losses import Losses
+from failover.drill.objectives import no_split_brain_writes
 from failover.drill.probes import DnsChange
 from failover.drill.results import Promise, Series, Verdict
 from failover.drill.scenarios import SCENARIOS
@@ -120,3 +122,60 @@ def test_the_series_counts_each_bin_from_the_first_request() -> None:
     assert series == Series(1.0, -2.0, (2, 1, 0, 0, 0, 2, 1, 0), (0, 0, 0, 0, 0, 0, 1, 0),
                             {"read-only": (0, 0, 1, 0, 1, 0, 0, 0),
                              "timeout": (0, 0, 0, 1, 0, 0, 0, 0)})
+
+
+# -- split-brain writes ------------------------------------------------------------------------
+
+
+def answered(at: float, site: str | None, *, ok: bool = True, kind: str = "post",
+             address: str = OLD) -> Event:
+    """A write sent to ``address`` that the app at ``site`` answered (None: it did not say)."""
+    return Event(FAULT + at, kind, ok, None if ok else "5xx", address, 0.01,
+                 id=f"{site}-{kind}-{at}" if ok else None, site=site)
+
+
+def test_split_brain_writes_are_the_old_sites_acks_after_the_promotion() -> None:
+    promoted = FAULT + 2.5
+    events = [
+        answered(1.0, "aws"),  # before the promotion: the old primary still was the primary
+        answered(2.5, "aws"),  # at the very moment: not after
+        answered(3.0, "aws"), answered(4.0, "aws", kind="media"),
+        answered(3.5, "aws", ok=False),  # refused: nothing acknowledged
+        answered(3.2, "hetzner", address=NEW), answered(3.7, "hetzner"),  # a cached address
+        Event(FAULT + 3.9, "timeline", True, None, OLD, 0.01, site="aws"),  # a read
+    ]
+    split = measure.split_brain_writes(events, "aws", promoted)
+    assert [e.id for e in split] == ["aws-post-3.0", "aws-media-4.0"]
+    assert measure.split_brain_writes(events, "aws", None) == []  # nothing was promoted
+
+
+def test_an_answer_that_names_no_site_counts_by_the_old_primarys_address() -> None:
+    events = [answered(3.0, None), answered(4.0, None, address=NEW)]
+    assert measure.split_brain_writes(events, "aws", FAULT + 2.5) == []  # address unknown
+    split = measure.split_brain_writes(events, "aws", FAULT + 2.5, old_address=OLD)
+    assert [e.at for e in split] == [FAULT + 3.0]
+
+
+def test_the_promotion_is_when_the_journals_promote_step_ended_well() -> None:
+    assert measure.promoted_at(a_run(FAULT + 2.5)) == FAULT + 2.5
+    assert measure.promoted_at(a_run(FAULT + 2.5, "failed")) is None
+    assert measure.promoted_at(a_run(None)) is None  # still promoting
+    assert measure.promoted_at(None) is None
+
+
+def test_the_report_counts_names_and_judges_split_brain_writes() -> None:
+    scenario = replace(SCENARIOS["provider-blackout"], expects=(no_split_brain_writes,))
+    log = WorkloadLog([*a_log().snapshot(), answered(5.0, "aws"), answered(5.5, "aws")])
+    report = measure.report(replace(observed(log=log), scenario=scenario))
+    assert report.split_brain_writes == 2
+    assert report.split_brain_write_ids == ("aws-post-5.0", "aws-post-5.5")
+    assert report.verdicts[-1] == Verdict("split_brain_writes", 0, 2, met=False)
+    assert not report.objectives_met
+    first = [e for e in report.timeline if "split brain" in e.event]
+    assert [(e.at, e.source) for e in first] == [(5.0, "workload")]
+    assert first[0].event == ("first of 2 write(s) acknowledged by aws after hetzner was "
+                              "promoted (split brain)")
+
+    clean = measure.report(replace(observed(), scenario=scenario))
+    assert clean.split_brain_writes == 0 and clean.split_brain_write_ids == ()
+    assert clean.verdicts[-1] == Verdict("split_brain_writes", 0, 0, met=True)

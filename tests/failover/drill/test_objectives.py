@@ -8,6 +8,7 @@ from failover.drill.objectives import (
     Measured,
     judge,
     move_finished_before_deadline,
+    no_split_brain_writes,
     nothing_lost,
     rpo_met,
     rto_met,
@@ -40,9 +41,10 @@ def a_run(ended: float | None, outcome: str = "ok", *,
     return RunRecord("r-1", plan, began, tuple(events))
 
 
-def measured(*, rto: float | None = 7.0, lost: int = 0, run: RunRecord | None = None,
-             ended: float = FAULT + 40, notice: float = 20.0) -> Measured:
-    return Measured(FAULT, ended, rto, lost, run, PROMISE, notice)
+def measured(*, rto: float | None = 7.0, lost: int = 0, split: int = 0,
+             run: RunRecord | None = None, ended: float = FAULT + 40,
+             notice: float = 20.0) -> Measured:
+    return Measured(FAULT, ended, rto, lost, split, run, PROMISE, notice)
 
 
 def names(scenario: Scenario) -> list[str]:
@@ -99,6 +101,15 @@ def test_the_rpo_allows_what_was_promised_and_a_notice_allows_nothing() -> None:
     assert not rpo_met(measured(lost=3)).met
     assert nothing_lost(measured(lost=0)) == Verdict("rpo_writes", 0, 0, met=True)
     assert nothing_lost(measured(lost=1)) == Verdict("rpo_writes", 0, 1, met=False)
+
+
+def test_a_write_the_old_primary_took_after_the_promotion_fails_the_drill() -> None:
+    assert no_split_brain_writes(measured(split=0)) == Verdict("split_brain_writes", 0, 0,
+                                                               met=True)
+    assert no_split_brain_writes(measured(split=1)) == Verdict("split_brain_writes", 0, 1,
+                                                               met=False)
+    # Judged apart from the RPO: the promise may allow lost writes, never a second primary.
+    assert rpo_met(measured(lost=2)).met and not no_split_brain_writes(measured(split=2)).met
 
 
 def test_the_run_must_end_well() -> None:

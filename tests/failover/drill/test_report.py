@@ -41,8 +41,8 @@ KEYS = ["scenario", "summary", "started", "fault_at", "deployment", "from_site",
         "objectives", "verdicts", "objectives_met", "rto_seconds", "write_unavailable_seconds",
         "longest_write_outage_seconds", "detection_seconds", "dns_switch_seconds",
         "acked_writes", "lost_writes", "lost_write_ids", "acked_posts", "lost_posts",
-        "acked_media", "lost_media", "requests", "errors_by_cause", "workload", "run", "steps",
-        "timeline", "series", "notes", "failback"]
+        "acked_media", "lost_media", "split_brain_writes", "split_brain_write_ids", "requests",
+        "errors_by_cause", "workload", "run", "steps", "timeline", "series", "notes", "failback"]
 RTO_MET = Verdict("rto_seconds", 15.0, 7.12, met=True)
 RPO_MET = Verdict("rpo_writes", 0, 0, met=True)
 RUN_OK = Verdict("run", "ok", "ok", met=True)
@@ -85,6 +85,8 @@ def a_report(**changes: Any) -> DrillReport:
         lost_posts=0,
         acked_media=20,
         lost_media=0,
+        split_brain_writes=0,
+        split_brain_write_ids=(),
         requests=2500,
         errors_by_cause={"read-only": 5, "timeout": 3},
         workload=WorkloadSpec(rate=30.0, users=4, write_share=0.6, media_share=0.1),
@@ -165,7 +167,8 @@ def test_summary_passes_and_shows_the_figures() -> None:
     assert "PASS" in lines[1] and "FAIL" not in summary
     assert "termination-notice" in lines[0] and "aws -> hetzner" in lines[0]
     for text in ("RTO 7.1 s", "7.1 s", "(limit 15.0 s)", "unavailable 5.4 s", "detection 0.0 s",
-                 "DNS switch 6.5 s", "1234 acked, 0 lost", "20 acked", "read-only 5, timeout 3",
+                 "DNS switch 6.5 s", "1234 acked, 0 lost", "20 acked", "split-brain writes: 0",
+                 "read-only 5, timeout 3",
                  "switchover r-abc: ok", "route53: change C123", "done in 25.3 s"):
         assert text in summary, text
     assert len(lines) <= 25 and max(map(len, lines)) <= 100
@@ -217,6 +220,20 @@ def test_long_warnings_are_cut_to_three_and_the_width() -> None:
     assert "  lost: id-0, id-1, id-2 and 6 more" in lines
     assert " json: /tmp/drills/1/report.json" in "\n".join(lines)
     assert len(lines) <= 25 and max(map(len, lines)) <= 100
+
+
+def test_split_brain_writes_are_counted_and_named() -> None:
+    ids = tuple(f"sb-{n}" for n in range(5))
+    report = a_report(split_brain_writes=5, split_brain_write_ids=ids)
+    lines = render_summary(report).splitlines()
+    assert any(line.endswith("split-brain writes: 5") for line in lines)
+    assert "  split brain: sb-0, sb-1, sb-2 and 2 more" in lines
+    md = render_markdown(report, None)
+    assert ("| Split-brain writes (acknowledged by the old primary after the promotion) | 5 |"
+            in md)
+    assert "Split-brain write ids: `sb-0`, `sb-1`, `sb-2`, `sb-3`, `sb-4`" in md
+    assert report.to_dict()["split_brain_write_ids"] == list(ids)
+    assert "Split-brain write ids" not in render_markdown(a_report(), None)
 
 
 # -- Markdown ----------------------------------------------------------------------------------
@@ -311,6 +328,7 @@ def test_aggregate_with_an_odd_count() -> None:
     assert agg["figures"]["lost_writes"]["median"] == 1 and agg["figures"]["lost_writes"][
         "worst"] == 3
     assert agg["figures"]["acked_writes"]["worst"] == 900  # fewer acknowledged is worse
+    assert agg["figures"]["split_brain_writes"]["worst"] == 0
     assert agg["objectives_met"] is True and agg["runs_failed"] == 0
 
 
@@ -360,7 +378,7 @@ def test_aggregate_renderings() -> None:
     rto_line = next(line for line in text.splitlines() if line.startswith("RTO"))
     assert rto_line.split() == ["RTO", "8.0", "s", "-"]
     assert "1 of 5 runs never recovered writes" in text
-    rows = {line[:24].strip(): line[24:].split() for line in text.splitlines()[3:11]}
+    rows = {line[:24].strip(): line[24:].split() for line in text.splitlines()[3:12]}
     assert rows["lost writes"] == ["0", "3"] and rows["acked writes"] == ["1100", "0"]
     md = render_aggregate_markdown(agg, [f"run-{n}" for n in range(1, 6)] + ["extra dir"])
     assert "4/5 runs met the objectives." in md
@@ -369,3 +387,4 @@ def test_aggregate_renderings() -> None:
     assert "6. [extra dir](<extra dir/report.md>) — ?" in md
     assert "| RTO | 8.00 s | - | 7.00 s, -, 8.00 s, 9.00 s, 6.00 s |" in md
     assert "| lost writes | 0 | 3 | 0, 0, 2, 3, 0 |" in md
+    assert "| split-brain writes | 0 | 0 | 0, 0, 0, 0, 0 |" in md

@@ -87,6 +87,7 @@ def test_a_short_run_posts_uploads_and_reads_and_loses_nothing(lab: RunningLab) 
     events = log.snapshot()
     assert log.failures_by_cause() == {}, [e for e in events if not e.ok][:3]
     assert {e.address for e in events} == {lab.layout.address(site)}
+    assert {e.site for e in events} == {site}  # the app names itself in every answer
     assert {e.user for e in events} == {0, 1, 2}
     posts, media = log.acked_posts(), log.acked_media()
     assert len(posts) >= 20 and len(media) >= 2

@@ -1,10 +1,26 @@
-"""The workload's log and spec: write-unavailability is measured from what the users saw."""
+"""The workload's log and spec: write-unavailability is measured from what the users saw.
+
+And each request's event names the site that answered, as the app said.
+"""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+
+import httpx
 import pytest
 
-from failover.drill.workload import Event, WorkloadLog, WorkloadSpec
+from failover.drill.resolver import Answer, CachingResolver
+from failover.drill.workload import (
+    SITE_HEADER,
+    Event,
+    Workload,
+    WorkloadLog,
+    WorkloadSpec,
+    _User,
+)
+from infra.refapp.api import SITE_HEADER as REFAPP_SITE_HEADER
 
 A, B = "127.0.0.10", "127.0.0.20"
 
@@ -134,3 +150,40 @@ def test_every_problem_of_a_spec_is_named_at_once() -> None:
 def test_shares_at_the_bounds_are_allowed() -> None:
     WorkloadSpec(write_share=0.0, media_share=1.0)
     WorkloadSpec(write_share=1.0, media_share=0.0)
+
+
+# -- which site answered -----------------------------------------------------------------------
+
+
+class FixedResolver(CachingResolver):
+    """A resolver whose servers always answer ``A`` (nothing is asked on the network)."""
+
+    def __init__(self) -> None:
+        super().__init__("app.lab.failover.test.", [("192.0.2.53", 53)])
+
+    def _ask(self) -> Answer:
+        return Answer((A,), self.clock() + 3600, "fixed")
+
+
+def one_request(handler: Callable[[httpx.Request], httpx.Response]) -> Event:
+    """The event the workload logs for one post answered by ``handler``."""
+    workload = Workload(WorkloadSpec(), FixedResolver, port=8080, host_header="app")
+    user = _User(0, FixedResolver(), httpx.Client(transport=httpx.MockTransport(handler)),
+                 random.Random(1))
+    with user.client:
+        return workload._request(user, "post", "POST", "/v1/posts", json={"text": "hi"})
+
+
+def test_the_site_that_answered_is_what_the_app_says() -> None:
+    acked = one_request(lambda _: httpx.Response(201, json={"id": "p-1"},
+                                                 headers={SITE_HEADER: "aws"}))
+    assert (acked.ok, acked.id, acked.site, acked.address) == (True, "p-1", "aws", A)
+    refused = one_request(lambda _: httpx.Response(503, text="read-only",
+                                                   headers={SITE_HEADER: "hetzner"}))
+    assert (refused.ok, refused.cause, refused.site) == (False, "read-only", "hetzner")
+    silent = one_request(lambda _: httpx.Response(201, json={"id": "p-2"}))
+    assert (silent.ok, silent.site) == (True, None)  # an app that does not say
+
+
+def test_the_workload_reads_the_reference_apps_own_header() -> None:
+    assert SITE_HEADER == REFAPP_SITE_HEADER

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from failover.config import CONFIG_FILE_NAME, resolve_paths
+from failover.config import CONFIG_FILE_NAME
+from failover.configpaths import resolve_paths
 from failover.data.fencing import fence, unfence
 from failover.data.postgres import PgEndpoint
 from failover.drill.resolver import CachingResolver

@@ -23,10 +23,10 @@ import yaml
 from failover.drill.controller import DrillController
 from failover.engine.deployment import Deployment, open_deployment
 from failover.engine.executor import CRASH_AFTER_STEP
+from failover.processes import is_alive
 from failover.waiting import wait_for
 from failover.watch.signals import Notice
 from failover.watch.webhook import load_secret, sign, signal_body
-from infra.lab.processes import is_alive
 from tests.conftest import RunningLab
 from tests.failover.engine.test_moves_in_lab import assert_whole, failover
 from tests.failover.watch.dovecot import Mailbox

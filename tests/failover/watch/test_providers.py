@@ -16,11 +16,11 @@ import pytest
 
 from failover.aws import load_credentials
 from failover.config import CONFIG_FILE_NAME, FailoverConfig, load_config
+from failover.processes import is_alive, signal_tree
 from failover.secretfiles import write_private
 from failover.waiting import wait_for
 from failover.watch.providers import ApiAnswer, Ec2ApiConfig, HcloudApiConfig, check_api
 from infra.lab.layout import EC2_PART, HCLOUD_PART
-from infra.lab.processes import is_alive, signal_tree
 from infra.lab.secrets import ec2_credentials_file
 from infra.lab.status import lab_status
 from infra.providers.lab import LabCompute

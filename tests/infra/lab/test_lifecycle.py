@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from failover.processes import ProcessRecord, is_alive, stop
 from infra.lab import refapp
 from infra.lab.exceptions import LabError, PortTaken
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
-from infra.lab.processes import ProcessRecord, is_alive, stop
 from tests.conftest import free_port, private_tmpdir
 
 SUBNET = "127.78"

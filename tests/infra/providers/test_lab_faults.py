@@ -18,12 +18,7 @@ from pathlib import Path
 import pytest
 
 from failover.exceptions import ProviderError
-from failover.waiting import wait_for
-from infra.lab.exceptions import LabNotRunning
-from infra.lab.lab import LabState
-from infra.lab.layout import LabLayout
-from infra.lab.paths import LabPaths
-from infra.lab.processes import (
+from failover.processes import (
     ProcessRecord,
     descendants,
     is_alive,
@@ -32,6 +27,11 @@ from infra.lab.processes import (
     state_of,
     stop,
 )
+from failover.waiting import wait_for
+from infra.lab.exceptions import LabNotRunning
+from infra.lab.lab import LabState
+from infra.lab.layout import LabLayout
+from infra.lab.paths import LabPaths
 from infra.providers.lab import LabCompute
 
 FORKS_A_CHILD = (

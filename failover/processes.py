@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,11 @@ class ProcessRecord:
     argv: tuple[str, ...]
     log: str
     stop_signal: int = signal.SIGTERM
+    parent: str | None = None  # the part that started it (an agent), when not the lab itself
+
+    def child_of(self, parent: str) -> ProcessRecord:
+        """This record, marked as started by ``parent``."""
+        return replace(self, parent=parent)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data."""
@@ -99,8 +104,10 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             user=user,
-            # subprocess changes only the uid for `user`; drop root's groups too.
-            group=group if user is not None else None,
+            # `group` alone changes only the gid: root keeps uid 0 (the drill's
+            # controller, whose group a partition matches). subprocess changes
+            # only the uid for `user`; then drop root's groups too.
+            group=group,
             extra_groups=[] if user is not None else None,
             cwd=cwd,
             start_new_session=True,  # the terminal's Ctrl-C is not meant for servers

@@ -6,8 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
-from failover.waiting import wait_for
-from infra.lab.processes import (
+from failover.processes import (
     ProcessRecord,
     descendants,
     is_alive,
@@ -17,6 +16,7 @@ from infra.lab.processes import (
     stop,
     tree_memory,
 )
+from failover.waiting import wait_for
 
 IGNORES_SIGTERM = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
     "print('ready', flush=True)\ntime.sleep(60)\n"

@@ -1,20 +1,22 @@
-"""The compute adapter of the lab: the engine's hands on a site's processes and files.
+"""The lab's fault injector: what a drill does to a site, and how it is repaired.
+
+Faults: freeze and thaw a site or one part (SIGSTOP/SIGCONT of the whole
+process tree), kill a site (SIGKILL, as a provider cutting it off), crash its
+database (through its agent: SIGKILL, and it stays down), revoke and restore
+the provider API's credentials, cut a site off from the controller (nftables,
+``infra.lab.partition``). The repair, ``restore_site``, starts again what no
+longer runs and has the site's agent rejoin it as a standby.
 
 Every process is reached through the PID recorded in the lab's ``lab.json``
-(never by name), and a restarted server's new record replaces the old one
-there, so ``lab status`` probes it and ``lab down`` stops it. Rejoining an
-old primary (stop, rewind or rebuild, start) is in ``lab_rejoin``.
-
-Every call is idempotent: stopping a stopped server, starting a running one
-or rejoining a standby that already streams from the right primary does
-nothing and says so. The drills' faults (freeze, thaw, kill, crash, revoked
-API credentials) are here too, each with its repair.
+or an agent's ``children.json`` (never by name); a part started again
+replaces its old record. The engine itself never comes here: it reaches
+hosts through their agents only.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -22,32 +24,24 @@ from functools import partial
 from pathlib import Path
 
 from failover import logs
+from failover.agent.client import AgentClient
 from failover.exceptions import FailoverError, ProviderError
+from failover.processes import ProcessRecord, is_alive, log_tail, signal_tree, stop
 from failover.waiting import WaitTimeout, wait_for
-from infra.lab import ec2, hcloud_api, moto, refapp
+from infra.lab import agents, ec2, hcloud_api, moto, partition, refapp
 from infra.lab.exceptions import LabNotRunning
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.postgres import LabPostgres
-from infra.lab.processes import ProcessRecord, is_alive, log_tail, send, signal_tree, stop
 from infra.lab.secrets import LabSecrets
 from infra.lab.system import RunAs
-from infra.providers.lab_rejoin import (
-    ALREADY,
-    PROVIDER,
-    following,
-    hba_on_disk,
-    primary_timeline,
-    rewind_or_rebuild,
-    wait_following,
-)
 
-log = logging.getLogger("failover.compute")
+log = logging.getLogger("failover.faults")
+PROVIDER = "lab"
 
 # What a signal to a part's whole process tree does: its log event and its verb.
-_SIGNALLED = {signal.SIGSTOP: ("compute.freeze", "froze"),
-              signal.SIGCONT: ("compute.thaw", "thawed")}
+_SIGNALLED = {signal.SIGSTOP: ("faults.freeze", "froze"),
+              signal.SIGCONT: ("faults.thaw", "thawed")}
 PART_READY_TIMEOUT = 30.0  # seconds a restarted part (moto, an API, an app) gets to answer
 
 
@@ -56,8 +50,8 @@ def log_event(event: str, **fields: object) -> None:
     logs.log_event(log, event, **fields)
 
 
-class LabCompute:
-    """Compute adapter for the lab's sites: the engine's hands on processes and files."""
+class LabFaults:
+    """The drill's hands on the lab's sites: faults and their repair."""
 
     provider = PROVIDER
 
@@ -74,18 +68,17 @@ class LabCompute:
             )
         return state
 
-    def _record(self, state: LabState, site: str) -> ProcessRecord:
-        """The site's PostgreSQL server."""
-        record = state.process(f"postgres@{site}")
-        if record is None:
+    def _agent(self, state: LabState, site: str) -> AgentClient:
+        """A client of the site's agent (which runs its database and app)."""
+        if state.process(f"agent@{site}") is None:
             known = sorted(p.name.split("@", 1)[1] for p in state.processes
-                           if p.name.startswith("postgres@"))
+                           if p.name.startswith("agent@"))
             raise ProviderError(
-                f"site {site!r} has no database in the lab in {self.lab.paths.root} "
+                f"site {site!r} has no agent in the lab in {self.lab.paths.root} "
                 f"(sites with one: {', '.join(known)})",
                 provider=self.provider, code="unknown-site",
             )
-        return record
+        return agents.client(state.layout, self.lab.paths, site)
 
     def _part(self, name: str) -> ProcessRecord:
         """One recorded part by its name, e.g. ``route53@aws``."""
@@ -96,22 +89,13 @@ class LabCompute:
         return record
 
     def _site_records(self, site: str) -> list[ProcessRecord]:
-        """Every recorded part of a site."""
-        records = [p for p in self._state().processes if p.name.endswith(f"@{site}")]
+        """Every part of a site the lab started (an agent's tree holds its children)."""
+        records = [p for p in self._state().processes
+                   if p.name.endswith(f"@{site}") and p.parent is None]
         if not records:
             raise ProviderError(f"the lab has no processes at site {site!r}",
                                 provider=self.provider, code="unknown-site")
         return records
-
-    def _postgres(self, state: LabState, record: ProcessRecord) -> LabPostgres:
-        # The binaries the lab started this server with, whatever is newest now.
-        bindir = Path(record.argv[0]).parent
-        return LabPostgres(state.layout, self.lab.paths, LabSecrets.load(self.lab.paths),
-                           bindir, RunAs.service("postgres"))
-
-    def database_running(self, site: str) -> bool:
-        """Whether the site's recorded PostgreSQL process runs (it may still be starting)."""
-        return is_alive(self._record(self._state(), site))
 
     def process_at(self, address: str, port: int) -> str:
         """The name of the lab part that listens on ``address:port`` (e.g. moto@aws)."""
@@ -121,31 +105,6 @@ class LabCompute:
                 return part
         raise ProviderError(f"no part of the lab in {self.lab.paths.root} listens on "
                             f"{address}:{port}", provider=self.provider, code="unknown-part")
-
-    # -- stop and start ------------------------------------------------------
-
-    def stop_database(self, site: str, timeout: float = 30) -> None:
-        """Stop the site's server by PID (fast shutdown, SIGINT; SIGKILL after ``timeout``)."""
-        record = self._record(self._state(), site)
-        outcome = stop(record, timeout=timeout)  # continues a frozen tree first
-        log_event("compute.stop", site=site, pid=record.pid, outcome=outcome)
-
-    def start_database(self, site: str, timeout: float = 30) -> None:
-        """Start the site's server if it is not running, record it, wait until it accepts."""
-        state = self._state()
-        record = self._record(state, site)
-        pg = self._postgres(state, record)
-        started = not is_alive(record)
-        if started:
-            record = self._spawn(pg, site)
-        self._await(record, partial(pg.wait_ready, site), timeout, "accept connections")
-        log_event("compute.start", site=site, pid=record.pid,
-                  outcome="started" if started else "already running")
-
-    def _spawn(self, pg: LabPostgres, site: str) -> ProcessRecord:
-        record = pg.start(site)
-        self._replace(record)
-        return record
 
     def _replace(self, record: ProcessRecord) -> None:
         """Record a restarted part in the lab's state, or stop it when that fails."""
@@ -185,60 +144,6 @@ class LabCompute:
                     provider=self.provider, code="FAILED",
                 ) from exc
 
-    # -- rejoin --------------------------------------------------------------
-
-    def rejoin_database(
-        self, site: str, primary: str, *, hba: str | None = None, timeout: float = 120
-    ) -> str:
-        """Make ``site`` a streaming standby of ``primary``; returns how.
-
-        "already a standby of P" when it streams from P already (then only
-        ``hba`` is applied), "rewound" when pg_rewind made its files follow
-        P's timeline (or found nothing to rewind), "rebuilt (fresh base
-        backup)" when pg_rewind could not: the old data dir is moved aside
-        and removed only once the new one streams. ``hba``, when given,
-        becomes the site's pg_hba.conf (the engine fenced the old primary by
-        rewriting it and hands the original back here).
-        """
-        t0 = time.monotonic()
-        deadline = t0 + timeout
-
-        def left() -> float:
-            return max(1.0, deadline - time.monotonic())
-
-        if site == primary:
-            raise ProviderError(f"cannot make {site} a standby of itself",
-                                provider=self.provider, code="same-site")
-        state = self._state()
-        record = self._record(state, site)
-        self._record(state, primary)
-        pg = self._postgres(state, record)
-        timeline = primary_timeline(pg, primary)
-
-        if is_alive(record) and following(pg, site, primary, timeline):
-            if hba is not None and hba_on_disk(pg, site) != hba:
-                pg.write_hba(site, hba)
-                send(record, signal.SIGHUP)  # pg_hba.conf is re-read on reload
-            log_event("compute.rejoin", site=site, primary=primary, outcome="already",
-                      seconds=f"{time.monotonic() - t0:.2f}")
-            return ALREADY.format(primary=primary)
-
-        primary_timeline(pg, primary, checkpoint=True)  # so that pg_rewind sees the fork
-        self.stop_database(site, timeout=min(30.0, left()))
-        how, aside = rewind_or_rebuild(pg, site, primary, left)
-        pg.configure_standby(site, primary)
-        if hba is not None:
-            pg.write_hba(site, hba)
-        new = self._spawn(pg, site)
-        self._await(new, partial(pg.wait_ready, site), left(), "accept connections")
-        self._await(new, partial(wait_following, pg, site, primary, timeline), left(),
-                    f"stream from {primary} on its timeline {timeline}")
-        if aside is not None:
-            shutil.rmtree(aside)  # the new data dir works: the old one can go
-        log_event("compute.rejoin", site=site, primary=primary, outcome=how, pid=new.pid,
-                  seconds=f"{time.monotonic() - t0:.2f}")
-        return how
-
     # -- faults (drills) -------------------------------------------------------
 
     def _signal(self, records: list[ProcessRecord], sig: signal.Signals, **where: str) -> str:
@@ -272,18 +177,54 @@ class LabCompute:
         return self._signal(self._site_records(site), signal.SIGCONT, site=site)
 
     def crash_database(self, site: str, timeout: float = 10) -> str:
-        """SIGKILL the site's PostgreSQL server and every backend: a crash, not a shutdown."""
-        record = self._record(self._state(), site)
-        count = self._kill([record], timeout)
-        log_event("compute.crash", site=site, pid=record.pid, processes=count)
-        return f"killed {record.name} (pid {record.pid}, {count} processes)"
+        """SIGKILL the site's PostgreSQL server and every backend, and keep it down.
+
+        Through the site's agent (``stop mode=kill``): left to itself the agent
+        would start a crashed server again at once; this fault is a server that
+        does not come back (a lost disk), so that the controller has to move.
+        """
+        agent = self._agent(self._state(), site)
+        try:
+            said = agent.stop_database(mode="kill", timeout=timeout)
+        finally:
+            agent.close()
+        log_event("faults.crash", site=site, outcome=said.get("outcome"))
+        return f"killed postgres@{site}: {said.get('outcome')}; its agent keeps it down"
 
     def kill_site(self, site: str, timeout: float = 10) -> str:
         """SIGKILL every recorded process of the site: the provider cut it off."""
         records = self._site_records(site)
         count = self._kill(records, timeout)
-        log_event("compute.kill", site=site, processes=count)
+        log_event("faults.kill", site=site, processes=count)
         return f"killed {', '.join(r.name for r in records)} ({count} processes)"
+
+    def cut_off(self, site: str) -> str:
+        """Cut the whole site off from the controller and its vantage points (nftables).
+
+        Everything the controller's process opens to the site's address is
+        dropped (the drill runs it with ``partition.CONTROLLER_GID``); the
+        workload, the site's own parts and the other site still reach it.
+        """
+        layout = self._state().layout
+        # The other site's PostgreSQL (the postgres group) is cut from this site's
+        # database too: a standby still streaming from the old primary would tell
+        # the engine that the primary lives, and a provider's partition cuts both.
+        postgres_gid = RunAs.service("postgres").group
+        also = [] if postgres_gid is None else [(postgres_gid, layout.postgres_port)]
+        said = partition.cut_off(layout.address(site), partition.CONTROLLER_GID, site,
+                                 also=also)
+        log_event("faults.cut_off", site=site)
+        return said + ("; replication to it cut too" if also else "")
+
+    def controller_group(self) -> int | None:
+        """``partition.CONTROLLER_GID`` as root (nftables needs it), else None."""
+        return partition.CONTROLLER_GID if os.geteuid() == 0 else None
+
+    def heal(self, site: str) -> str:
+        """Undo ``cut_off``."""
+        said = partition.heal(site)
+        log_event("faults.heal", site=site)
+        return said
 
     # -- repairs (drills) --------------------------------------------------------
 
@@ -318,19 +259,27 @@ class LabCompute:
             done.append(f"route53@{site} started (pid {record.pid}), zone {layout.zone} "
                         f"created, answering {primary}")
         done += self._restart_apis(state, site, secrets)
-        if site == primary:  # nothing moved: the site comes back as what it was
-            self.start_database(site, timeout=timeout)
-            done.append(f"postgres@{site}: running")
-        else:
-            how = self.rejoin_database(site, primary, timeout=timeout)
-            done.append(f"postgres@{site}: {how} as a standby of {primary}")
-        role = "primary" if site == primary else "standby"
-        record = self._restart(state, f"app@{site}", partial(refapp.start, layout, paths, site),
-                               partial(refapp.wait_ready, layout, site, role),
-                               f"serve as a {role}'s app")
+        record = self._restart(state, f"agent@{site}", partial(agents.start, layout, paths, site),
+                               partial(agents.wait_answers, layout, paths, site), "answer")
         if record is not None:
-            done.append(f"app@{site} started (pid {record.pid})")
-        log_event("compute.restore", site=site, primary=primary, done=len(done))
+            done.append(f"agent@{site} started (pid {record.pid})")
+        agent = self._agent(state, site)
+        try:
+            if site == primary:  # nothing moved: the site comes back as what it was
+                agent.start_database(timeout=timeout)
+                done.append(f"postgres@{site}: running")
+            else:
+                how = agent.run("rejoin", {"primary_host": layout.address(primary),
+                                           "primary_port": layout.postgres_port,
+                                           "timeout": timeout}, timeout=timeout + 10)["how"]
+                done.append(f"postgres@{site}: {how} as a standby of {primary}")
+            said = agent.start_app()
+        finally:
+            agent.close()
+        role = "primary" if site == primary else "standby"
+        refapp.wait_ready(layout, site, role, timeout=PART_READY_TIMEOUT)
+        done.append(f"app@{site} serves as a {role}'s app (pid {said.get('pid')})")
+        log_event("faults.restore", site=site, primary=primary, done=len(done))
         return done
 
     def _restart(
@@ -380,7 +329,7 @@ class LabCompute:
         ``hcloud@hetzner``): the project is blocked, so every call is
         refused with 403 forbidden. Idempotent.
         """
-        return self._on_api(site, "compute.revoke_api", ec2.revoke, hcloud_api.block)
+        return self._on_api(site, "faults.revoke_api", ec2.revoke, hcloud_api.block)
 
     def restore_api_credentials(self, site: str) -> str:
         """Undo ``revoke_api_credentials``; returns a line for a timeline.
@@ -389,7 +338,7 @@ class LabCompute:
         (the controller reads the file at every look). Hetzner: the project is
         unblocked; its token never changed. Idempotent.
         """
-        return self._on_api(site, "compute.restore_api", ec2.restore, hcloud_api.unblock)
+        return self._on_api(site, "faults.restore_api", ec2.restore, hcloud_api.unblock)
 
     def _on_api(
         self, site: str, event: str, on_ec2: Callable[[LabLayout, LabPaths], str],

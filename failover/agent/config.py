@@ -1,0 +1,108 @@
+"""The agent's configuration: one host, its PostgreSQL server and its app.
+
+The same file serves the lab (``lab up`` writes one per site) and a real
+host (cloud-init writes ``/etc/failover/agent.yaml``). Paths are absolute or
+relative to the file; secrets are never in it, only the files that hold them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from failover.configpaths import resolve_paths
+from failover.exceptions import ConfigError
+
+_SITE = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PostgresSpec(_Strict):
+    """The site's PostgreSQL server as the agent runs it (in the foreground, its child)."""
+
+    bindir: Path = Field(description="where postgres, pg_rewind and pg_basebackup are")
+    data_dir: Path
+    address: str = Field(description="the address it listens on (and the agent reaches it at)")
+    port: int = Field(5432, ge=1, le=65535)
+    os_user: str | None = Field("postgres", description="the OS user it runs as; null: ours")
+    superuser: str = "postgres"
+    replication_user: str = "replicator"
+    passfile: Path = Field(description="pgpass file (0600) with both users' passwords")
+    settings: dict[str, str] = Field(
+        default_factory=dict, description="-c name=value on its command line")
+    log: Path
+
+
+class AppSpec(_Strict):
+    """The site's app: a command the agent runs and restarts."""
+
+    argv: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    log: Path
+
+
+class AgentConfig(_Strict):
+    """One agent: where it listens, its secret, its state, what it supervises."""
+
+    site: str
+    listen: str = Field(description="ADDRESS:PORT of the agent's API")
+    secret_file: Path = Field(description="the per-site secret requests are signed with (0600)")
+    state_dir: Path = Field(description="journal, lease and children files (made 0700)")
+    postgres: PostgresSpec
+    app: AppSpec | None = None
+    max_signature_age: float = Field(30.0, gt=0, le=300)
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        if not _SITE.fullmatch(value):
+            raise ValueError("a site's name is lower-case letters, digits and dashes")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        try:
+            ipaddress.ip_address(host)
+            if not 1 <= int(port) <= 65535:
+                raise ValueError
+        except ValueError:
+            raise ValueError("must be ADDRESS:PORT, e.g. 10.0.0.5:7070") from None
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) the API listens on."""
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+def load_agent_config(path: Path) -> AgentConfig:
+    """Read and check an agent's config file; a ConfigError names what is wrong."""
+    try:
+        data: Any = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"agent config {path} not found") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read agent config {path}: {' '.join(str(exc).split())}") \
+            from None
+    try:
+        return AgentConfig.model_validate(resolve_paths(data, path.parent.absolute()))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+
+
+def dump_agent_config(config: AgentConfig) -> str:
+    """The config as YAML (what ``lab up`` writes)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

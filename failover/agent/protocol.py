@@ -1,0 +1,59 @@
+"""How the engine and an agent sign what they send each other.
+
+Requests use the webhook's scheme (``failover.watch.webhook``: timestamp,
+HMAC-SHA256, staleness and replay checks) over the method and path as well as
+the body, so that a captured ``POST /v1/lease`` cannot be replayed as a
+``POST /v1/unfence``. An answer is signed too, over the request's own
+signature and the answer's body: a forged "fenced" from something between
+the two would let the controller promote beside a live primary.
+
+Why signatures rather than mutual TLS: the controller already signs its
+webhook this way, a per-site secret in a 0600 file is the whole setup (no CA,
+no certificate to renew on a host that may have to be rebuilt from nothing),
+and each request, not only each connection, is checked for age and reuse.
+Nothing secret travels in a request; a deployment that wants the traffic
+encrypted puts TLS in front (the URL may be https).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Mapping
+
+from failover.watch.webhook import SCHEME, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+OPERATION_HEADER = "X-Failover-Operation"
+OPERATION_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+MAX_BODY_BYTES = 256 * 1024  # an hba file is the largest thing sent
+
+
+def signed_request(method: str, path: str, body: bytes) -> bytes:
+    """The bytes a request's signature covers: method, path, body."""
+    return f"{method.upper()} {path}\n".encode() + body
+
+
+def signed_answer(request_signature: str, body: bytes) -> bytes:
+    """The bytes an answer's signature covers: the request's signature and the body."""
+    return f"answer {request_signature.strip().lower()}\n".encode() + body
+
+
+def sign_request(secret: bytes, method: str, path: str, body: bytes) -> dict[str, str]:
+    """The headers that sign a request now."""
+    return sign(secret, signed_request(method, path, body))
+
+
+def sign_answer(secret: bytes, request_signature: str, body: bytes) -> dict[str, str]:
+    """The headers that sign an answer to a request."""
+    return sign(secret, signed_answer(request_signature, body))
+
+
+def answer_is_genuine(secret: bytes, request_signature: str, headers: Mapping[str, str],
+                      body: bytes) -> bool:
+    """Whether an answer was signed by the agent for this very request."""
+    stamp = headers.get(TIMESTAMP_HEADER, "")
+    given = headers.get(SIGNATURE_HEADER, "").strip().lower()
+    if not stamp.isdigit() or not given.startswith(SCHEME):
+        return False
+    expected = sign(secret, signed_answer(request_signature, body), timestamp=int(stamp))
+    return hmac.compare_digest(given, expected[SIGNATURE_HEADER])

@@ -1,0 +1,157 @@
+"""The agent's HTTP API: signed requests in, signed JSON answers out.
+
+``GET /v1/status``, ``GET /v1/operations/<id>`` and ``POST /v1/<operation>``
+(see ``Agent.handlers``). Every request is signed (``protocol``); every POST
+carries an operation id. A POST answers 200 with the operation's record when
+it ended within its ``wait`` (default 5 s), else 202 with the record so far:
+poll ``/v1/operations/<id>``. Errors are one line of JSON: ``{"error":
+code, "message": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from failover import logs
+from failover.agent.agent import Agent, BadRequest, OperationConflict
+from failover.agent.journal import Operation
+from failover.agent.protocol import (
+    MAX_BODY_BYTES,
+    OPERATION_HEADER,
+    OPERATION_ID,
+    sign_answer,
+    signed_request,
+)
+from failover.waiting import WaitTimeout, wait_for
+from failover.watch.webhook import SIGNATURE_HEADER, SignalRefused, verify
+
+log = logging.getLogger("failover.agent")
+MAX_WAIT = 30.0
+
+
+class _Refused(Exception):
+    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class AgentServer(ThreadingHTTPServer):
+    """The HTTP server of one agent."""
+
+    daemon_threads = True
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        super().__init__(agent.config.address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: AgentServer
+    protocol_version = "HTTP/1.1"
+    server_version = "failover-agent"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # requests are logged as events, not as Apache lines on stderr
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        signature = ""
+        try:
+            body = self._body()
+            signature, op = self._verify(method, body)
+            status, answer = self._route(method, body, op)
+        except _Refused as exc:
+            status, answer = exc.status, {"error": exc.code, "message": exc.message}
+            logs.log_event(log, "agent.refused", method=method, path=self.path, code=exc.code)
+        except Exception as exc:  # a bug: say so in one line, keep serving
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            answer = {"error": "internal", "message": f"{type(exc).__name__}: {exc}"}
+            log.exception("agent request failed")
+        self._answer(status, answer, signature)
+
+    def _body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", "bad Content-Length") from None
+        if length > MAX_BODY_BYTES:
+            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too-large",
+                           f"a request body is at most {MAX_BODY_BYTES} bytes")
+        return self.rfile.read(length) if length else b""
+
+    def _verify(self, method: str, body: bytes) -> tuple[str, str | None]:
+        agent = self.server.agent
+        try:
+            verify(agent.secret, dict(self.headers.items()),
+                   signed_request(method, self.path, body), now=time.time(),
+                   max_age=agent.config.max_signature_age, guard=agent.journal,
+                   whose=f"agent {agent.config.site}'s")
+        except SignalRefused as exc:
+            raise _Refused(HTTPStatus.UNAUTHORIZED, exc.reason, str(exc)) from None
+        op = self.headers.get(OPERATION_HEADER)
+        if method == "POST" and (op is None or not OPERATION_ID.fullmatch(op)):
+            raise _Refused(HTTPStatus.BAD_REQUEST, "no-operation-id",
+                           f"every POST carries {OPERATION_HEADER}: 8 to 64 of A-Z a-z 0-9 . _ -")
+        return self.headers.get(SIGNATURE_HEADER, ""), op
+
+    def _route(self, method: str, body: bytes, op: str | None) -> tuple[HTTPStatus, Any]:
+        agent = self.server.agent
+        path = self.path.split("?", 1)[0]
+        if method == "GET" and path == "/v1/status":
+            return HTTPStatus.OK, agent.status()
+        if method == "GET" and path.startswith("/v1/operations/"):
+            record = agent.journal.get(path.removeprefix("/v1/operations/"))
+            if record is None:
+                raise _Refused(HTTPStatus.NOT_FOUND, "unknown-operation", "no such operation")
+            return HTTPStatus.OK, record.to_dict()
+        kind = path.removeprefix("/v1/")
+        if method != "POST" or not path.startswith("/v1/") or kind not in agent.handlers():
+            raise _Refused(HTTPStatus.NOT_FOUND, "not-found", f"no {method} {path}")
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", "the body is not JSON") from None
+        if not isinstance(params, dict):
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", "the body is a JSON object")
+        wait = params.pop("wait", 5.0)
+        if not isinstance(wait, int | float) or not 0 <= wait <= MAX_WAIT:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", f"wait is 0 to {MAX_WAIT:g} s")
+        assert op is not None
+        try:
+            record = agent.submit(op, kind, params)
+        except OperationConflict as exc:
+            raise _Refused(HTTPStatus.CONFLICT, "operation-conflict", str(exc)) from None
+        except BadRequest as exc:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", str(exc)) from None
+        if record.state == "running":
+            def ended() -> Operation | None:
+                now = agent.journal.get(op)
+                return now if now is not None and now.state != "running" else None
+
+            try:
+                record = wait_for(ended, timeout=float(wait), what=f"operation {op}", retry_on=())
+            except WaitTimeout:
+                record = agent.journal.get(op) or record
+        return (HTTPStatus.ACCEPTED if record.state == "running" else HTTPStatus.OK,
+                record.to_dict())
+
+    def _answer(self, status: HTTPStatus, answer: Any, signature: str) -> None:
+        data = json.dumps(answer).encode() + b"\n"
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if signature:
+            for name, value in sign_answer(self.server.agent.secret, signature, data).items():
+                self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)

@@ -1,0 +1,21 @@
+"""Relative file paths in a config file, made absolute against the file's folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PATH_KEYS = ("file", "state_dir", "journal")  # *_file, e.g. token_file, password_file
+
+
+def resolve_paths(data: Any, base: Path) -> Any:
+    """Make relative file paths absolute against the config file's folder."""
+    if isinstance(data, dict):
+        return {
+            k: (str(base / v) if k.endswith(PATH_KEYS) and isinstance(v, str)
+                and not Path(v).is_absolute() else resolve_paths(v, base))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [resolve_paths(v, base) for v in data]
+    return data

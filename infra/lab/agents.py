@@ -1,0 +1,99 @@
+"""The lab's site agents: one ``failover agent`` per site, running its PostgreSQL and app.
+
+``lab up`` writes each agent's config (``agents/<site>/agent.yaml``) and a
+per-site secret, and starts the agent, which starts the site's server and
+app as its children and records them in ``agents/<site>/children.json``. The
+lab keeps the agent's PID in ``lab.json`` and reads the children's from
+there, so that ``lab status`` shows them and ``lab down`` stops every one by
+PID, even when the agent is gone.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+from failover.agent.client import AgentClient
+from failover.agent.config import AgentConfig, AppSpec, dump_agent_config
+from failover.agent.supervisor import read_children
+from failover.exceptions import ProviderError
+from failover.processes import ProcessRecord, spawn
+from failover.secretfiles import read_private, write_private
+from failover.waiting import wait_for
+from infra.lab import refapp
+from infra.lab.layout import LabLayout
+from infra.lab.paths import LabPaths
+from infra.lab.postgres import LabPostgres
+
+
+def agent_dir(paths: LabPaths, site: str) -> Path:
+    """A site agent's own directory: its config, journal, lease and children files."""
+    return paths.root / "agents" / site
+
+
+def secret_file(paths: LabPaths, site: str) -> Path:
+    """The secret that signs requests to a site's agent."""
+    return paths.secrets / f"agent-{site}.secret"
+
+
+def agent_url(layout: LabLayout, site: str) -> str:
+    """Where a site's agent listens."""
+    return f"http://{layout.address(site)}:{layout.agent_port}"
+
+
+def write_agent(layout: LabLayout, paths: LabPaths, pg: LabPostgres, site: str) -> Path:
+    """Write the site agent's secret and config; returns the config's path."""
+    write_private(secret_file(paths, site), secrets.token_urlsafe(32) + "\n")
+    home = agent_dir(paths, site)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = refapp.app_settings(layout, paths, site)
+    config = AgentConfig(
+        site=site, listen=f"{layout.address(site)}:{layout.agent_port}",
+        secret_file=secret_file(paths, site), state_dir=home,
+        postgres=pg.spec(site),
+        app=AppSpec(argv=refapp.argv(layout, site), env=env, log=paths.log(f"app@{site}")),
+    )
+    path = home / "agent.yaml"
+    path.write_text(dump_agent_config(config))
+    return path
+
+
+def start(layout: LabLayout, paths: LabPaths, site: str) -> ProcessRecord:
+    """Start a site's agent (it starts the site's server and app), as ``write_agent`` set up."""
+    config = agent_dir(paths, site) / "agent.yaml"
+    argv = [sys.executable, "-m", "failover.agent", "--config", str(config)]
+    return spawn(f"agent@{site}", argv, log=paths.log(f"agent@{site}"),
+                 env=refapp.clean_env())
+
+
+def client(layout: LabLayout, paths: LabPaths, site: str) -> AgentClient:
+    """A client of a site's agent."""
+    secret = read_private(secret_file(paths, site), "agent secret file").strip()
+    return AgentClient(agent_url(layout, site), secret.encode(), site=site)
+
+
+def wait_answers(layout: LabLayout, paths: LabPaths, site: str, timeout: float = 30.0) -> None:
+    """Wait until the agent answers (its database may still be down)."""
+    agent = client(layout, paths, site)
+    try:
+        wait_for(lambda: agent.status(timeout=1.0), timeout=timeout,
+                 what=f"agent@{site} to answer", retry_on=ProviderError)
+    finally:
+        agent.close()
+
+
+def wait_ready(layout: LabLayout, paths: LabPaths, site: str, timeout: float = 30.0) -> None:
+    """Wait until the agent answers and its database accepts connections."""
+    agent = client(layout, paths, site)
+    try:
+        wait_for(lambda: agent.status(timeout=1.0).get("role") in ("primary", "standby"),
+                 timeout=timeout, what=f"agent@{site} and its database to answer",
+                 retry_on=ProviderError)
+    finally:
+        agent.close()
+
+
+def children(paths: LabPaths, site: str, parent: str) -> list[ProcessRecord]:
+    """The processes a site's agent recorded, marked as its children."""
+    return [r.child_of(parent) for r in read_children(agent_dir(paths, site))]
