@@ -95,6 +95,7 @@ class LeaseKeeper:
         self.last_ok: dict[str, float] = {}
         self._failing: dict[str, str] = {}
         self._misses: dict[str, int] = {}
+        self.held: str | None = None  # the site last renewed
 
     def start(self) -> None:
         """Begin renewing."""
@@ -136,6 +137,7 @@ class LeaseKeeper:
             self._failing[site] = why
             return False
         self._misses[site] = 0
+        self.held = site
         if site in self._failing:
             logs.log_event(log, "lease.renew", site=site, outcome="ok again")
             del self._failing[site]

@@ -289,6 +289,8 @@ class Agent:
         self.host.configure_standby(host, port)
         if hba is not None:
             self.host.write_hba(hba)
+        else:
+            self._drop_copied_fence()
         say(f"{how}; starting postgres as a standby")
         self.supervisor.start("postgres")
         self.host.wait_ready(timeout=left())
@@ -296,6 +298,15 @@ class Agent:
         if aside is not None:
             shutil.rmtree(aside)  # the new data dir works: the old one can go
         return {"how": how}
+
+    def _drop_copied_fence(self) -> None:
+        """pg_rewind and pg_basebackup copy the primary's pg_hba.conf: a fence there (its
+        sidecar comes along) must not lock this standby's own clients out once promoted."""
+        copied = self.host.hba()
+        sidecar = Path(str(self.host.hba_path) + fencing.UNFENCED_SUFFIX)
+        if copied is not None and is_fence(copied) and sidecar.exists():
+            self.host.write_hba(read_private_text(str(sidecar)))
+            sidecar.unlink()
 
     def _reload(self) -> None:
         record = self.supervisor.child("postgres").record
@@ -335,5 +346,11 @@ class Agent:
 
 
 def read_private_text(path: str) -> str:
-    """A 0600 file's text (the fence's sidecar)."""
-    return read_private(Path(path), "the fence's sidecar")
+    """The fence's sidecar (the original pg_hba.conf), never read through a link.
+
+    Not held to 0600 as a secret is: the engine's fence writes it over SQL,
+    and PostgreSQL's lo_export makes every file it writes 0644.
+    """
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8",
+                   errors="surrogateescape") as file:
+        return file.read()

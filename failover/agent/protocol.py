@@ -3,9 +3,13 @@
 Requests use the webhook's scheme (``failover.watch.webhook``: timestamp,
 HMAC-SHA256, staleness and replay checks) over the method and path as well as
 the body, so that a captured ``POST /v1/lease`` cannot be replayed as a
-``POST /v1/unfence``. An answer is signed too, over the request's own
-signature and the answer's body: a forged "fenced" from something between
-the two would let the controller promote beside a live primary.
+``POST /v1/unfence``, and over a random nonce of the sender's
+(``X-Failover-Nonce``): the timestamp is whole seconds, and two equal
+requests in one second (a status asked twice, a poll, a retry under the same
+operation id) must be two signatures, not one request and its replay. An
+answer is signed too, over the request's own signature and the answer's
+body: a forged "fenced" from something between the two would let the
+controller promote beside a live primary.
 
 Why signatures rather than mutual TLS: the controller already signs its
 webhook this way, a per-site secret in a 0600 file is the whole setup (no CA,
@@ -19,18 +23,20 @@ from __future__ import annotations
 
 import hmac
 import re
+import secrets
 from collections.abc import Mapping
 
 from failover.watch.webhook import SCHEME, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 OPERATION_HEADER = "X-Failover-Operation"
+NONCE_HEADER = "X-Failover-Nonce"  # two identical requests in one second differ by it
 OPERATION_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 MAX_BODY_BYTES = 256 * 1024  # an hba file is the largest thing sent
 
 
-def signed_request(method: str, path: str, body: bytes) -> bytes:
-    """The bytes a request's signature covers: method, path, body."""
-    return f"{method.upper()} {path}\n".encode() + body
+def signed_request(method: str, path: str, body: bytes, *, nonce: str) -> bytes:
+    """The bytes a request's signature covers: method, path, the sender's nonce, body."""
+    return f"{method.upper()} {path} {nonce}\n".encode() + body
 
 
 def signed_answer(request_signature: str, body: bytes) -> bytes:
@@ -39,8 +45,9 @@ def signed_answer(request_signature: str, body: bytes) -> bytes:
 
 
 def sign_request(secret: bytes, method: str, path: str, body: bytes) -> dict[str, str]:
-    """The headers that sign a request now."""
-    return sign(secret, signed_request(method, path, body))
+    """The headers that sign a request now, with a fresh nonce."""
+    nonce = secrets.token_hex(16)
+    return {**sign(secret, signed_request(method, path, body, nonce=nonce)), NONCE_HEADER: nonce}
 
 
 def sign_answer(secret: bytes, request_signature: str, body: bytes) -> dict[str, str]:

@@ -10,6 +10,7 @@ code, "message": ...}``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from failover.agent.agent import Agent, BadRequest, OperationConflict
 from failover.agent.journal import Operation
 from failover.agent.protocol import (
     MAX_BODY_BYTES,
+    NONCE_HEADER,
     OPERATION_HEADER,
     OPERATION_ID,
     sign_answer,
@@ -65,10 +67,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("POST")
 
     def _serve(self, method: str) -> None:
-        signature = ""
+        # Refusals are signed too, so that the sender can trust (and show) why.
+        signature = self.headers.get(SIGNATURE_HEADER, "")
         try:
             body = self._body()
-            signature, op = self._verify(method, body)
+            op = self._verify(method, body)
             status, answer = self._route(method, body, op)
         except _Refused as exc:
             status, answer = exc.status, {"error": exc.code, "message": exc.message}
@@ -89,11 +92,12 @@ class _Handler(BaseHTTPRequestHandler):
                            f"a request body is at most {MAX_BODY_BYTES} bytes")
         return self.rfile.read(length) if length else b""
 
-    def _verify(self, method: str, body: bytes) -> tuple[str, str | None]:
+    def _verify(self, method: str, body: bytes) -> str | None:
         agent = self.server.agent
         try:
             verify(agent.secret, dict(self.headers.items()),
-                   signed_request(method, self.path, body), now=time.time(),
+                   signed_request(method, self.path, body,
+                                  nonce=self.headers.get(NONCE_HEADER, "")), now=time.time(),
                    max_age=agent.config.max_signature_age, guard=agent.journal,
                    whose=f"agent {agent.config.site}'s")
         except SignalRefused as exc:
@@ -102,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and (op is None or not OPERATION_ID.fullmatch(op)):
             raise _Refused(HTTPStatus.BAD_REQUEST, "no-operation-id",
                            f"every POST carries {OPERATION_HEADER}: 8 to 64 of A-Z a-z 0-9 . _ -")
-        return self.headers.get(SIGNATURE_HEADER, ""), op
+        return op
 
     def _route(self, method: str, body: bytes, op: str | None) -> tuple[HTTPStatus, Any]:
         agent = self.server.agent
@@ -154,4 +158,6 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in sign_answer(self.server.agent.secret, signature, data).items():
                 self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        # The sender may have stopped waiting (its timeout); what was done is journaled.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(data)

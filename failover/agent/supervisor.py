@@ -94,10 +94,21 @@ class Supervisor:
         raise KeyError(kind)
 
     def begin(self) -> None:
-        """Start every wanted child now and look after them from a thread."""
+        """Start every wanted child now and look after them from a thread.
+
+        A child that an earlier agent started and that still runs (that agent
+        was killed; its children ran on) is adopted, not started a second time
+        beside itself and lost from children.json.
+        """
+        left = {r.name: r for r in read_children(self.state_dir)}
         for child in self.children.values():
-            if child.wanted:
+            record = left.get(child.name)
+            if record is not None and is_alive(record):
+                child.record, child.started_at = record, time.monotonic()
+                logs.log_event(log, "agent.child.adopted", child=child.name, pid=record.pid)
+            elif child.wanted:
                 self._start(child)
+        self._save()
         self._thread = threading.Thread(target=self._loop, name="agent-supervisor", daemon=True)
         self._thread.start()
 

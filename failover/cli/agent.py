@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -72,8 +71,8 @@ def status(site: str, config: Path | None, state_dir: Path | None, as_json: bool
 def install(unit: bool, agent_config: Path, dest: Path, force: bool) -> None:
     """Install the agent on this host as a systemd unit (then: systemctl enable --now
     failover-agent). A new server's cloud-init writes the very same unit."""
-    from failover.agent.install import install_unit
+    from failover.agent.install import default_executable, install_unit
 
-    path = install_unit(dest, agent_config, executable=sys.argv[0], force=force)
+    path = install_unit(dest, agent_config, default_executable(), force=force)
     click.echo(f"wrote {path}; start it: systemctl daemon-reload && systemctl enable --now "
                f"{path.stem}")

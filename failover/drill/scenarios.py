@@ -198,9 +198,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "partition",
             "the primary site is cut off from the controller and its vantage points "
-            "(nftables, root only) while clients still reach it: the controller promotes "
-            "the standby and the old primary, its lease lapsed, fences itself: no write is "
-            "acknowledged there after the promote",
+            "(nftables, root only) while clients and the standby still reach it: its lease "
+            "lapses, so it fences itself, and the controller promotes the standby: no write "
+            "is acknowledged there after the promote, none is lost",
             planned=False, inject=_cut, act=_promoted, repair=_heal,
             expects=(no_split_brain_writes,), cuts=True,
         ),

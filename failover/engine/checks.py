@@ -7,6 +7,8 @@ and a resumed run, and the answer must not depend on who asks.
 
 from __future__ import annotations
 
+import time
+
 from failover.engine.deployment import Deployment, Topology
 
 MAX_LAG_BYTES = 16 * 1024 * 1024  # a switchover to a standby further behind is refused
@@ -41,10 +43,23 @@ def emergency_problem(deployment: Deployment, topology: Topology, target: str) -
     view = topology.sites[target]
     if not view.reachable:
         return f"{target}'s database does not answer ({view.error}); it cannot be promoted"
-    if view.upstream is not None:
+    if view.upstream is not None and not _lease_lapsed(deployment, view.upstream):
         return (f"{target} still streams from {view.upstream}: that primary is alive as "
-                f"{target} sees it; for a planned move use: failover switchover --to {target}")
+                f"{target} sees it; for a planned move use: failover switchover --to {target}"
+                " (an emergency promote waits until its lease has lapsed)")
     return _readiness_problem(deployment, target)
+
+
+def _lease_lapsed(deployment: Deployment, site: str) -> bool:
+    """Whether ``site``'s lease has certainly lapsed: then it has fenced itself.
+
+    A standby may still stream from a primary that only the controller cannot
+    reach (a partition): once that primary's lease has lapsed its agent has
+    fenced it, it takes no more writes, and what it wrote has reached the
+    standby, which may then be promoted.
+    """
+    lapsed_by = deployment.lease_book.lapsed_by(site)
+    return lapsed_by is not None and time.time() >= lapsed_by
 
 
 def _readiness_problem(deployment: Deployment, site: str) -> str | None:

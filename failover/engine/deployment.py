@@ -8,6 +8,7 @@ once, so that plans are made from what the servers say now.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -45,6 +46,10 @@ from failover.secretfiles import check_trusted_dir, read_private
 # round trip; the emergency path looks three times (plan, check, fence), so
 # each second here is three seconds of downtime when a site goes dark.
 ASK_TIMEOUT = 1.0
+# How long a site the controller has just seen go dark gets to answer instead: a
+# live server answers the protocol's first message in a round trip, and each look
+# at a dark site in an emergency is that much more downtime.
+DARK_ASK_TIMEOUT = 0.25
 
 
 class Compute(Protocol):
@@ -117,6 +122,7 @@ class Deployment:
         self.config = config
         self.source = source  # where the configuration came from, for messages
         self._agents: dict[str, AgentClient] = {}
+        self._dark: dict[str, float] = {}  # site -> time.monotonic() until it counts as dark
 
     def endpoint(self, site: str) -> PgEndpoint:
         """How the engine reaches a site's database (as a superuser)."""
@@ -187,8 +193,19 @@ class Deployment:
                 return name
         return None
 
+    def mark_dark(self, site: str, seconds: float) -> None:
+        """The controller saw ``site`` go dark: ask it only briefly for ``seconds``."""
+        self._dark[site] = time.monotonic() + seconds
+
+    def ask_timeout(self, site: str, timeout: float = ASK_TIMEOUT) -> float:
+        """How long to wait for ``site`` to answer: shorter while it is known to be dark."""
+        if self._dark.get(site, 0.0) > time.monotonic():
+            return min(timeout, DARK_ASK_TIMEOUT)
+        return timeout
+
     def view(self, site: str, timeout: float = ASK_TIMEOUT) -> SiteView:
         """Ask one site's database who it is."""
+        timeout = self.ask_timeout(site, timeout)
         try:
             with self.endpoint(site).connect(timeout=timeout) as conn:
                 state = server_state(conn)

@@ -12,6 +12,7 @@ from typing import Any
 
 from failover.dns.base import DnsProvider
 from failover.engine.deployment import Deployment
+from failover.exceptions import FailoverError
 
 
 def _dns_answers(
@@ -35,6 +36,17 @@ def _dns_answers(
     }
 
 
+def _lease(deployment: Deployment, site: str) -> dict[str, Any] | None:
+    """The site's lease as its agent holds it; None without an agent or an answer."""
+    agent = deployment.agent(site)
+    if agent is None:
+        return None
+    try:
+        return dict(agent.status(timeout=deployment.ask_timeout(site, 2.0)).get("lease") or {})
+    except FailoverError:
+        return None
+
+
 def deployment_status(deployment: Deployment) -> dict[str, Any]:
     """The deployment's state as JSON-ready data (see DESIGN.md, "Commands")."""
     topology = deployment.observe()
@@ -54,6 +66,11 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
             pool.map(lambda p: _dns_answers(deployment, p, primary), deployment.dns_providers),
             strict=True,
         ))
+        leases = dict(zip(
+            deployment.config.sites,
+            pool.map(lambda s: _lease(deployment, s), deployment.config.sites),
+            strict=True,
+        ))
     sites: dict[str, Any] = {}
     for name, view in topology.sites.items():
         lag = lags.get(deployment.application_name(name))
@@ -69,6 +86,7 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
             "sync_state": lag.sync_state if lag else None,
             "app_ready": ready[name].ready,
             "app": ready[name].detail,
+            "lease": leases[name],
             "error": view.error,
         }
     warnings = []
@@ -85,10 +103,17 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
     for name, site in sites.items():
         if site["role"] == "standby" and site["upstream"] is None:
             warnings.append(f"{name} is a standby that streams from no one")
+    lease = leases.get(primary) if primary else None
+    leases_on = lease is not None and lease.get("state") == "held"
+    if lease is not None and lease.get("state") == "lapsed":
+        warnings.append(f"{primary}'s lease has lapsed: it has fenced itself; start the "
+                        "controller (failover watch), whose renewal lifts the fence")
     last = deployment.journal.last()
     return {
         "config": deployment.source,
         "primary": primary,
+        "leases": "on: a controller renews the primary's lease" if leases_on else
+                  "off: no controller renews the primary's lease (moves by hand only)",
         "healthy": not warnings,
         "sites": sites,
         "dns": dns,
@@ -99,7 +124,8 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
 
 def render(status: dict[str, Any]) -> str:
     """The status as a few lines for a terminal."""
-    lines = [f"primary: {status['primary'] or 'NONE'}   ({status['config']})"]
+    lines = [f"primary: {status['primary'] or 'NONE'}   ({status['config']})",
+             f"  leases {status['leases']}"]
     for name, site in status["sites"].items():
         facts = [f"streams from {site['upstream']}"] if site["upstream"] else []
         if site["lag_bytes"] is not None:

@@ -239,7 +239,7 @@ def fence(ctx: StepContext) -> dict[str, Any]:
     try:
         endpoint = ctx.deployment.endpoint(site)
         # A best-effort fence is tried on a primary believed gone: ask briefly.
-        patience = ASK_TIMEOUT if ctx.param("best_effort") else 5.0
+        patience = ctx.deployment.ask_timeout(site) if ctx.param("best_effort") else 5.0
         conn = endpoint.connect(timeout=min(patience, ctx.remaining()))
     except Exception as exc:
         if ctx.param("best_effort"):
@@ -272,7 +272,7 @@ def _fence_by_agent(ctx: StepContext, site: str) -> dict[str, Any] | None:
         return None
     try:
         done = agent.fence(f"{ctx.plan.kind} to {ctx.plan.to_site}",
-                           timeout=min(ASK_TIMEOUT, ctx.remaining()))
+                           timeout=min(ctx.deployment.ask_timeout(site), ctx.remaining()))
     except FailoverError:
         return None
     return {"fenced": True, "by": "agent", "lsn": done.get("lsn"),

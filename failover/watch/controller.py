@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,8 +28,8 @@ from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan
 from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_switchover
 from failover.exceptions import FailoverError, UnsafePlan
-from failover.lease import LeaseKeeper
 from failover.logs import log_event
+from failover.watch.guard import PrimaryGuard
 from failover.watch.metrics import WatchMetrics
 from failover.watch.notify import Notifier
 from failover.watch.policy import (
@@ -51,7 +50,7 @@ HISTORY = 10  # looks kept per probe: more than any sane `failures`
 DECISIONS_KEPT = 50
 WAKE_SPACING = 0.1  # seconds: the least time between two cycles
 LEASE_FAILED_LOOKS = 2  # failed looks at the primary's database that stop its renewals
-FENCE_AGAIN_AFTER = 5.0  # seconds before a second primary is fenced again
+DARK_FOR = 120.0  # seconds an emergency's old primary is asked only briefly
 
 
 def _summary(record: RunRecord) -> RunSummary:
@@ -93,13 +92,7 @@ class Controller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refused: dict[str, bool] = {}
         self.scheduler = ProbeScheduler(build_probes(deployment.config), self.hear)
-        self.leases: LeaseKeeper | None = None
-        if self.config.lease_seconds:
-            self.leases = LeaseKeeper(
-                deployment.lease_book, self._renew_lease, self._agent_answers,
-                self._lease_holder, seconds=self.config.lease_seconds,
-                every=self.config.lease_renew_every)
-        self._fenced_at: dict[str, float] = {}
+        self.guard = PrimaryGuard(deployment, self._lease_holder)
 
     # -- hearing -------------------------------------------------------------------
 
@@ -128,14 +121,12 @@ class Controller:
         if len(primaries) > 1 and self.primary in primaries and self._running is None:
             for other in primaries:
                 if other != self.primary:
-                    self._fence_second_primary(other)
+                    self.guard.fence_second_primary(other, self.primary)
         if len(primaries) == 1 and primaries[0] != self.primary and self._running is None:
             # Two answering as primary is a fenced old one mid-move: keep what we knew.
             if self.primary is not None:
                 log_event(log, "watch.primary", was=self.primary, now=primaries[0])
             self.primary = primaries[0]
-
-    # -- leases and a second primary ---------------------------------------------------
 
     def _lease_holder(self) -> str | None:
         """The site whose lease to renew: the primary, unless it is failing or being replaced.
@@ -152,40 +143,6 @@ class Controller:
                 o.ok for o in looks[-LEASE_FAILED_LOOKS:]):
             return None
         return primary if self.deployment.agent(primary) is not None else None
-
-    def _renew_lease(self, site: str, expires_at: float, timeout: float) -> None:
-        agent = self.deployment.agent(site)
-        assert agent is not None  # _lease_holder names only sites with an agent
-        agent.renew_lease(expires_at, timeout=timeout)
-
-    def _agent_answers(self, site: str, timeout: float) -> None:
-        agent = self.deployment.agent(site)
-        assert agent is not None
-        agent.status(timeout=timeout)
-
-    def _fence_second_primary(self, site: str) -> None:
-        """Fence a site that answers as a primary beside the one we hold to be it."""
-        now = time.monotonic()
-        if now - self._fenced_at.get(site, -FENCE_AGAIN_AFTER) < FENCE_AGAIN_AFTER:
-            return
-        self._fenced_at[site] = now
-        agent = self.deployment.agent(site)
-        if agent is None:
-            log_event(log, "watch.second_primary", site=site, primary=self.primary,
-                      outcome="no agent to fence it: fence it by hand")
-            return
-
-        def fence() -> None:
-            try:
-                said = agent.fence(f"a second primary beside {self.primary}", timeout=10)
-            except FailoverError as exc:
-                log_event(log, "watch.second_primary", site=site, outcome="failed",
-                          detail=one_line(exc))
-                return
-            log_event(log, "watch.second_primary", site=site, primary=self.primary,
-                      outcome="fenced", terminated=said.get("terminated"))
-
-        threading.Thread(target=fence, name=f"fence-{site}", daemon=True).start()
 
     def _api_refusal(self, site: str) -> None:
         looks = [o for (k, t, _v), h in self.history.items() if k == "api" and t == site
@@ -283,6 +240,8 @@ class Controller:
         elif decision.action == "prepare" and move is not None:
             self._start_run(replace(move, state="preparing"), "prepare")
         elif decision.action == "start" and move is not None:
+            if move.kind == "promote":  # the site is gone: the engine need not wait on it
+                self.deployment.mark_dark(move.from_site, DARK_FOR)
             self._start_run(move, move.kind)
         elif decision.action == "resume" and decision.run_id:
             self._start_run(None, "resume", decision.run_id)
@@ -462,8 +421,7 @@ class Controller:
         await asyncio.to_thread(self.initial_primary)
         await asyncio.to_thread(self.recover_moves)
         probes = asyncio.create_task(self.scheduler.run(stop))
-        if self.leases is not None:
-            self.leases.start()
+        self.guard.start()
         if ready is not None:
             ready()
         tick = self.config.tick
@@ -487,8 +445,7 @@ class Controller:
                     task.cancel()
         finally:
             stop.set()
-            if self.leases is not None:
-                await asyncio.to_thread(self.leases.stop)
+            await asyncio.to_thread(self.guard.stop)
             await probes
             if self._worker is not None and not self._worker.done():
                 log_event(log, "watch.stop", detail="waiting for the run under way to end")

@@ -115,10 +115,9 @@ def _rule(address: str, gid: int, ports: Collection[int]) -> list[dict[str, Any]
     return rule
 
 
-def _cut_script(table: str, address: str, gid: int, ports: Collection[int],
-                also: Collection[tuple[int, int]] = ()) -> dict[str, Any]:
-    """One transaction: the table replaced by a fresh one holding the drop rules."""
-    rules = [_rule(address, gid, ports), *(_rule(address, g, (p,)) for g, p in also)]
+def _cut_script(table: str, address: str, gid: int, ports: Collection[int]) -> dict[str, Any]:
+    """One transaction: the table replaced by a fresh one holding the drop rule."""
+    rules = [_rule(address, gid, ports)]
     return {"nftables": [
         # add then delete: the table is gone whether or not it was there, so a
         # second cut replaces the first, atomically, without an error.
@@ -143,15 +142,12 @@ def _check_gid(gid: int) -> None:
                          "would be cut off too; give the controller a group of its own")
 
 
-def cut_off(address: str, gid: int, name: str, *, ports: Collection[int] = (),
-            also: Collection[tuple[int, int]] = ()) -> str:
+def cut_off(address: str, gid: int, name: str, *, ports: Collection[int] = ()) -> str:
     """Drop every packet that processes of group ``gid`` send to ``address``; a sentence.
 
     ``ports`` limits the cut to those TCP ports (e.g. a site's database, app
     and agent, leaving a provider's API that the lab serves from the same
-    address reachable). ``also``: (gid, TCP port) pairs cut as well, groups of
-    this machine allowed (the other site's PostgreSQL, to cut replication).
-    Cutting again under the same name replaces the cut.
+    address reachable). Cutting again under the same name replaces the cut.
     """
     table = table_name(name)
     try:
@@ -161,7 +157,7 @@ def cut_off(address: str, gid: int, name: str, *, ports: Collection[int] = (),
     _check_gid(gid)
     if any(isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536 for p in ports):
         raise PartitionError(f"cut {name}: ports must be TCP ports, not {sorted(ports)!r}")
-    _nft(script=_cut_script(table, str(target), gid, ports, also))
+    _nft(script=_cut_script(table, str(target), gid, ports))
     which = f"TCP ports {', '.join(map(str, sorted(ports)))} of " if ports else ""
     return (f"cut {which}{target} off from processes of group {gid}: their packets are "
             f"dropped (nftables table {FAMILY} {table})")

@@ -34,7 +34,6 @@ from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
 from infra.lab.secrets import LabSecrets
-from infra.lab.system import RunAs
 
 log = logging.getLogger("failover.faults")
 PROVIDER = "lab"
@@ -206,15 +205,14 @@ class LabFaults:
         workload, the site's own parts and the other site still reach it.
         """
         layout = self._state().layout
-        # The other site's PostgreSQL (the postgres group) is cut from this site's
-        # database too: a standby still streaming from the old primary would tell
-        # the engine that the primary lives, and a provider's partition cuts both.
-        postgres_gid = RunAs.service("postgres").group
-        also = [] if postgres_gid is None else [(postgres_gid, layout.postgres_port)]
+        # The site's own hosts: database, app, agent. The provider APIs and object store
+        # the lab serves from the same address stay reachable (a real provider's API
+        # and Route 53 are not behind the site's network).
+        ports = (layout.postgres_port, layout.app_port, layout.agent_port)
         said = partition.cut_off(layout.address(site), partition.CONTROLLER_GID, site,
-                                 also=also)
+                                 ports=ports)
         log_event("faults.cut_off", site=site)
-        return said + ("; replication to it cut too" if also else "")
+        return said
 
     def controller_group(self) -> int | None:
         """``partition.CONTROLLER_GID`` as root (nftables needs it), else None."""
