@@ -10,6 +10,7 @@ finds what is done) and reports any other interrupted operation as failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -36,6 +37,7 @@ from failover.data.postgres import PgEndpoint
 from failover.exceptions import FailoverError, ProviderError
 from failover.processes import send
 from failover.secretfiles import read_private
+from failover.waiting import WaitTimeout
 
 log = logging.getLogger("failover.agent")
 VERSION = "1"
@@ -68,6 +70,9 @@ class Agent:
         self.host = PgHost(config.postgres)
         self.lease = Lease(self.journal, config.state_dir)
         self._db_lock = threading.RLock()  # one operation on the server at a time
+        # A renewal that comes while the lease's fence is under way waits for it and undoes
+        # it: read alone, "self_fenced" would say no until the fence ended.
+        self._lease_fence = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.supervisor = Supervisor(config.state_dir, self._children(),
@@ -126,9 +131,14 @@ class Agent:
 
     def _watch_lease(self) -> None:
         while not self._stopping.wait(WATCH_LEASE_EVERY):
-            if self.lease.lapsed() and self.journal.setting("self_fenced") != "yes":
+            # "yes": fenced for this lapse; "other": nothing of ours to do for it (a
+            # standby, or fenced by someone else). Each once: a fence writes WAL.
+            if self.lease.lapsed() and self.journal.setting("self_fenced") not in ("yes",
+                                                                                   "other"):
                 try:
-                    self._fence_for_lease()
+                    with self._lease_fence:
+                        if self.lease.lapsed():  # not renewed while we waited for the lock
+                            self._fence_for_lease()
                 except Exception as exc:  # down, starting: it starts fenced, or next look
                     _event("agent.fence.failed", site=self.config.site,
                            error=" ".join(str(exc).split())[:200])
@@ -136,11 +146,11 @@ class Agent:
     def _fence_for_lease(self) -> None:
         with self._db_lock, self.host.connect(timeout=1) as conn:
             if postgres.server_state(conn).role != "primary":
-                self.journal.set("self_fenced", "no")  # nothing to fence: a standby
+                self.journal.set("self_fenced", "other")  # nothing to fence: a standby
                 return
             done = fencing.fence(conn, self.config.postgres.superuser,
                                  f"{self.config.site}: its lease lapsed", timeout=5)
-        self.journal.set("self_fenced", "yes" if not done.already else "no")
+        self.journal.set("self_fenced", "yes" if not done.already else "other")
         _event("agent.fence", site=self.config.site, why="lease lapsed",
                terminated=done.terminated, already=done.already)
 
@@ -152,14 +162,16 @@ class Agent:
             raise BadRequest("expires_at must be Unix seconds")
         view = self.lease.renew(float(expires_at))
         regained = False
-        if self.journal.setting("self_fenced") == "yes":
-            sidecar = str(self.host.hba_path) + fencing.UNFENCED_SUFFIX
-            with self._db_lock, self.host.connect(timeout=3) as conn:
-                original = read_private_text(sidecar)
-                fencing.unfence(conn, original, timeout=10)
-            self.journal.set("self_fenced", "no")
-            regained = True
-            _event("agent.unfence", site=self.config.site, why="lease renewed")
+        with self._lease_fence:
+            if self.journal.setting("self_fenced") == "yes":
+                sidecar = str(self.host.hba_path) + fencing.UNFENCED_SUFFIX
+                with self._db_lock, self.host.connect(timeout=3) as conn:
+                    original = read_private_text(sidecar)
+                    fencing.unfence(conn, original, timeout=10)
+                regained = True
+                _event("agent.unfence", site=self.config.site, why="lease renewed")
+            if self.journal.setting("self_fenced") is not None:
+                self.journal.set("self_fenced", None)  # a later lapse is acted on afresh
         return {**view.to_dict(), "regained": regained}
 
     def release_lease(self, _body: Body) -> Body:
@@ -234,7 +246,7 @@ class Agent:
             raise BadRequest("original_hba must be text")
         with self.host.connect(timeout=3) as conn:
             fencing.unfence(conn, original, timeout=20)
-        self.journal.set("self_fenced", "no")
+        self.journal.set("self_fenced", None)
         return {"fenced": False}
 
     def start_database(self, body: Body, say: Callable[[str], None]) -> Body:
@@ -277,6 +289,12 @@ class Agent:
         self.journal.set("self_fenced", None)
         timeline = rj.primary_timeline(primary)
         running = self.supervisor.child("postgres").running()
+        if running and self.host.is_standby_dir() and not rj.following(self.host, primary,
+                                                                       timeline):
+            # A standby that has just started (its agent restarted it) connects in a
+            # moment: give it that before rewinding or copying anything.
+            with contextlib.suppress(WaitTimeout):
+                rj.wait_following(self.host, primary, timeline, timeout=min(5.0, left()))
         if running and rj.following(self.host, primary, timeline):
             if hba is not None and self.host.hba() != hba:
                 self.host.write_hba(hba)
