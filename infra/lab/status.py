@@ -29,6 +29,18 @@ def _pg(layout: LabLayout, paths: LabPaths, site: str) -> PgEndpoint:
                       passfile=str(pgpass_file(paths)))
 
 
+def _own_memory(parts: list[dict[str, Any]], records: list[ProcessRecord]) -> None:
+    """An agent's line shows its own memory: its children have lines of their own (and the
+    totals would count them twice)."""
+    by_name = {p["name"]: p for p in parts}
+    for record in records:
+        parent = by_name.get(record.parent or "")
+        if parent is not None:
+            child = by_name[record.name]
+            for key in ("rss_bytes", "pss_bytes"):
+                parent[key] = max(0, parent[key] - child[key])
+
+
 def _probe_part(
     record: ProcessRecord, layout: LabLayout, paths: LabPaths, secrets: LabSecrets
 ) -> dict[str, Any]:
@@ -121,6 +133,7 @@ def lab_status(lab: Lab) -> dict[str, Any]:
         dns_future = pool.submit(_dns, layout, secrets)
         parts = list(pool.map(lambda r: _probe_part(r, layout, paths, secrets), state.processes))
         dns = dns_future.result()
+    _own_memory(parts, state.processes)
     db_roles = {p["site"]: p["role"] for p in parts if p["kind"] == "postgres"}
     primaries = [site for site, role in db_roles.items() if role == "primary"]
     lags: dict[str, Any] = {}

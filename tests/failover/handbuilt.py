@@ -2,8 +2,10 @@
 
 ``lab_files`` writes what ``failover lab up`` leaves in a state dir (the
 configuration and every secret file it names) without starting anything.
-``HandBuiltDeployment`` is a real ``Deployment`` over those files whose
-databases and apps answer from hand-built values; ``JournalingExecutor`` is
+``FakeDeployment`` is a real ``Deployment`` over a configuration given as a
+dict, whose apps answer from hand-built values; ``HandBuiltDeployment`` is
+one over the lab's files whose databases answer from hand-built values too
+and whose sites have no agent; ``JournalingExecutor`` is
 the engine's executor minus the hosts: it journals each step of a plan as
 done, or fails at a named one, so the journal reads as after a real run.
 """
@@ -16,12 +18,14 @@ from typing import Any
 
 import yaml
 
+from failover.agent.client import AgentClient
 from failover.config import parse_config
-from failover.engine.deployment import Compute, Deployment, Readiness, SiteView, Topology
+from failover.engine.deployment import Deployment, Readiness, SiteView, Topology
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan
 from failover.exceptions import StepFailed
 from failover.secretfiles import write_private
+from infra.lab.agents import secret_file as agent_secret_file
 from infra.lab.config import lab_config
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
@@ -39,6 +43,8 @@ def lab_files(root: Path) -> Path:
     paths = LabPaths(root)
     LabSecrets.generate().save(paths, [LAYOUT.address(s) for s in ("aws", "hetzner")],
                                LAYOUT.postgres_port)
+    for site in ("aws", "hetzner"):
+        write_private(agent_secret_file(paths, site), "hand-built-agent-secret\n")
     write_private(ec2_credentials_file(paths),
                   "[default]\naws_access_key_id = AKIAHANDBUILT\n"
                   "aws_secret_access_key = not-a-real-key\n")
@@ -47,10 +53,17 @@ def lab_files(root: Path) -> Path:
 
 
 class FakeDeployment(Deployment):
-    """A Deployment whose apps' readiness is set by the test (a fake: no HTTP is sent)."""
+    """A Deployment whose apps' readiness is set by the test (a fake: no HTTP is sent).
+
+    Each agent secret file the configuration names is written when missing, as
+    ``lab up`` would, so that a plan can ask which sites have compute.
+    """
 
     def __init__(self, folder: Path, data: dict[str, Any]) -> None:
         super().__init__(parse_config(data, "failover.yaml", folder), str(folder / "failover.yaml"))
+        for site in self.config.sites.values():
+            if site.compute is not None and not site.compute.secret_file.exists():
+                write_private(site.compute.secret_file, "hand-built-agent-secret\n")
         self.not_ready: dict[str, str] = {}  # site -> why its /readyz would say no
         self.seen: Topology | None = None  # what ``observe`` answers
 
@@ -84,8 +97,8 @@ class HandBuiltDeployment(FakeDeployment):
     def topology(self, value: Topology) -> None:
         self.seen = value
 
-    def compute(self, site: str) -> Compute | None:
-        return None  # nothing to rejoin with: plans end at the move itself
+    def agent(self, site: str) -> AgentClient | None:
+        return None  # no agent listens: plans end at the move itself, no lease is renewed
 
 
 class JournalingExecutor:

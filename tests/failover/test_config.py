@@ -92,13 +92,13 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 def test_records_that_could_never_be_published_are_refused_at_load(tmp_path: Path) -> None:
     data = _lab_data(tmp_path)
     data["dns"]["records"] = [{"name": "app.example.com.", "type": "A"}]
-    data["sites"]["hetzner"]["compute"] = {"kind": "lab"}
+    data["sites"]["hetzner"]["compute"] = {"kind": "agent"}
     with pytest.raises(ConfigError) as refused:
         load_config(_write(tmp_path, data))
     message = str(refused.value)
     assert "dns.records.0.name: 'app.example.com.' must be a name relative to the zone" in message
     # The `kind` tag of a tagged section stays out of the path a person reads.
-    assert "sites.hetzner.compute.state_dir: is required" in message
+    assert "sites.hetzner.compute.url: is required" in message
 
 
 def test_a_record_type_that_cannot_carry_the_sites_address_is_refused(tmp_path: Path) -> None:
@@ -136,14 +136,36 @@ def test_an_unknown_kind_names_the_provider_even_when_it_is_named_like_a_kind(
 def test_sites_named_like_a_kind_keep_their_names_in_the_error_path(tmp_path: Path) -> None:
     data = _lab_data(tmp_path)
     sites = data["sites"]
-    sites["ec2"], sites["lab"] = sites.pop("aws"), sites.pop("hetzner")
+    sites["ec2"], sites["agent"] = sites.pop("aws"), sites.pop("hetzner")
     sites["ec2"]["api"]["timeout"] = -1  # the aws site's API is of kind ec2
-    sites["lab"]["compute"] = {"kind": "lab"}
-    sites["lab"]["api"] = {**sites["lab"]["api"], "endpoint": 5}  # kind hcloud
+    sites["agent"]["compute"] = {"kind": "agent"}
+    sites["agent"]["api"] = {**sites["agent"]["api"], "endpoint": 5}  # kind hcloud
     with pytest.raises(ConfigError) as info:
         parse_config(data, "cfg", tmp_path)
     message = str(info.value)
     for where in ("sites.ec2.api.timeout: Input should be greater than 0",
-                  "sites.lab.compute.state_dir: is required",
-                  "sites.lab.api.endpoint: Input should be a valid string"):
+                  "sites.agent.compute.url: is required",
+                  "sites.agent.api.endpoint: Input should be a valid string"):
         assert where in message, (where, message)
+
+
+def test_the_lab_compute_kind_is_gone_and_the_message_names_the_one_there_is(
+    tmp_path: Path,
+) -> None:
+    data = _lab_data(tmp_path)
+    data["sites"]["hetzner"]["compute"] = {"kind": "lab", "state_dir": "lab"}
+    with pytest.raises(ConfigError, match=r"sites\.hetzner\.compute: Input tag 'lab' .*'agent'"):
+        parse_config(data, "cfg", tmp_path)
+
+
+def test_a_lease_renewed_less_often_than_four_times_per_lease_is_refused(tmp_path: Path) -> None:
+    data = _lab_data(tmp_path)
+    data["watch"] = {**data["watch"], "lease_seconds": 8, "lease_renew_every": 2.5}
+    with pytest.raises(ConfigError, match=r"watch: lease_renew_every \(2\.5s\) must be at most "
+                       r"a quarter of lease_seconds \(8s\)"):
+        parse_config(data, "cfg", tmp_path)
+    data["watch"] = {**data["watch"], "lease_seconds": 8, "lease_renew_every": 2}
+    assert parse_config(data, "cfg", tmp_path).watch.lease_renew_every == 2
+    # No leases: nothing to renew, any interval is fine.
+    data["watch"] = {**data["watch"], "lease_seconds": 0, "lease_renew_every": 5}
+    assert parse_config(data, "cfg", tmp_path).watch.lease_seconds == 0

@@ -106,6 +106,12 @@ def test_provider_blackout_is_detected_promoted_and_rolled_back(lab: RunningLab)
     assert report["lost_posts"] == 0  # replication is quick and the standby replays it all
     assert report["errors_by_cause"].get("timeout", 0) > 0  # a frozen site hangs requests
     assert any("could not be fenced" in w for w in report["run"]["warnings"])
+    # Resumed after the promote, the old primary took none of the writes still sent to it:
+    # its lease had lapsed, so it fenced itself before anything was acknowledged.
+    assert report["split_brain_writes"] == 0, report["split_brain_write_ids"]
+    verdict = next(v for v in report["verdicts"] if v["objective"] == "split_brain_writes")
+    assert verdict["met"]
+    assert any("aws comes back" in e["event"] for e in report["timeline"])
     # Detected by the controller: both vantage points, several looks in a row.
     assert any(e["source"] == "controller" and "aws is down: 2 of 2 vantage points" in e["event"]
                for e in report["timeline"])
@@ -180,7 +186,7 @@ def _cut_off_then_crash(lab: RunningLab) -> Scenario:
             return now is not None and now[0] >= before + 10
 
         wait_for(more_posts, timeout=30, what="writes that hetzner never receives", retry_on=())
-        return f"hetzner cut off from aws; then {ctx.compute.crash_database('aws')}"
+        return f"hetzner cut off from aws; then {ctx.faults.crash_database('aws')}"
 
     def repair(_ctx: DrillContext) -> None:
         with hetzner.connect() as conn:  # hetzner is the primary now; the setting is moot

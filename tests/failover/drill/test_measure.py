@@ -85,7 +85,8 @@ def test_a_blackout_is_held_to_the_promised_rpo_and_has_no_deadline() -> None:
     losses = Losses(("p-1", "p-2"), ("m-1",), ("media objects not checked: gone",))
     report = measure.report(observed("provider-blackout", losses=losses,
                                      promise=Promise(15.0, 5), run=a_run(FAULT + 30)))
-    assert [v.objective for v in report.verdicts] == ["rto_seconds", "rpo_writes", "run"]
+    assert [v.objective for v in report.verdicts] == ["rto_seconds", "rpo_writes", "run",
+                                                      "split_brain_writes"]
     assert report.verdicts[1] == Verdict("rpo_writes", 5, 3, met=True)
     assert report.lost_write_ids == ("p-1", "p-2", "m-1")
     assert (report.lost_posts, report.lost_media) == (2, 1)

@@ -33,7 +33,8 @@ def config_data(sites: tuple[str, ...] = ("aws", "hetzner"), *, rpo_writes: int 
             "database": {"host": address}, "objects": {"bucket": f"media-{name}"},
         }
         if name not in without_compute:
-            data["compute"] = {"kind": "lab", "state_dir": "lab"}
+            data["compute"] = {"kind": "agent", "url": f"http://{address}:7070",
+                               "secret_file": f"agent-{name}.secret"}
         return data
 
     return {

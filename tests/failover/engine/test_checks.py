@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from failover.engine.checks import MAX_LAG_BYTES, emergency_problem, switchover_problem
@@ -134,7 +135,20 @@ def test_a_target_still_streaming_sees_its_primary_alive(deployment: FakeDeploym
     half = topology(gone("aws"), standby("hetzner", "aws"))
     assert emergency_problem(deployment, half, "hetzner") == (
         "hetzner still streams from aws: that primary is alive as hetzner sees it; for a "
-        "planned move use: failover switchover --to hetzner")
+        "planned move use: failover switchover --to hetzner (an emergency promote waits "
+        "until its lease has lapsed)")
+
+
+def test_a_target_streaming_from_a_primary_whose_lease_lapsed_may_be_promoted(
+    deployment: FakeDeployment,
+) -> None:
+    # Cut off from the controller only (a partition): once aws's lease has lapsed its
+    # agent has fenced it, so hetzner, which still streams from it, has every write.
+    half = topology(gone("aws"), standby("hetzner", "aws"))
+    deployment.lease_book.granting("aws", time.time() - 60)
+    assert emergency_problem(deployment, half, "hetzner") is None
+    deployment.lease_book.granting("aws", time.time() + 60)  # renewed: held again
+    assert emergency_problem(deployment, half, "hetzner") is not None
 
 
 def test_an_emergency_target_must_be_ready_too(deployment: FakeDeployment) -> None:

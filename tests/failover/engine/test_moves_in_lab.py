@@ -30,7 +30,7 @@ from failover.drill.resolver import CachingResolver
 from failover.drill.workload import Workload, WorkloadSpec, missing_posts
 from failover.engine.deployment import open_deployment
 from failover.engine.executor import CRASH_AFTER_STEP
-from infra.providers.lab import LabCompute
+from infra.lab import agents
 from tests.conftest import RunningLab, free_port
 
 pytestmark = pytest.mark.lab
@@ -300,8 +300,11 @@ def test_one_dns_provider_down_the_other_is_switched_and_the_result_names_it(
 def test_emergency_promote_with_the_primary_stopped(lab: RunningLab) -> None:
     source = primary(lab)
     target = OTHER[source]
-    compute = LabCompute(lab.lab.paths.root)
-    compute.stop_database(source)
+    agent = agents.client(lab.layout, lab.lab.paths, source)
+    try:
+        agent.stop_database()  # and its agent leaves it stopped
+    finally:
+        agent.close()
     refused = failover(lab, "promote", "--site", target, "--yes")
     assert refused.returncode == 1
     assert "--accept-data-loss" in refused.stderr

@@ -36,8 +36,8 @@ SWITCHOVER = [
     "rejoin", "check_result",
 ]
 PROMOTE = [
-    "check_emergency", "check_rpo", "fence", "promote", "wait_writable", "switch_dns",
-    "sync_objects", "check_result",
+    "check_emergency", "check_rpo", "fence", "await_lease", "promote", "wait_writable",
+    "switch_dns", "sync_objects", "check_result",
 ]
 # aws, the primary, is gone; hetzner is a standby that streams from nothing now.
 AWS_GONE = topology(gone("aws"), standby("hetzner", None))
@@ -195,6 +195,7 @@ def test_a_promote_with_the_loss_accepted_fences_the_old_primary_if_it_answers(
     assert params(plan, "check_rpo") == [
         {"site": "hetzner", "synchronous": False, "accept_data_loss": True}]
     assert params(plan, "fence") == [{"site": "aws", "best_effort": True}]
+    assert params(plan, "await_lease") == [{"site": "aws"}]  # promoted only once aws is fenced
     assert params(plan, "check_result") == [{"primary": "hetzner", "standbys": [], "ttl": 60}]
     assert plan.notes[0].startswith("aws does not answer: it cannot be fenced")
     assert "failover rejoin --site aws" in plan.notes[0]

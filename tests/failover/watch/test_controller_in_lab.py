@@ -27,6 +27,7 @@ from failover.processes import is_alive
 from failover.waiting import wait_for
 from failover.watch.signals import Notice
 from failover.watch.webhook import load_secret, sign, signal_body
+from infra.lab import agents
 from tests.conftest import RunningLab
 from tests.failover.engine.test_moves_in_lab import assert_whole, failover
 from tests.failover.watch.dovecot import Mailbox
@@ -91,6 +92,15 @@ def switchovers_since(lab: RunningLab, t0: float) -> list[Any]:
             if r.created >= t0 and r.plan.kind == "switchover"]
 
 
+def lease_state(lab: RunningLab, site: str) -> str:
+    """What the site's agent says of its lease: off, held or lapsed."""
+    agent = agents.client(lab.layout, lab.lab.paths, site)
+    try:
+        return str(agent.status(timeout=5)["lease"]["state"])
+    finally:
+        agent.close()
+
+
 def test_status_and_metrics_show_what_the_probes_see(lab: RunningLab) -> None:
     with watching(lab) as controller:
         status = watched_well(controller)
@@ -105,6 +115,12 @@ def test_status_and_metrics_show_what_the_probes_see(lab: RunningLab) -> None:
         assert 'failover_probe_up{kind="http",target="aws",vantage="vantage-b"} 1.0' in metrics
         assert "failover_probe_seconds_bucket" in metrics
         assert "failover_cycles_total" in metrics
+        # The controller keeps the primary's lease; the standby holds none.
+        wait_for(lambda: lease_state(lab, "aws") == "held", timeout=10,
+                 what="aws's lease to be held", retry_on=())
+        assert lease_state(lab, "hetzner") == "off"
+    # Stopped on purpose, it turns the lease off: the primary must not fence itself.
+    assert lease_state(lab, "aws") == "off"
 
 
 def test_a_notice_heard_twice_moves_once(lab: RunningLab) -> None:

@@ -46,7 +46,7 @@ from failover.watch.probes import (
 )
 from failover.watch.providers import ApiAnswer, Ec2ApiConfig
 from failover.watch.signals import Observation, ProbeKind
-from infra.providers.lab import LabCompute
+from infra.providers.lab_faults import LabFaults
 from tests.conftest import RunningLab
 from tests.failover.watch.virtualclock import VirtualClock
 
@@ -287,19 +287,19 @@ def test_the_primary_reports_its_standbys_lag_and_the_standby_its_role(
 def test_a_frozen_database_is_down_within_the_timeout_and_leaves_no_session(
     lab: RunningLab,
 ) -> None:
-    compute = LabCompute(lab.lab.paths.root)
+    faults = LabFaults(lab.lab.paths.root)
     name = "failover-watch-frozen-test"
 
     async def scenario() -> tuple[Observation, Observation, Observation, Observation]:
         probe = _database_probe(lab, "hetzner", timeout=0.5, application_name=name)
         try:
             before = await probe.look()  # the session is kept after this
-            compute.freeze_process("postgres@hetzner")
+            faults.freeze_process("postgres@hetzner")
             try:
                 kept = await probe.look()  # the query on the kept session goes unanswered
                 fresh = await probe.look()  # a new connection: the postmaster says nothing
             finally:
-                compute.thaw_process("postgres@hetzner")
+                faults.thaw_process("postgres@hetzner")
             after = await _until_up(probe)
             return before, kept, fresh, after
         finally:

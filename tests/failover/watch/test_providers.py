@@ -23,7 +23,7 @@ from failover.watch.providers import ApiAnswer, Ec2ApiConfig, HcloudApiConfig, c
 from infra.lab.layout import EC2_PART, HCLOUD_PART
 from infra.lab.secrets import ec2_credentials_file
 from infra.lab.status import lab_status
-from infra.providers.lab import LabCompute
+from infra.providers.lab_faults import LabFaults
 from tests.conftest import RunningLab, own_lab
 
 pytestmark = pytest.mark.lab  # every test here asks a lab's moto EC2 or hcloud fake
@@ -41,8 +41,8 @@ def config(lab: RunningLab) -> FailoverConfig:
 
 
 @pytest.fixture(scope="module")
-def compute(lab: RunningLab) -> LabCompute:
-    return LabCompute(lab.lab.paths.root)
+def faults(lab: RunningLab) -> LabFaults:
+    return LabFaults(lab.lab.paths.root)
 
 
 def ec2(config: FailoverConfig) -> Ec2ApiConfig:
@@ -94,38 +94,38 @@ def test_looks_from_several_threads_at_once_all_answer(config: FailoverConfig) -
 
 @pytest.mark.parametrize("part, site", [(EC2_PART, "aws"), (HCLOUD_PART, "hetzner")])
 def test_a_frozen_api_is_down_by_timeout_then_up_when_thawed(
-    config: FailoverConfig, compute: LabCompute, part: str, site: str
+    config: FailoverConfig, faults: LabFaults, part: str, site: str
 ) -> None:
     api = config.sites[site].api
     assert api is not None
-    compute.freeze_process(part)
+    faults.freeze_process(part)
     try:
         answer = look(api, FROZEN_TIMEOUT)
     finally:
-        compute.thaw_process(part)
+        faults.thaw_process(part)
     assert answer.status == "down"
     assert f"timed out after {FROZEN_TIMEOUT:g}s" in answer.detail
     assert wait_for(lambda: look(api).status == "up", timeout=10, what=f"{part} to answer",
                     retry_on=())
 
 
-def test_freezing_the_site_freezes_its_api(config: FailoverConfig, compute: LabCompute) -> None:
-    said = compute.freeze_site("hetzner")
+def test_freezing_the_site_freezes_its_api(config: FailoverConfig, faults: LabFaults) -> None:
+    said = faults.freeze_site("hetzner")
     try:
         assert HCLOUD_PART in said
         answer = look(hcloud(config), FROZEN_TIMEOUT)
     finally:
-        compute.thaw_site("hetzner")
+        faults.thaw_site("hetzner")
     assert answer.status == "down"
     assert wait_for(lambda: look(hcloud(config)).status == "up", timeout=10, what="hcloud",
                     retry_on=())
 
 
 def test_a_revoked_ec2_key_is_refused_and_a_new_one_restores(
-    lab: RunningLab, config: FailoverConfig, compute: LabCompute
+    lab: RunningLab, config: FailoverConfig, faults: LabFaults
 ) -> None:
     before = load_credentials(ec2_credentials_file(lab.lab.paths))
-    said = compute.revoke_api_credentials("aws")
+    said = faults.revoke_api_credentials("aws")
     try:
         shown = before["aws_access_key_id"][-4:]
         assert said.startswith(f"{EC2_PART}: deleted access key …{shown} of IAM user")
@@ -133,45 +133,48 @@ def test_a_revoked_ec2_key_is_refused_and_a_new_one_restores(
         assert answer == ApiAnswer(
             "refused", "EC2 DescribeInstances: AuthFailure (credentials refused)", "AuthFailure"
         )
-        assert "no access key left" in compute.revoke_api_credentials("aws")
+        assert "no access key left" in faults.revoke_api_credentials("aws")
     finally:
-        restored = compute.restore_api_credentials("aws")
+        restored = faults.restore_api_credentials("aws")
     after = load_credentials(ec2_credentials_file(lab.lab.paths))
     assert after["aws_access_key_id"] != before["aws_access_key_id"]
     assert "new access key" in restored
     assert look(ec2(config)).status == "up"  # the file is read afresh at each look
-    assert "still valid" in compute.restore_api_credentials("aws")
+    assert "still valid" in faults.restore_api_credentials("aws")
     for secret in (before["aws_secret_access_key"], after["aws_secret_access_key"]):
         assert secret not in said + restored
 
 
 def test_a_blocked_hetzner_project_is_refused_until_unblocked(
-    config: FailoverConfig, compute: LabCompute
+    config: FailoverConfig, faults: LabFaults
 ) -> None:
-    said = compute.revoke_api_credentials("hetzner")
+    said = faults.revoke_api_credentials("hetzner")
     try:
         assert "blocked" in said
         answer = look(hcloud(config))
         assert (answer.status, answer.code) == ("refused", "forbidden")
         assert "credentials refused or account blocked" in answer.detail
     finally:
-        compute.restore_api_credentials("hetzner")
+        faults.restore_api_credentials("hetzner")
     assert look(hcloud(config)).status == "up"
 
 
 def test_lab_status_shows_the_apis_and_what_the_controller_would_get(
-    lab: RunningLab, compute: LabCompute
+    lab: RunningLab, faults: LabFaults
 ) -> None:
-    compute.revoke_api_credentials("hetzner")
+    faults.revoke_api_credentials("hetzner")
     try:
         parts = {p["name"]: p for p in lab_status(lab.lab)["parts"]}
     finally:
-        compute.restore_api_credentials("hetzner")
+        faults.restore_api_credentials("hetzner")
     assert parts[EC2_PART]["health"] == "ok"
     assert parts[EC2_PART]["detail"] == "1 instance"
     assert parts[HCLOUD_PART]["health"] == "ok"  # it answers; it is the account that refuses
     assert parts[HCLOUD_PART]["detail"].startswith("fake; forbidden")
-    assert len(parts) == 10
+    # The lab's own parts, and each site's agent with the server and app it runs.
+    assert len(parts) == 12
+    assert {f"{kind}@{site}" for kind in ("agent", "postgres", "app")
+            for site in ("aws", "hetzner")} <= set(parts)
 
 
 def test_wrong_and_unreadable_credentials(
@@ -214,7 +217,7 @@ def test_nothing_listening_is_down(config: FailoverConfig) -> None:
 
 
 def test_a_killed_api_is_down_and_restore_site_brings_it_back_as_before(
-    lab: RunningLab, config: FailoverConfig, compute: LabCompute
+    lab: RunningLab, config: FailoverConfig, faults: LabFaults
 ) -> None:
     state = lab.lab.state()
     assert state is not None
@@ -228,7 +231,7 @@ def test_a_killed_api_is_down_and_restore_site_brings_it_back_as_before(
     assert look(ec2(config)).status == "down"
     assert look(hcloud(config)).status == "down"
 
-    done = compute.restore_site("aws", "aws") + compute.restore_site("hetzner", "aws")
+    done = faults.restore_site("aws", "aws") + faults.restore_site("hetzner", "aws")
     assert any(line.startswith(f"{EC2_PART} started") for line in done), done
     assert any(line.startswith(f"{HCLOUD_PART} (fake) started") for line in done), done
     assert look(ec2(config)) == ApiAnswer("up", "EC2 DescribeInstances: 1 instance", None)
@@ -236,10 +239,10 @@ def test_a_killed_api_is_down_and_restore_site_brings_it_back_as_before(
     new_key = load_credentials(ec2_credentials_file(lab.lab.paths))["aws_access_key_id"]
     assert new_key != old_key  # a new account, a new key: the controller reads the file
     # The restarted EC2 enforces IAM as the first one did.
-    assert "deleted access key" in compute.revoke_api_credentials("aws")
+    assert "deleted access key" in faults.revoke_api_credentials("aws")
     try:
         assert look(ec2(config)).status == "refused"
     finally:
-        compute.restore_api_credentials("aws")
+        faults.restore_api_credentials("aws")
     running = lab.lab.running_state()  # every part recorded runs: the new PIDs replaced the old
     assert {p.name for p in running.processes} >= {EC2_PART, HCLOUD_PART}

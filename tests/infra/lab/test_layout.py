@@ -38,11 +38,19 @@ def test_route53_has_a_port_of_its_own_at_the_aws_site() -> None:
     listeners = layout.listeners()
     assert len({(address, port) for _, address, port in listeners}) == len(listeners)
     assert [part for part, _, _ in listeners if part.endswith("@aws")] == [
-        "postgres@aws", "moto@aws", "app@aws", "route53@aws", "ec2@aws",
+        "agent@aws", "postgres@aws", "moto@aws", "app@aws", "route53@aws", "ec2@aws",
     ]
     assert [part for part, _, _ in listeners if part.endswith("@hetzner")] == [
-        "postgres@hetzner", "moto@hetzner", "app@hetzner", "hcloud@hetzner",
+        "agent@hetzner", "postgres@hetzner", "moto@hetzner", "app@hetzner", "hcloud@hetzner",
     ]
+
+
+def test_each_site_agent_listens_at_its_site() -> None:
+    layout = LabLayout(subnet="127.77")
+    assert layout.listener("agent@aws") == ("127.77.10.1", 7070)
+    assert layout.listener("agent@hetzner") == ("127.77.20.1", 7070)
+    with pytest.raises(ConfigError, match="agent_port 5432 is postgres_port too"):
+        LabLayout(agent_port=5432)
 
 
 def test_refuses_a_route53_port_that_is_no_port_or_clashes_at_a_site() -> None:

@@ -17,13 +17,16 @@ from pathlib import Path
 import pytest
 
 from failover.processes import ProcessRecord, is_alive, stop
-from infra.lab import refapp
+from failover.waiting import wait_for
+from infra.lab import agents
 from infra.lab.exceptions import LabError, PortTaken
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
+from infra.lab.paths import LabPaths
 from tests.conftest import free_port, private_tmpdir
 
 SUBNET = "127.78"
+SITE_PARTS = ("postgres", "app")  # what each site's agent starts and records as its children
 
 
 @pytest.fixture
@@ -76,9 +79,11 @@ def test_up_is_idempotent_and_down_leaves_no_process(
     layout = LabLayout(subnet=SUBNET, dns_port=free_port())
     state, started = lab.up(layout)
     assert started
-    assert {p.name for p in state.processes} == {
-        "moto@aws", "moto@hetzner", "route53@aws", "ec2@aws", "hcloud@hetzner",
-        "postgres@aws", "postgres@hetzner", "bind9", "app@aws", "app@hetzner",
+    assert {p.name: p.parent for p in state.processes} == {
+        "moto@aws": None, "moto@hetzner": None, "route53@aws": None, "ec2@aws": None,
+        "hcloud@hetzner": None, "bind9": None, "agent@aws": None, "agent@hetzner": None,
+        "postgres@aws": "agent@aws", "app@aws": "agent@aws",
+        "postgres@hetzner": "agent@hetzner", "app@hetzner": "agent@hetzner",
     }
     assert all(is_alive(p) for p in state.processes)
 
@@ -91,8 +96,11 @@ def test_up_is_idempotent_and_down_leaves_no_process(
 
     outcomes = lab.down()
     assert sorted(name for name, _ in outcomes) == sorted(p.name for p in state.processes)
-    assert all(outcome == "stopped" for _, outcome in outcomes), outcomes
-    assert all(_gone(p) for p in recorded)
+    # An agent stops its own children; the lab then finds them already gone.
+    parents = {p.name: p.parent for p in state.processes}
+    assert all(outcome == "stopped" or (parents[name] and outcome == "not running")
+               for name, outcome in outcomes), outcomes
+    assert all(_gone(p) for p in [*recorded, *state.processes])
     assert not lab.paths.state_file.exists()
     assert not lab.paths.secrets.exists()
     assert lab.down() == []  # nothing running: still fine
@@ -118,14 +126,25 @@ def test_a_taken_port_is_refused_before_anything_starts(
 def test_a_failure_half_way_stops_everything_already_started(
     state_dir: Path, recorded: list[ProcessRecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_start(*args: object, **kwargs: object) -> ProcessRecord:
-        raise RuntimeError("injected failure starting the app")
+    start_agent = agents.start
+    children: list[ProcessRecord] = []  # what agent@aws started before the failure
 
-    monkeypatch.setattr(refapp, "start", broken_start)
+    def second_agent_fails(layout: LabLayout, paths: LabPaths, site: str) -> ProcessRecord:
+        if site == "aws":
+            return start_agent(layout, paths, site)
+        # Once the first agent has started its site's server and app, so that the
+        # failure leaves children of an agent behind as well as the lab's own parts.
+        wait_for(lambda: len(agents.children(paths, "aws", "agent@aws")) == len(SITE_PARTS),
+                 timeout=30, what="agent@aws to start its children", retry_on=())
+        children.extend(agents.children(paths, "aws", "agent@aws"))
+        raise RuntimeError(f"injected failure starting agent@{site}")
+
+    monkeypatch.setattr(agents, "start", second_agent_fails)
     with pytest.raises(LabError, match="lab up failed: RuntimeError: injected failure"):
         Lab(state_dir).up(LabLayout(subnet=SUBNET, dns_port=free_port()))
-    assert {p.name for p in recorded} >= {"postgres@aws", "postgres@hetzner", "bind9"}
-    assert all(_gone(p) for p in recorded)
+    assert {p.name for p in recorded} >= {"postgres-init@aws", "agent@aws", "bind9"}
+    assert {p.name for p in children} == {f"{part}@aws" for part in SITE_PARTS}
+    assert all(_gone(p) for p in [*recorded, *children])
     assert not Lab(state_dir).paths.state_file.exists()
 
 
