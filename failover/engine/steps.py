@@ -330,6 +330,7 @@ def promote(ctx: StepContext) -> dict[str, Any]:
             f"{', '.join(others)} answers as a primary and is not fenced; promoting {site} "
             "would make two primaries"
         )
+    _release_lease(ctx, site)
     with ctx.deployment.endpoint(site).connect(timeout=min(5.0, ctx.remaining())) as conn:
         # A former primary's own settings may still name a synchronous standby; with
         # none streaming, every commit would wait for ever.
@@ -339,6 +340,21 @@ def promote(ctx: StepContext) -> dict[str, Any]:
     if state.role != "primary":
         raise StepFailed(f"{site} still reports {state.role} after promotion")
     return {"promoted": promoted, "lsn": state.lsn}
+
+
+def _release_lease(ctx: StepContext, site: str) -> None:
+    """Clear a lease the site may keep from its days as a primary before promoting it.
+
+    A lapsed one would fence the new primary the next time its agent starts the
+    server; a controller that runs renews the new primary's lease at once.
+    """
+    agent = ctx.deployment.agent(site)
+    if agent is None:
+        return
+    try:
+        agent.release_lease(timeout=min(2.0, ctx.remaining()))
+    except FailoverError as exc:
+        ctx.progress(f"warning: {site}'s agent did not clear its lease: {exc}")
 
 
 @action("wait_writable")

@@ -7,7 +7,6 @@ import sys
 
 import httpx
 
-from failover.processes import ProcessRecord, spawn
 from failover.waiting import wait_for
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
@@ -40,21 +39,10 @@ def app_settings(layout: LabLayout, paths: LabPaths, site: str) -> dict[str, str
     )
 
 
-def app_env(layout: LabLayout, paths: LabPaths, site: str) -> dict[str, str]:
-    """The environment a site's app runs with."""
-    return {**clean_env(), **app_settings(layout, paths, site)}
-
-
 def argv(layout: LabLayout, site: str) -> list[str]:
     """A site app's command line (uvicorn, one worker, on the site's address)."""
     return [sys.executable, "-m", "infra.refapp",
             "--host", layout.address(site), "--port", str(layout.app_port)]
-
-
-def start(layout: LabLayout, paths: LabPaths, site: str) -> ProcessRecord:
-    """Start a site's app (uvicorn, one worker) on the site's address."""
-    return spawn(f"app@{site}", argv(layout, site), log=paths.log(f"app@{site}"),
-                 env=app_env(layout, paths, site))
 
 
 def readiness(layout: LabLayout, site: str, timeout: float = 2.0) -> dict[str, object]:

@@ -9,6 +9,8 @@ lacks, and fail its objectives for it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +117,23 @@ def test_provider_blackout_is_detected_promoted_and_rolled_back(lab: RunningLab)
     # Detected by the controller: both vantage points, several looks in a row.
     assert any(e["source"] == "controller" and "aws is down: 2 of 2 vantage points" in e["event"]
                for e in report["timeline"])
+    assert_consistent(report)
+    assert_whole(lab, "aws")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft", path="/usr/sbin:/sbin") is None,
+                    reason="a partition needs root and nftables (apt-get install nftables)")
+def test_a_partitioned_primary_fences_itself_and_loses_nothing(lab: RunningLab) -> None:
+    report = run_drill(lab, options("partition"))
+    assert report["run"]["kind"] == "promote" and report["run"]["outcome"] == "ok"
+    # Clients still reached aws throughout; its lease lapsed before the promote, it
+    # fenced itself, and the standby, still streaming from it, had all it acknowledged.
+    assert report["split_brain_writes"] == 0, report["split_brain_write_ids"]
+    assert report["lost_posts"] == 0
+    assert any("cut" in e["event"] and "84712" in e["event"] for e in report["timeline"])
+    assert any(e["source"] == "controller" and "aws is down" in e["event"]
+               for e in report["timeline"])
+    assert report["objectives_met"], report["verdicts"]
     assert_consistent(report)
     assert_whole(lab, "aws")
 
