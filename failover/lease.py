@@ -32,6 +32,10 @@ CLOCK_MARGIN = 0.5  # seconds the controller's and an agent's clocks may differ 
 SUSPECT_AFTER = 2
 
 
+class LeaseWithheld(FailoverError):
+    """A renewal refused by the book: a promote is replacing that site."""
+
+
 class LeaseBook:
     """When each site's lease ends at the latest, as far as any renewal sent could make it."""
 
@@ -43,17 +47,49 @@ class LeaseBook:
         db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
         db.execute("CREATE TABLE IF NOT EXISTS leases (site TEXT PRIMARY KEY, "
                    "expires_at REAL NOT NULL, renewed_at REAL NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS withheld (site TEXT PRIMARY KEY, at REAL)")
         return db
 
     def granting(self, site: str, expires_at: float) -> None:
-        """Write down a renewal about to be sent (before it is: it may arrive unanswered)."""
+        """Write down a renewal about to be sent (before it is: it may arrive unanswered).
+
+        Refused (LeaseWithheld) while a promote is replacing the site: a renewal
+        begun before the promote looked must not extend what it waits for.
+        """
         with self._lock:
             db = self._db()
             try:
+                db.execute("BEGIN IMMEDIATE")
+                if db.execute("SELECT 1 FROM withheld WHERE site = ?", (site,)).fetchone():
+                    db.execute("ROLLBACK")
+                    raise LeaseWithheld(f"{site} is being replaced by a promote: its lease "
+                                        "is not renewed")
                 db.execute("INSERT INTO leases (site, expires_at, renewed_at) VALUES (?, ?, ?) "
                            "ON CONFLICT (site) DO UPDATE SET expires_at = MAX(expires_at, "
                            "excluded.expires_at), renewed_at = excluded.renewed_at",
                            (site, expires_at, time.time()))
+                db.execute("COMMIT")
+            finally:
+                db.close()
+
+    def withhold(self, site: str) -> None:
+        """No more renewals for ``site`` (a promote replaces it) until ``allow``."""
+        with self._lock:
+            db = self._db()
+            try:
+                db.execute("INSERT OR REPLACE INTO withheld (site, at) VALUES (?, ?)",
+                           (site, time.time()))
+            finally:
+                db.close()
+
+    def allow(self, site: str) -> None:
+        """Renewals for ``site`` again (it is being promoted: it is the primary now)."""
+        if not self.path.exists():
+            return
+        with self._lock:
+            db = self._db()
+            try:
+                db.execute("DELETE FROM withheld WHERE site = ?", (site,))
             finally:
                 db.close()
 
@@ -111,9 +147,13 @@ class LeaseKeeper:
     def _loop(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            site = self._holder()
-            if site is not None:
-                self.renew_once(site)
+            try:
+                site = self._holder()
+                if site is not None:
+                    self.renew_once(site)
+            except Exception as exc:  # a bug or a broken book must not end the renewals
+                logs.log_event(log, "lease.renew", outcome="error",
+                               detail=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
             self._stop.wait(max(0.0, self.every - (time.monotonic() - started)))
 
     def renew_once(self, site: str) -> bool:

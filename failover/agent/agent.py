@@ -30,19 +30,20 @@ from failover.agent.config import AgentConfig
 from failover.agent.journal import AgentJournal, Operation
 from failover.agent.lease import Lease
 from failover.agent.pghost import PROVIDER, PgHost
+from failover.agent.protocol import agent_secret
 from failover.agent.supervisor import Child, Supervisor
 from failover.data import fencing, postgres
 from failover.data.hba import is_fence
 from failover.data.postgres import PgEndpoint
 from failover.exceptions import FailoverError, ProviderError
 from failover.processes import send
-from failover.secretfiles import read_private
 from failover.waiting import WaitTimeout
 
 log = logging.getLogger("failover.agent")
 VERSION = "1"
 WATCH_LEASE_EVERY = 0.1  # seconds: a lapsed lease is acted on within this (plus the fence)
 RESUMABLE = frozenset({"rejoin"})
+DATA_SIZE_EVERY = 60.0
 Body = dict[str, Any]
 
 
@@ -63,13 +64,14 @@ class Agent:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self.secret = read_private(config.secret_file, "agent secret file").strip().encode()
+        self.secret = agent_secret(config.secret_file)
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         config.state_dir.chmod(0o700)
         self.journal = AgentJournal(config.state_dir / "agent.sqlite")
         self.host = PgHost(config.postgres)
         self.lease = Lease(self.journal, config.state_dir)
         self._db_lock = threading.RLock()  # one operation on the server at a time
+        self._size, self._sized_at = 0, -DATA_SIZE_EVERY
         # A renewal that comes while the lease's fence is under way waits for it and undoes
         # it: read alone, "self_fenced" would say no until the fence ended.
         self._lease_fence = threading.Lock()
@@ -163,21 +165,28 @@ class Agent:
         view = self.lease.renew(float(expires_at))
         regained = False
         with self._lease_fence:
-            if self.journal.setting("self_fenced") == "yes":
+            fenced = self.journal.setting("self_fenced") == "yes"
+            # Lifted only when the controller asks: it does once it has seen that no
+            # other site answers as an unfenced primary (a renewal alone could come
+            # from a controller that has not yet learnt of a promote).
+            if fenced and body.get("unfence") is True:
                 sidecar = str(self.host.hba_path) + fencing.UNFENCED_SUFFIX
                 with self._db_lock, self.host.connect(timeout=3) as conn:
                     original = read_private_text(sidecar)
                     fencing.unfence(conn, original, timeout=10)
                 regained = True
                 _event("agent.unfence", site=self.config.site, why="lease renewed")
-            if self.journal.setting("self_fenced") is not None:
+                fenced = False
+            if not fenced and self.journal.setting("self_fenced") is not None:
                 self.journal.set("self_fenced", None)  # a later lapse is acted on afresh
-        return {**view.to_dict(), "regained": regained}
+        return {**view.to_dict(), "regained": regained, "self_fenced": fenced}
 
     def release_lease(self, _body: Body) -> Body:
         """Leases off for this site."""
-        self.lease.release()
-        self.journal.set("self_fenced", None)
+        with self._lease_fence:
+            # A fence of its own stays, and so does the note of it: only a renewal
+            # that asks lifts it (a released lease may be an old primary's).
+            self.lease.release()
         return self.lease.view().to_dict()
 
     # -- operations ------------------------------------------------------------------------
@@ -206,8 +215,10 @@ class Agent:
         try:
             result = handler(record.params) if record.kind.startswith("lease") else \
                 self._locked(handler, record)
-        except (FailoverError, ValueError, psycopg.Error, OSError) as exc:
+        except Exception as exc:  # any failure ends the operation, with one line that says why
             error = " ".join(str(exc).split()) or type(exc).__name__
+            if not isinstance(exc, FailoverError | ValueError | psycopg.Error | OSError):
+                error = f"{type(exc).__name__}: {error}"
             self.journal.finish(record.op, None, error)
             _event("agent.op", op=record.op, kind=record.kind, outcome="failed", error=error,
                    seconds=f"{time.monotonic() - t0:.2f}")
@@ -326,6 +337,13 @@ class Agent:
             self.host.write_hba(read_private_text(str(sidecar)))
             sidecar.unlink()
 
+    def _data_bytes(self) -> int:
+        """The data dir's size, walked at most once a minute (status is asked often)."""
+        now = time.monotonic()
+        if now - self._sized_at > DATA_SIZE_EVERY:
+            self._size, self._sized_at = self.host.data_bytes(), now
+        return self._size
+
     def _reload(self) -> None:
         record = self.supervisor.child("postgres").record
         if record is not None:
@@ -359,7 +377,7 @@ class Agent:
         assert row is not None
         out.update(role=state.role, lsn=state.lsn, timeline=row[0], lag_bytes=row[1])
         out["versions"]["postgres"] = row[2]
-        out["data_bytes"] = self.host.data_bytes()
+        out["data_bytes"] = self._data_bytes()
         return out
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 
 from failover.agent.protocol import (
-    OPERATION_HEADER,
     answer_is_genuine,
     sign_request,
 )
@@ -57,10 +56,8 @@ class AgentClient:
                 op: str | None = None, timeout: float | None = None) -> tuple[int, Any]:
         """One signed request; returns (status, JSON answer). Raises on a forged answer."""
         data = b"" if body is None else json.dumps(body).encode()
-        headers = sign_request(self._secret, method, path, data)
+        headers = sign_request(self._secret, method, path, data, op)
         headers["Content-Type"] = "application/json"
-        if op is not None:
-            headers[OPERATION_HEADER] = op
         try:
             answer = self._http.request(method, self.url + path, content=data, headers=headers,
                                         timeout=timeout or self._timeout)
@@ -113,6 +110,9 @@ class AgentClient:
                 time.sleep(min(POLL_EVERY, max(0.0, left)))
                 continue  # the same id again: the agent runs it once
             assert record is not None
+            if record.get("op") != op or record.get("kind") != kind:
+                raise self._fail(f"answered for operation {record.get('op')} "
+                                 f"({record.get('kind')}), not {op} ({kind})", "forged-answer")
             if progress is not None and record.get("progress") and record["progress"] != said:
                 said = record["progress"]
                 progress(said)
@@ -134,9 +134,12 @@ class AgentClient:
         """Undo a fence (with the given original, or the fence's own sidecar)."""
         return self.run("unfence", {"original_hba": original_hba}, timeout=timeout)
 
-    def renew_lease(self, expires_at: float, timeout: float = 2.0) -> dict[str, Any]:
-        """Let the site hold the lease until ``expires_at`` (Unix seconds)."""
-        return self.run("lease", {"expires_at": expires_at}, timeout=timeout)
+    def renew_lease(self, expires_at: float, timeout: float = 2.0, *,
+                    unfence: bool = False) -> dict[str, Any]:
+        """Let the site hold the lease until ``expires_at`` (Unix seconds); with ``unfence``,
+        also lift the fence it put up when its lease lapsed."""
+        return self.run("lease", {"expires_at": expires_at, "unfence": unfence},
+                        timeout=timeout)
 
     def release_lease(self, timeout: float = 5.0) -> dict[str, Any]:
         """Leases off for the site."""

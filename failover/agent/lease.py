@@ -61,10 +61,11 @@ class Lease:
         self.file = state_dir / LEASE_FILE
         self._lock = threading.Lock()
         self._expires: float | None = None  # CLOCK_MONOTONIC; None: off
-        kept = journal.setting(_SETTING)
-        if kept is not None:
-            # Across a restart only the wall clock carries over.
-            self._expires = time.monotonic() + float(json.loads(kept)["expires_at"]) - time.time()
+        if journal.setting(_SETTING) is not None:
+            # A restarted agent (a rebooted host, maybe before NTP has set its clock)
+            # cannot tell how long it was gone: a lease it held counts as lapsed, and
+            # the controller's next renewal gives it back.
+            self._expires = time.monotonic()
         self._write_file()
 
     def view(self) -> LeaseView:

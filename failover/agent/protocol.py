@@ -25,18 +25,26 @@ import hmac
 import re
 import secrets
 from collections.abc import Mapping
+from pathlib import Path
 
+from failover.exceptions import ConfigError
+from failover.secretfiles import read_private
 from failover.watch.webhook import SCHEME, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 OPERATION_HEADER = "X-Failover-Operation"
 NONCE_HEADER = "X-Failover-Nonce"  # two identical requests in one second differ by it
 OPERATION_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 MAX_BODY_BYTES = 256 * 1024  # an hba file is the largest thing sent
+MIN_SECRET_CHARS = 16
 
 
-def signed_request(method: str, path: str, body: bytes, *, nonce: str) -> bytes:
-    """The bytes a request's signature covers: method, path, the sender's nonce, body."""
-    return f"{method.upper()} {path} {nonce}\n".encode() + body
+def signed_request(method: str, path: str, body: bytes, *, nonce: str, op: str = "") -> bytes:
+    """The bytes a request's signature covers: method, path, nonce, operation id, body.
+
+    The operation id is signed too: swapped for an older one's, it would make
+    the agent answer (signed, for this request) what that older operation did.
+    """
+    return f"{method.upper()} {path} {nonce} {op}\n".encode() + body
 
 
 def signed_answer(request_signature: str, body: bytes) -> bytes:
@@ -44,10 +52,15 @@ def signed_answer(request_signature: str, body: bytes) -> bytes:
     return f"answer {request_signature.strip().lower()}\n".encode() + body
 
 
-def sign_request(secret: bytes, method: str, path: str, body: bytes) -> dict[str, str]:
-    """The headers that sign a request now, with a fresh nonce."""
+def sign_request(secret: bytes, method: str, path: str, body: bytes,
+                 op: str | None = None) -> dict[str, str]:
+    """The headers that sign a request now, with a fresh nonce (and its operation id)."""
     nonce = secrets.token_hex(16)
-    return {**sign(secret, signed_request(method, path, body, nonce=nonce)), NONCE_HEADER: nonce}
+    headers = {**sign(secret, signed_request(method, path, body, nonce=nonce, op=op or "")),
+               NONCE_HEADER: nonce}
+    if op is not None:
+        headers[OPERATION_HEADER] = op
+    return headers
 
 
 def sign_answer(secret: bytes, request_signature: str, body: bytes) -> dict[str, str]:
@@ -64,3 +77,13 @@ def answer_is_genuine(secret: bytes, request_signature: str, headers: Mapping[st
         return False
     expected = sign(secret, signed_answer(request_signature, body), timestamp=int(stamp))
     return hmac.compare_digest(given, expected[SIGNATURE_HEADER])
+
+
+def agent_secret(path: Path) -> bytes:
+    """The per-site secret from its 0600 file; refused when too short to sign with."""
+    secret = read_private(path, "agent secret file").strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(f"agent secret file {path} holds {len(secret)} characters; a "
+                          f"secret has at least {MIN_SECRET_CHARS} (e.g. from: openssl rand "
+                          "-hex 32)")
+    return secret.encode()

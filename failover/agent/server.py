@@ -30,10 +30,12 @@ from failover.agent.protocol import (
     signed_request,
 )
 from failover.waiting import WaitTimeout, wait_for
-from failover.watch.webhook import SIGNATURE_HEADER, SignalRefused, verify
+from failover.watch.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignalRefused, verify
 
 log = logging.getLogger("failover.agent")
 MAX_WAIT = 30.0
+READ_TIMEOUT = 10.0  # seconds a connection may sit idle or trickle a request
+_SIGNED_HEADERS = (SIGNATURE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, OPERATION_HEADER)
 
 
 class _Refused(Exception):
@@ -55,6 +57,7 @@ class AgentServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: AgentServer
     protocol_version = "HTTP/1.1"
+    timeout = READ_TIMEOUT
     server_version = "failover-agent"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -87,6 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", "bad Content-Length") from None
+        if length < 0:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", "bad Content-Length")
         if length > MAX_BODY_BYTES:
             raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too-large",
                            f"a request body is at most {MAX_BODY_BYTES} bytes")
@@ -94,10 +99,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _verify(self, method: str, body: bytes) -> str | None:
         agent = self.server.agent
+        for name in _SIGNED_HEADERS:  # one of each: the one checked is the one answered
+            if len(self.headers.get_all(name) or []) > 1:
+                raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", f"more than one {name}")
         try:
             verify(agent.secret, dict(self.headers.items()),
                    signed_request(method, self.path, body,
-                                  nonce=self.headers.get(NONCE_HEADER, "")), now=time.time(),
+                                  nonce=self.headers.get(NONCE_HEADER, ""),
+                                  op=self.headers.get(OPERATION_HEADER, "")), now=time.time(),
                    max_age=agent.config.max_signature_age, guard=agent.journal,
                    whose=f"agent {agent.config.site}'s")
         except SignalRefused as exc:

@@ -108,10 +108,15 @@ def first_answer(changes: Sequence[DnsChange], address: str, after: float) -> fl
 
 
 def promoted_at(run: RunRecord | None) -> float | None:
-    """When the run's promote step ended well (time.time()); None when it never did."""
+    """When the run's promote step began (time.time()), if it ended well; None when it never did.
+
+    Its start, not its end: the new primary may take writes from inside the
+    step, so an old primary's acknowledgement after the start is already one
+    too many.
+    """
     if run is None:
         return None
-    return next((step.ended for step in run.steps()
+    return next((step.started for step in run.steps()
                  if step.action == "promote" and step.outcome == "ok"), None)
 
 

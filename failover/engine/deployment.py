@@ -8,6 +8,7 @@ once, so that plans are made from what the servers say now.
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 import httpx
 
 from failover.agent.client import AgentClient, AgentCompute
+from failover.agent.protocol import agent_secret
 from failover.config import (
     CONFIG_FILE_NAME,
     FailoverConfig,
@@ -39,7 +41,7 @@ from failover.dns.registry import build_providers
 from failover.engine.journal import Journal
 from failover.exceptions import ConfigError
 from failover.lease import LeaseBook
-from failover.secretfiles import check_trusted_dir, read_private
+from failover.secretfiles import check_trusted_dir
 
 # How long a database server may take to answer the protocol's first message
 # before it counts as unreachable for this look. A live server answers in a
@@ -122,6 +124,7 @@ class Deployment:
         self.config = config
         self.source = source  # where the configuration came from, for messages
         self._agents: dict[str, AgentClient] = {}
+        self._agents_lock = threading.Lock()
         self._dark: dict[str, float] = {}  # site -> time.monotonic() until it counts as dark
 
     def endpoint(self, site: str) -> PgEndpoint:
@@ -165,11 +168,11 @@ class Deployment:
         spec = self.config.site(site).compute
         if spec is None:
             return None
-        if site not in self._agents:
-            secret = read_private(spec.secret_file, f"site {site}'s agent secret").strip()
-            self._agents[site] = AgentClient(spec.url, secret.encode(), site=site,
-                                             timeout=spec.timeout)
-        return self._agents[site]
+        with self._agents_lock:  # the controller's threads share the clients
+            if site not in self._agents:
+                self._agents[site] = AgentClient(spec.url, agent_secret(spec.secret_file),
+                                                 site=site, timeout=spec.timeout)
+            return self._agents[site]
 
     def compute(self, site: str) -> Compute | None:
         """The site's compute adapter (its agent), or None when the configuration names none."""

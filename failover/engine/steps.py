@@ -290,16 +290,22 @@ def await_lease(ctx: StepContext) -> dict[str, Any]:
     site = ctx.param("site")
     if ctx.results.get("fence", {}).get("fenced"):
         return {"waited": 0.0, "why": f"{site} was fenced"}
-    lapsed_by = ctx.deployment.lease_book.lapsed_by(site)
-    if lapsed_by is None:
-        return {"waited": 0.0, "why": f"{site} never held a lease (no controller keeps them)"}
-    wait = lapsed_by - time.time()
-    if wait > ctx.remaining():
-        raise StepFailed(f"{site}'s lease ends in {wait:.1f}s, after this step's deadline")
-    if wait > 0:
+    book = ctx.deployment.lease_book
+    book.withhold(site)  # from now on no renewal can extend what is waited for
+    waited = 0.0
+    while True:
+        lapsed_by = book.lapsed_by(site)
+        if lapsed_by is None:
+            return {"waited": 0.0, "why": f"{site} never held a lease (no controller keeps "
+                    "them)"}
+        wait = lapsed_by - time.time()
+        if wait <= 0:
+            return {"waited": round(waited, 3), "lapsed_at": lapsed_by}
+        if wait > ctx.remaining():
+            raise StepFailed(f"{site}'s lease ends in {wait:.1f}s, after this step's deadline")
         ctx.progress(f"waiting {wait:.1f}s for {site}'s lease to lapse (it then fences itself)")
         time.sleep(wait)
-    return {"waited": round(max(0.0, wait), 3), "lapsed_at": lapsed_by}
+        waited += wait
 
 
 @action("catch_up")
@@ -348,6 +354,7 @@ def _release_lease(ctx: StepContext, site: str) -> None:
     A lapsed one would fence the new primary the next time its agent starts the
     server; a controller that runs renews the new primary's lease at once.
     """
+    ctx.deployment.lease_book.allow(site)
     agent = ctx.deployment.agent(site)
     if agent is None:
         return

@@ -118,10 +118,8 @@ class Controller:
                 last = max(looks, key=lambda o: o.at)
                 roles[site] = last.facts.get("role") if last.ok else None
         primaries = [s for s, role in roles.items() if role == "primary"]
-        if len(primaries) > 1 and self.primary in primaries and self._running is None:
-            for other in primaries:
-                if other != self.primary:
-                    self.guard.fence_second_primary(other, self.primary)
+        if len(primaries) > 1 and self._running is None:
+            self.guard.fence_second_primary()
         if len(primaries) == 1 and primaries[0] != self.primary and self._running is None:
             # Two answering as primary is a fenced old one mid-move: keep what we knew.
             if self.primary is not None:
@@ -135,7 +133,8 @@ class Controller:
         to lapse, so that an emergency promote, if it comes, need not wait for it.
         """
         primary = self.primary
-        if primary is None or (self._running is not None and self._running.kind == "promote"):
+        if primary is None or (self._running is not None
+                               and self._running.kind in ("promote", "resume")):
             return None
         looks = sorted((o for (k, t, _v), h in self.history.items()
                         if k == "database" and t == primary for o in h), key=lambda o: o.at)

@@ -36,7 +36,7 @@ class PrimaryGuard:
             self.leases = LeaseKeeper(deployment.lease_book, self._renew, self._answers, holder,
                                       seconds=config.lease_seconds,
                                       every=config.lease_renew_every)
-        self._fenced_at: dict[str, float] = {}
+        self._fenced_at = -FENCE_AGAIN_AFTER
 
     def start(self) -> None:
         """Begin renewing (when leases are on)."""
@@ -47,7 +47,21 @@ class PrimaryGuard:
         agent = self.deployment.agent(site)
         if agent is None:
             raise FailoverError(f"site {site} has no agent to hold its lease")
-        agent.renew_lease(expires_at, timeout=timeout)
+        said = agent.renew_lease(expires_at, timeout=timeout)
+        if said.get("self_fenced") and self._sole_primary(site):
+            agent.renew_lease(expires_at, timeout=timeout, unfence=True)
+            log_event(log, "lease.regained", site=site, detail="no other site answers as an "
+                      "unfenced primary: its own fence lifted")
+
+    def _sole_primary(self, site: str) -> bool:
+        """Whether no other site answers as an unfenced primary (asked now, not remembered)."""
+        topology = self.deployment.observe()
+        others = [p for p in topology.primaries if p != site]
+        if others:
+            log_event(log, "lease.regained", site=site, outcome="refused",
+                      detail=f"{', '.join(others)} answers as an unfenced primary: {site} "
+                      "stays fenced")
+        return not others
 
     def _answers(self, site: str, timeout: float) -> None:
         agent = self.deployment.agent(site)
@@ -71,26 +85,49 @@ class PrimaryGuard:
             return
         log_event(log, "lease.release", site=held, outcome="off")
 
-    def fence_second_primary(self, site: str, primary: str | None) -> None:
-        """Fence ``site``, which answers as a primary beside ``primary``, through its agent."""
-        now = time.monotonic()
-        if now - self._fenced_at.get(site, -FENCE_AGAIN_AFTER) < FENCE_AGAIN_AFTER:
-            return
-        self._fenced_at[site] = now
-        agent = self.deployment.agent(site)
-        if agent is None:
-            log_event(log, "watch.second_primary", site=site, primary=primary,
-                      outcome="no agent to fence it: fence it by hand")
-            return
+    def fence_second_primary(self) -> None:
+        """Two sites answered as primary: fence the older one, from a thread.
 
-        def fence() -> None:
+        Asked afresh (a fenced primary is none), and told apart by timeline: a
+        promote starts a new one, so the primary on the older timeline is the
+        one that was replaced. When they cannot be told apart, nothing is
+        fenced and the log says so: fencing the wrong one stops the service.
+        """
+        now = time.monotonic()
+        if now - self._fenced_at < FENCE_AGAIN_AFTER:
+            return
+        self._fenced_at = now
+        threading.Thread(target=self._fence_older, name="fence-second", daemon=True).start()
+
+    def _fence_older(self) -> None:
+        primaries = self.deployment.observe().primaries
+        if len(primaries) < 2:
+            return
+        timelines: dict[str, int] = {}
+        for site in primaries:
+            agent = self.deployment.agent(site)
             try:
-                said = agent.fence(f"a second primary beside {primary}", timeout=10)
+                timeline = None if agent is None else agent.status(timeout=2).get("timeline")
+            except FailoverError:
+                timeline = None
+            if isinstance(timeline, int):
+                timelines[site] = timeline
+        newest = max(timelines.values(), default=None)
+        keep = [s for s, t in timelines.items() if t == newest]
+        if len(timelines) < len(primaries) or len(keep) != 1:
+            log_event(log, "watch.second_primary", sites=",".join(primaries),
+                      outcome="cannot tell which is older: fence one by hand")
+            return
+        for site in primaries:
+            if site == keep[0]:
+                continue
+            agent = self.deployment.agent(site)
+            assert agent is not None  # it told its timeline
+            try:
+                said = agent.fence(f"a second primary beside {keep[0]}", timeout=10)
             except FailoverError as exc:
                 log_event(log, "watch.second_primary", site=site, outcome="failed",
                           detail=one_line(exc))
-                return
-            log_event(log, "watch.second_primary", site=site, primary=primary,
+                continue
+            log_event(log, "watch.second_primary", site=site, primary=keep[0],
                       outcome="fenced", terminated=said.get("terminated"))
-
-        threading.Thread(target=fence, name=f"fence-{site}", daemon=True).start()

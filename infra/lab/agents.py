@@ -16,10 +16,11 @@ from pathlib import Path
 
 from failover.agent.client import AgentClient
 from failover.agent.config import AgentConfig, AppSpec, dump_agent_config
+from failover.agent.protocol import agent_secret
 from failover.agent.supervisor import read_children
 from failover.exceptions import ProviderError
 from failover.processes import ProcessRecord, spawn
-from failover.secretfiles import read_private, write_private
+from failover.secretfiles import write_private
 from failover.waiting import wait_for
 from infra.lab import refapp
 from infra.lab.layout import LabLayout
@@ -69,8 +70,7 @@ def start(layout: LabLayout, paths: LabPaths, site: str) -> ProcessRecord:
 
 def client(layout: LabLayout, paths: LabPaths, site: str) -> AgentClient:
     """A client of a site's agent."""
-    secret = read_private(secret_file(paths, site), "agent secret file").strip()
-    return AgentClient(agent_url(layout, site), secret.encode(), site=site)
+    return AgentClient(agent_url(layout, site), agent_secret(secret_file(paths, site)), site=site)
 
 
 def wait_answers(layout: LabLayout, paths: LabPaths, site: str, timeout: float = 30.0) -> None:

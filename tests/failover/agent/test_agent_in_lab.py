@@ -189,15 +189,18 @@ def writes_again(c: RunningLab, site: str) -> None:
 
 @contextmanager
 def lease_held(c: RunningLab, site: str) -> Iterator[tuple[AgentClient, dict[str, Any]]]:
-    """The site's agent; on the way out its lease is renewed (which unfences a primary that
-    fenced itself for want of one) and released: leases off, as with no controller.
-    The renewal's answer is put in the dict yielded."""
+    """The site's agent; on the way out its lease is renewed, first alone (which leaves a
+    fence of its own in place), then asking for the fence to be lifted, as the controller
+    does once it has seen no other primary; then released: leases off, as with no
+    controller. The second renewal's answer is put in the dict yielded."""
     with agent_of(c, site) as agent:
         ended: dict[str, Any] = {}
         try:
             yield agent, ended
         finally:
-            ended.update(agent.renew_lease(time.time() + 60))
+            alone = agent.renew_lease(time.time() + 60)
+            ended.update(agent.renew_lease(time.time() + 60, unfence=True))
+            ended["alone"] = alone
             agent.release_lease()
 
 
@@ -346,6 +349,8 @@ def test_a_crashed_postgres_comes_back_fenced_once_its_lease_lapsed(alab: Runnin
         assert status["fenced"] is True  # pg_hba.conf was fenced before the server started
         assert app_user_refused(c, "aws")
         assert_refused_as_fenced(post_user(c, "aws"))
+    # A renewal alone does not lift the agent's own fence: only one that asks does.
+    assert unfenced["alone"]["regained"] is False and unfenced["alone"]["self_fenced"] is True
     assert unfenced["regained"] is True
     assert not app_user_refused(c, "aws")
     writes_again(c, "aws")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from failover.exceptions import ProviderError
-from failover.lease import CLOCK_MARGIN, SUSPECT_AFTER, LeaseBook, LeaseKeeper
+from failover.lease import CLOCK_MARGIN, SUSPECT_AFTER, LeaseBook, LeaseKeeper, LeaseWithheld
 from failover.waiting import wait_for
 
 
@@ -129,3 +129,17 @@ def test_no_holder_renews_nothing(book: LeaseBook) -> None:
         keep.stop()
     assert agents.renewals == [] and agents.asked == []
     assert book.ends_at("aws") is None
+
+
+def test_a_withheld_site_gets_no_grant_until_it_is_allowed_again(book: LeaseBook) -> None:
+    """A promote withholds the old primary's lease: a renewal begun before it looked
+    must not extend the time it waits for."""
+    book.granting("aws", 1000.0)
+    book.withhold("aws")
+    with pytest.raises(LeaseWithheld):
+        book.granting("aws", 2000.0)
+    assert book.ends_at("aws") == 1000.0
+    book.granting("hetzner", 3000.0)  # others are not touched
+    book.allow("aws")  # promoted again, later: it is the primary
+    book.granting("aws", 2000.0)
+    assert book.ends_at("aws") == 2000.0

@@ -9,6 +9,7 @@ import pytest
 
 from failover.agent.protocol import (
     NONCE_HEADER,
+    OPERATION_HEADER,
     answer_is_genuine,
     sign_answer,
     sign_request,
@@ -29,7 +30,8 @@ BODY = b'{"expires_at": 1900000000}'
 def check(headers: dict[str, str], method: str, path: str, body: bytes,
           secret: bytes = SECRET) -> None:
     """The agent's check of a request (as its server does it)."""
-    signed = signed_request(method, path, body, nonce=headers.get(NONCE_HEADER, ""))
+    signed = signed_request(method, path, body, nonce=headers.get(NONCE_HEADER, ""),
+                            op=headers.get(OPERATION_HEADER, ""))
     verify(secret, headers, signed, now=time.time(), max_age=30, guard=ReplayGuard(),
            whose="the agent's")
 

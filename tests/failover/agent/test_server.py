@@ -6,7 +6,9 @@ The agent's database is down here; the lease and status need none.
 from __future__ import annotations
 
 import json
+import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +18,12 @@ from failover.agent.agent import Agent
 from failover.agent.protocol import (
     NONCE_HEADER,
     OPERATION_HEADER,
+    agent_secret,
     sign_request,
     signed_request,
 )
-from failover.exceptions import ProviderError
+from failover.exceptions import ConfigError, ProviderError
+from failover.secretfiles import write_private
 from failover.watch.webhook import SIGNATURE_HEADER, sign
 from tests.failover.agent.served import SECRET, Served
 
@@ -30,7 +34,7 @@ def post(served: Served, path: str, body: bytes, *, op: str | None = LEASE_OP,
          headers: dict[str, str] | None = None) -> httpx.Response:
     """A POST with the given headers (signed properly when none are given)."""
     sent = {"Content-Type": "application/json"}
-    sent.update(headers if headers is not None else sign_request(SECRET, "POST", path, body))
+    sent.update(headers if headers is not None else sign_request(SECRET, "POST", path, body, op))
     if op is not None:
         sent[OPERATION_HEADER] = op
     return httpx.post(served.url + path, content=body, headers=sent, timeout=5)
@@ -43,7 +47,7 @@ def lease_body(seconds: float = 60.0) -> bytes:
 def signed_at(timestamp: float, body: bytes, secret: bytes = SECRET) -> dict[str, str]:
     """Headers that sign a POST /v1/lease at ``timestamp`` (a clock of the sender's)."""
     nonce = "0123456789abcdef"
-    headers = sign(secret, signed_request("POST", "/v1/lease", body, nonce=nonce),
+    headers = sign(secret, signed_request("POST", "/v1/lease", body, nonce=nonce, op=LEASE_OP),
                    timestamp=timestamp)
     return {**headers, NONCE_HEADER: nonce}
 
@@ -80,18 +84,19 @@ def test_unsigned_forged_stale_and_early_requests_are_refused(served: Served) ->
 
 def test_a_replayed_request_is_refused(served: Served) -> None:
     body = lease_body()
-    headers = sign_request(SECRET, "POST", "/v1/lease", body)
+    headers = sign_request(SECRET, "POST", "/v1/lease", body, LEASE_OP)
     assert post(served, "/v1/lease", body, headers=headers).status_code == 200
     assert refusal(post(served, "/v1/lease", body, headers=headers), 401)["error"] == "replayed"
-    # Even under another operation id: the signature was seen.
-    replayed = post(served, "/v1/lease", body, headers=headers, op="lease-test-0002")
-    assert refusal(replayed, 401)["error"] == "replayed"
+    # Under another operation id it is no longer the request that was signed: the id
+    # is signed too, so an old operation's answer cannot be passed off as a new one's.
+    swapped = post(served, "/v1/lease", body, headers=headers, op="lease-test-0002")
+    assert refusal(swapped, 401)["error"] == "bad-signature"
     assert served.agent.journal.get("lease-test-0002") is None
 
 
 def test_a_signed_request_goes_nowhere_but_where_it_was_signed_for(served: Served) -> None:
     body = b"{}"
-    headers = sign_request(SECRET, "POST", "/v1/lease/release", body)
+    headers = sign_request(SECRET, "POST", "/v1/lease/release", body, LEASE_OP)
     said = refusal(post(served, "/v1/unfence", body, headers=headers), 401)
     assert said["error"] == "bad-signature"
 
@@ -254,3 +259,20 @@ def test_the_client_signs_every_request_it_sends(served: Served) -> None:
     finally:
         client.close()
     assert len(seen) == len(set(seen)) == 3
+
+
+def test_a_negative_length_is_refused_before_anything_is_read(served: Served) -> None:
+    url = httpx.URL(served.url)
+    with socket.create_connection((url.host, url.port or 80), timeout=5) as sock:
+        sock.sendall(b"POST /v1/lease HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        answer = b""
+        while b"bad Content-Length" not in answer and (chunk := sock.recv(4096)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"bad Content-Length" in answer
+
+
+def test_a_secret_too_short_to_sign_with_is_refused(tmp_path: Path) -> None:
+    short = tmp_path / "short.secret"
+    write_private(short, "abc\n")
+    with pytest.raises(ConfigError, match="at least 16"):
+        agent_secret(short)
