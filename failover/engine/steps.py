@@ -23,6 +23,7 @@ from failover.exceptions import FailoverError, StepFailed
 from failover.waiting import WaitTimeout, wait_for
 
 Progress = Callable[[str], None]
+DARK_STORE_TIMEOUT = 1.0  # seconds per request to the object store of a site seen dark
 RPO_REPLAY_WAIT = 5.0  # seconds a standby gets to replay what it received before promotion
 
 
@@ -194,14 +195,20 @@ def sync_objects(ctx: StepContext) -> dict[str, Any]:
             last[0] = time.monotonic()
             ctx.progress(f"objects {p.done}/{p.total}, {p.bytes_done}/{p.bytes_total} bytes")
 
+    source_store = config.site(source).objects
+    if ctx.deployment.ask_timeout(source) < ASK_TIMEOUT:
+        # The controller saw the source go dark: a store that answers does so at once,
+        # and one that hangs must not hold the end of an emergency for its full timeout.
+        source_store = source_store.model_copy(
+            update={"timeout": min(source_store.timeout, DARK_STORE_TIMEOUT)})
     try:
         result = objectsync.sync_bucket(
-            config.site(source).objects, config.site(target).objects, progress=report,
+            source_store, config.site(target).objects, progress=report,
             only_missing=only_missing,
         )
         # Against what the sync listed: the source may take new objects meanwhile.
         verify = objectsync.verify_bucket(
-            config.site(source).objects, config.site(target).objects, snapshot=result.snapshot,
+            source_store, config.site(target).objects, snapshot=result.snapshot,
         )
     except Exception as exc:
         if not ctx.param("best_effort"):
