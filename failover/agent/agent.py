@@ -44,6 +44,9 @@ VERSION = "1"
 WATCH_LEASE_EVERY = 0.1  # seconds: a lapsed lease is acted on within this (plus the fence)
 RESUMABLE = frozenset({"rejoin"})
 DATA_SIZE_EVERY = 60.0
+# "yes" from the moment a rejoin starts rewriting the data dir until the server has
+# started on the new files: a rejoin that finds it set copies afresh, never rewinds.
+REWRITING = "rejoin.rewriting"
 Body = dict[str, Any]
 
 
@@ -68,7 +71,7 @@ class Agent:
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         config.state_dir.chmod(0o700)
         self.journal = AgentJournal(config.state_dir / "agent.sqlite")
-        self.host = PgHost(config.postgres)
+        self.host = PgHost(config.postgres, lock_file=config.state_dir / "rewrite.lock")
         self.lease = Lease(self.journal, config.state_dir)
         self._db_lock = threading.RLock()  # one operation on the server at a time
         self._size, self._sized_at = 0, -DATA_SIZE_EVERY
@@ -307,6 +310,7 @@ class Agent:
             with contextlib.suppress(WaitTimeout):
                 rj.wait_following(self.host, primary, timeline, timeout=min(5.0, left()))
         if running and rj.following(self.host, primary, timeline):
+            self.journal.set(REWRITING, None)  # a server runs on the files: they are whole
             if hba is not None and self.host.hba() != hba:
                 self.host.write_hba(hba)
                 self._reload()
@@ -314,7 +318,11 @@ class Agent:
         rj.primary_timeline(primary, checkpoint=True)  # so that pg_rewind sees the fork
         say("stopping postgres")
         self.supervisor.stop("postgres", timeout=min(30.0, left()))
-        how, aside = rj.rewind_or_rebuild(self.host, primary, left, say)
+        with self.host.rewriting(timeout=left()):  # waits for a killed agent's tool
+            interrupted = self.journal.setting(REWRITING) == "yes"
+            self.journal.set(REWRITING, "yes")
+            how, aside = rj.rewind_or_rebuild(self.host, primary, left, say,
+                                              rewind=not interrupted)
         self.host.configure_standby(host, port)
         if hba is not None:
             self.host.write_hba(hba)
@@ -323,6 +331,7 @@ class Agent:
         say(f"{how}; starting postgres as a standby")
         self.supervisor.start("postgres")
         self.host.wait_ready(timeout=left())
+        self.journal.set(REWRITING, None)
         rj.wait_following(self.host, primary, timeline, timeout=left())
         if aside is not None:
             shutil.rmtree(aside)  # the new data dir works: the old one can go

@@ -9,10 +9,13 @@ passwords in their environment, never on a command line.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +60,10 @@ def pgpass_password(passfile: Path, user: str) -> str:
 class PgHost:
     """Makes, configures and asks the one PostgreSQL server of this host."""
 
-    def __init__(self, spec: PostgresSpec) -> None:
+    def __init__(self, spec: PostgresSpec, lock_file: Path | None = None) -> None:
         self.spec = spec
+        self.lock_file = lock_file  # see rewriting(); None: no lock (the lab's own copies)
+        self._held: tuple[int, ...] = ()  # the lock's descriptor while rewriting
 
     @property
     def owner(self) -> tuple[int, int] | None:
@@ -154,6 +159,28 @@ class PgHost:
 
     # -- tools ---------------------------------------------------------------------
 
+    @contextmanager
+    def rewriting(self, timeout: float) -> Iterator[None]:
+        """Hold the data dir's lock while its files are rewritten (pg_rewind, a base backup).
+
+        Every tool started meanwhile inherits the lock's open file, so a tool that
+        outlives its agent (killed in the middle of a rejoin) holds the lock until it
+        exits: the next agent waits for it rather than rewrite the same files beside it.
+        """
+        if self.lock_file is None:
+            yield
+            return
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            wait_for(lambda: _try_lock(fd), timeout=timeout, retry_on=(),
+                     what="a pg_rewind or base backup an earlier agent left running to end")
+            self._held = (fd,)
+            yield
+        finally:
+            self._held = ()
+            os.close(fd)  # the lock ends with the last descriptor: ours, or a tool's
+
     def run_tool(self, argv: list[str], env: dict[str, str], timeout: float) -> str:
         """Run a PostgreSQL tool as the server's user, output to its log; returns the output."""
         name = Path(argv[0]).name
@@ -165,6 +192,7 @@ class PgHost:
                     user=self.spec.os_user, group=None if self.owner is None else self.owner[1],
                     extra_groups=None if self.owner is None else [],
                     env={"PATH": "/usr/bin:/bin", **env}, check=False, timeout=timeout,
+                    pass_fds=self._held,
                 )
             except subprocess.TimeoutExpired:  # run() has killed it
                 raise ProviderError(f"{name} did not finish in {timeout:g}s",
@@ -221,3 +249,12 @@ class PgHost:
         kept.append(f"primary_conninfo = {conf_quote(conninfo)}")
         write_private(auto, "\n".join(kept) + "\n", self.owner)
         write_private(self.spec.data_dir / "standby.signal", "", self.owner)
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive lock on ``fd`` if no other open file holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -80,15 +80,26 @@ def following(host: PgHost, primary: PgEndpoint, timeline: int) -> bool:
 
 
 def rewind_or_rebuild(host: PgHost, primary: PgEndpoint, left: Callable[[], float],
-                      say: Callable[[str], None]) -> tuple[str, Path | None]:
-    """pg_rewind, else a fresh base backup; returns how and the old data dir set aside."""
-    say("rewinding (pg_rewind)")
-    try:
-        host.rewind(primary.host, primary.port, timeout=left())
-    except ProviderError as exc:
-        say(f"pg_rewind could not: {exc}; copying a fresh base backup")
+                      say: Callable[[str], None], *,
+                      rewind: bool = True) -> tuple[str, Path | None]:
+    """pg_rewind, else a fresh base backup; returns how and the old data dir set aside.
+
+    Without ``rewind`` (an earlier rewrite of these files was interrupted) only the
+    base backup: pg_rewind must not be run again on what one left, whole or in part
+    (it recovers the files first and may then find "no rewind required" of a data
+    dir that no longer fits the primary's history).
+    """
+    if not rewind:
+        say("an earlier rewind or copy of these files was interrupted; copying a fresh "
+            "base backup")
     else:
-        return REWOUND, None
+        say("rewinding (pg_rewind)")
+        try:
+            host.rewind(primary.host, primary.port, timeout=left())
+        except ProviderError as exc:
+            say(f"pg_rewind could not: {exc}; copying a fresh base backup")
+        else:
+            return REWOUND, None
     pgdata = host.spec.data_dir
     aside: Path | None = None
     if pgdata.exists():
