@@ -99,8 +99,11 @@ def load_agent_config(path: Path) -> AgentConfig:
         return AgentConfig.model_validate(resolve_paths(data, path.parent.absolute()))
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = "is required" if first["type"] == "missing" else \
+            first["msg"].removeprefix("Value error, ")
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{path}: {where}: {message}{more}") from None
 
 
 def dump_agent_config(config: AgentConfig) -> str:
