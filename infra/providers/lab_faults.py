@@ -270,7 +270,8 @@ class LabFaults:
                 how = agent.run("rejoin", {"primary_host": layout.address(primary),
                                            "primary_port": layout.postgres_port,
                                            "timeout": timeout}, timeout=timeout + 10)["how"]
-                done.append(f"postgres@{site}: {how} as a standby of {primary}")
+                done.append(f"postgres@{site}: {how}" if how.startswith("already") else
+                            f"postgres@{site}: {how} as a standby of {primary}")
             said = agent.start_app()
         finally:
             agent.close()
