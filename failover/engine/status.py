@@ -105,9 +105,11 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
             warnings.append(f"{name} is a standby that streams from no one")
     lease = leases.get(primary) if primary else None
     leases_on = lease is not None and lease.get("state") == "held"
-    if lease is not None and lease.get("state") == "lapsed":
-        warnings.append(f"{primary}'s lease has lapsed: it has fenced itself; start the "
-                        "controller (failover watch), whose renewal lifts the fence")
+    for name in topology.fenced:  # fenced for want of a lease: say what lifts it
+        if (leases.get(name) or {}).get("state") == "lapsed":
+            warnings.append(f"{name}'s lease has lapsed, so it has fenced itself; if it is "
+                            "still the primary, start the controller (failover watch): once "
+                            "it sees no other primary it renews the lease and lifts the fence")
     last = deployment.journal.last()
     return {
         "config": deployment.source,
