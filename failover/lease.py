@@ -128,7 +128,6 @@ class LeaseKeeper:
         self.every = every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_ok: dict[str, float] = {}
         self._failing: dict[str, str] = {}
         self._misses: dict[str, int] = {}
         self.held: str | None = None  # the site last renewed
@@ -181,5 +180,4 @@ class LeaseKeeper:
         if site in self._failing:
             logs.log_event(log, "lease.renew", site=site, outcome="ok again")
             del self._failing[site]
-        self.last_ok[site] = time.time()
         return True

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -173,10 +172,8 @@ class Agent:
             # other site answers as an unfenced primary (a renewal alone could come
             # from a controller that has not yet learnt of a promote).
             if fenced and body.get("unfence") is True:
-                sidecar = str(self.host.hba_path) + fencing.UNFENCED_SUFFIX
                 with self._db_lock, self.host.connect(timeout=3) as conn:
-                    original = read_private_text(sidecar)
-                    fencing.unfence(conn, original, timeout=10)
+                    fencing.unfence(conn, self.host.unfenced_hba(), timeout=10)
                 regained = True
                 _event("agent.unfence", site=self.config.site, why="lease renewed")
                 fenced = False
@@ -255,7 +252,7 @@ class Agent:
         """Write back the original pg_hba.conf (given, or the fence's sidecar)."""
         original = body.get("original_hba")
         if original is None:
-            original = read_private_text(str(self.host.hba_path) + fencing.UNFENCED_SUFFIX)
+            original = self.host.unfenced_hba()
         if not isinstance(original, str):
             raise BadRequest("original_hba must be text")
         with self.host.connect(timeout=3) as conn:
@@ -341,10 +338,9 @@ class Agent:
         """pg_rewind and pg_basebackup copy the primary's pg_hba.conf: a fence there (its
         sidecar comes along) must not lock this standby's own clients out once promoted."""
         copied = self.host.hba()
-        sidecar = Path(str(self.host.hba_path) + fencing.UNFENCED_SUFFIX)
-        if copied is not None and is_fence(copied) and sidecar.exists():
-            self.host.write_hba(read_private_text(str(sidecar)))
-            sidecar.unlink()
+        if copied is not None and is_fence(copied) and self.host.sidecar.exists():
+            self.host.write_hba(self.host.unfenced_hba())
+            self.host.sidecar.unlink()
 
     def _data_bytes(self) -> int:
         """The data dir's size, walked at most once a minute (status is asked often)."""
@@ -388,14 +384,3 @@ class Agent:
         out["versions"]["postgres"] = row[2]
         out["data_bytes"] = self._data_bytes()
         return out
-
-
-def read_private_text(path: str) -> str:
-    """The fence's sidecar (the original pg_hba.conf), never read through a link.
-
-    Not held to 0600 as a secret is: the engine's fence writes it over SQL,
-    and PostgreSQL's lo_export makes every file it writes 0644.
-    """
-    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8",
-                   errors="surrogateescape") as file:
-        return file.read()

@@ -37,8 +37,6 @@ _SETTING = "lease"
 class LeaseRefused(FailoverError):
     """A renewal that cannot be taken (it ended before it arrived)."""
 
-    code = "lease-expired"
-
 
 @dataclass(frozen=True)
 class LeaseView:

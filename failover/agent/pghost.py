@@ -118,6 +118,21 @@ class PgHost:
         """Replace pg_hba.conf (read at start and on reload)."""
         write_private(self.hba_path, text, self.owner)
 
+    @property
+    def sidecar(self) -> Path:
+        """Where a fence keeps the original pg_hba.conf (``data.fencing``'s sidecar)."""
+        return Path(str(self.hba_path) + UNFENCED_SUFFIX)
+
+    def unfenced_hba(self) -> str:
+        """The original pg_hba.conf a fence set aside, never read through a link.
+
+        Not held to 0600 as a secret is: the engine's fence writes it over SQL,
+        and PostgreSQL's lo_export makes every file it writes 0644.
+        """
+        fd = os.open(self.sidecar, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as file:
+            return file.read()
+
     def is_standby_dir(self) -> bool:
         """Whether the data dir starts as a standby (standby.signal is there)."""
         return (self.spec.data_dir / "standby.signal").exists()
@@ -135,9 +150,8 @@ class PgHost:
         current = self.hba()
         if current is None or is_fence(current):
             return False
-        sidecar = Path(str(self.hba_path) + UNFENCED_SUFFIX)
-        write_private(sidecar, current, self.owner)
-        self.write_hba(fenced_hba(current, self.spec.superuser, note, str(sidecar)))
+        write_private(self.sidecar, current, self.owner)
+        self.write_hba(fenced_hba(current, self.spec.superuser, note, str(self.sidecar)))
         return True
 
     def data_bytes(self) -> int:

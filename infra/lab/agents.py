@@ -73,23 +73,18 @@ def client(layout: LabLayout, paths: LabPaths, site: str) -> AgentClient:
     return AgentClient(agent_url(layout, site), agent_secret(secret_file(paths, site)), site=site)
 
 
-def wait_answers(layout: LabLayout, paths: LabPaths, site: str, timeout: float = 30.0) -> None:
-    """Wait until the agent answers (its database may still be down)."""
+def wait_ready(layout: LabLayout, paths: LabPaths, site: str, timeout: float = 30.0, *,
+               database: bool = True) -> None:
+    """Wait until the agent answers and (with ``database``) its database accepts connections."""
     agent = client(layout, paths, site)
-    try:
-        wait_for(lambda: agent.status(timeout=1.0), timeout=timeout,
-                 what=f"agent@{site} to answer", retry_on=ProviderError)
-    finally:
-        agent.close()
 
+    def ready() -> bool:
+        status = agent.status(timeout=1.0)
+        return not database or status.get("role") in ("primary", "standby")
 
-def wait_ready(layout: LabLayout, paths: LabPaths, site: str, timeout: float = 30.0) -> None:
-    """Wait until the agent answers and its database accepts connections."""
-    agent = client(layout, paths, site)
+    what = f"agent@{site}" + (" and its database" if database else "") + " to answer"
     try:
-        wait_for(lambda: agent.status(timeout=1.0).get("role") in ("primary", "standby"),
-                 timeout=timeout, what=f"agent@{site} and its database to answer",
-                 retry_on=ProviderError)
+        wait_for(ready, timeout=timeout, what=what, retry_on=ProviderError)
     finally:
         agent.close()
 

@@ -24,20 +24,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-import boto3
 import botocore.exceptions
 import requests
-from botocore.config import Config
 from hcloud import APIException, HCloudException
 from hcloud import Client as HcloudClient
 from hcloud.servers import BoundServer
 
 from failover.aws import load_credentials
 from failover.exceptions import ConfigError, ProviderError
-from failover.secretfiles import read_private
 from failover.waiting import WaitTimeout, wait_for
-from failover.watch.providers.ec2 import Ec2ApiConfig
-from failover.watch.providers.hcloud import HcloudApiConfig
+from failover.watch.providers.ec2 import Ec2ApiConfig, ec2_client
+from failover.watch.providers.hcloud import HcloudApiConfig, hcloud_token
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -87,11 +84,8 @@ class HcloudPower:
     def from_config(cls, api: HcloudApiConfig, *, timeout: float = 300.0,
                     poll: float = 1.0) -> HcloudPower:
         """The project a site's ``api`` (kind hcloud) names, with its token from the 0600 file."""
-        token = read_private(api.token_file, "hcloud token file").strip()
-        if not token:
-            raise ConfigError(f"hcloud token file {api.token_file} is empty")
-        client = HcloudClient(token=token, api_endpoint=api.endpoint, timeout=api.timeout,
-                              application_name="failover-drill")
+        client = HcloudClient(token=hcloud_token(api), api_endpoint=api.endpoint,
+                              timeout=api.timeout, application_name="failover-drill")
         return cls(client, timeout=timeout, poll=poll)
 
     def power_off(self, server: str) -> str:
@@ -175,13 +169,7 @@ waiters count in seconds) until ``timeout``.
                     poll: int = 5) -> Ec2Power:
         """The account a site's ``api`` (kind ec2) names, its keys from the 0600 file if any."""
         creds = load_credentials(api.credentials_file) if api.credentials_file else {}
-        client = boto3.session.Session().client(
-            "ec2", endpoint_url=api.endpoint_url, region_name=api.region,
-            aws_access_key_id=creds.get("aws_access_key_id"),
-            aws_secret_access_key=creds.get("aws_secret_access_key"),
-            aws_session_token=creds.get("aws_session_token"),
-            config=Config(connect_timeout=api.timeout, read_timeout=api.timeout,
-                          retries={"mode": "standard"}))
+        client = ec2_client(api, creds, api.timeout, attempts=3)
         return cls(client, timeout=timeout, poll=poll)
 
     def power_off(self, server: str) -> str:

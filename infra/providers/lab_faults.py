@@ -258,7 +258,8 @@ class LabFaults:
                         f"created, answering {primary}")
         done += self._restart_apis(state, site, secrets)
         record = self._restart(state, f"agent@{site}", partial(agents.start, layout, paths, site),
-                               partial(agents.wait_answers, layout, paths, site), "answer")
+                               partial(agents.wait_ready, layout, paths, site, database=False),
+                               "answer")
         if record is not None:
             done.append(f"agent@{site} started (pid {record.pid})")
         agent = self._agent(state, site)

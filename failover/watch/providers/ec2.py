@@ -49,8 +49,10 @@ _EC2_CLIENTS: dict[tuple[Any, ...], Any] = {}
 _EC2_CACHE_SIZE = 16
 
 
-def _ec2_client(config: Ec2ApiConfig, creds: dict[str, str] | None, timeout: float) -> Any:
-    key = (config.endpoint_url, config.region, timeout,
+def ec2_client(config: Ec2ApiConfig, creds: dict[str, str] | None, timeout: float,
+               attempts: int = 1) -> Any:
+    """A cached EC2 client of the account ``config`` names (``attempts`` per call)."""
+    key = (config.endpoint_url, config.region, timeout, attempts,
            tuple(sorted(creds.items())) if creds else None)
     with _EC2_LOCK:
         client = _EC2_CLIENTS.get(key)
@@ -64,7 +66,7 @@ def _ec2_client(config: Ec2ApiConfig, creds: dict[str, str] | None, timeout: flo
                 aws_secret_access_key=creds.get("aws_secret_access_key"),
                 aws_session_token=creds.get("aws_session_token"),
                 config=Config(connect_timeout=timeout, read_timeout=timeout,
-                              retries={"total_max_attempts": 1}),
+                              retries={"mode": "standard", "total_max_attempts": attempts}),
             )
             _EC2_CLIENTS[key] = client
         return client
@@ -80,7 +82,7 @@ def check_ec2(config: Ec2ApiConfig, timeout: float) -> ApiAnswer:
             return ApiAnswer("down", f"{EC2_CALL}: not asked: {exc}", None)
     where = config.endpoint_url or f"EC2 in {config.region}"
     try:
-        answer = _ec2_client(config, creds, timeout).describe_instances(MaxResults=5)
+        answer = ec2_client(config, creds, timeout).describe_instances(MaxResults=5)
     except botocore.exceptions.ClientError as exc:
         return ec2_error(exc)
     except botocore.exceptions.NoCredentialsError:

@@ -33,15 +33,20 @@ class HcloudApiConfig(BaseModel):
     timeout: float = Field(5.0, gt=0, le=120, description="seconds to connect, and to read")
 
 
+def hcloud_token(config: HcloudApiConfig) -> str:
+    """The project's token from its 0600 file; ConfigError when unreadable or empty."""
+    token = read_private(config.token_file, "hcloud token file").strip()
+    if not token:
+        raise ConfigError(f"token file {config.token_file} is empty")
+    return token
+
+
 def check_hcloud(config: HcloudApiConfig, timeout: float) -> ApiAnswer:
     """One ``GET /servers`` within ``timeout`` s, its outcome sorted into three."""
     try:
-        token = read_private(config.token_file, "hcloud token file").strip()
+        token = hcloud_token(config)
     except ConfigError as exc:
         return ApiAnswer("down", f"{HCLOUD_CALL}: not asked: {exc}", None)
-    if not token:
-        return ApiAnswer("down", f"{HCLOUD_CALL}: not asked: token file "
-                         f"{config.token_file} is empty", None)
     client = HcloudClient(token=token, api_endpoint=config.endpoint, timeout=timeout,
                           application_name="failover-watch")
     base = client._client  # hcloud has no public way to turn off retries or close a session

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from failover.agent.agent import Agent, read_private_text
+from failover.agent.agent import Agent
 from failover.agent.config import AgentConfig
 from failover.data import fencing
 from failover.data.fencing import UNFENCED_SUFFIX
@@ -137,18 +137,19 @@ def test_a_lease_that_lapsed_while_the_agent_was_down_is_lapsed_when_it_starts(
 
 
 def test_the_fence_sidecar_is_read_as_sql_wrote_it_but_never_through_a_link(
-    tmp_path: Path,
+    agent: Agent,
 ) -> None:
-    sidecar = tmp_path / f"pg_hba.conf{UNFENCED_SUFFIX}"
-    sidecar.write_text("host all all 0.0.0.0/0 scram-sha-256\n")
-    sidecar.chmod(0o644)  # what the engine's fence (lo_export) leaves
-    assert read_private_text(str(sidecar)) == sidecar.read_text()
-    elsewhere = tmp_path / "secret"
+    host = agent.host
+    host.spec.data_dir.mkdir(parents=True, exist_ok=True)
+    host.sidecar.write_text("host all all 0.0.0.0/0 scram-sha-256\n")
+    host.sidecar.chmod(0o644)  # what the engine's fence (lo_export) leaves
+    assert host.unfenced_hba() == host.sidecar.read_text()
+    elsewhere = host.spec.data_dir / "secret"
     elsewhere.write_text("not an hba file\n")
-    link = tmp_path / "link"
-    link.symlink_to(elsewhere)
+    host.sidecar.unlink()
+    host.sidecar.symlink_to(elsewhere)
     with pytest.raises(OSError):
-        read_private_text(str(link))
+        host.unfenced_hba()
 
 
 def test_a_renewal_that_comes_while_the_lease_fence_runs_undoes_it(
