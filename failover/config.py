@@ -28,6 +28,8 @@ from failover.configpaths import resolve_paths
 from failover.dns.registry import DnsSettings
 from failover.exceptions import ConfigError
 from failover.fieldpath import field_path
+from failover.provision.config import ProvisionConfig
+from failover.stores import ObjectStoreConfig, RepositoryConfig
 from failover.watch.providers import ApiSettings
 
 CONFIG_FILE_NAME = "failover.yaml"
@@ -54,19 +56,6 @@ class DatabaseConfig(_Strict):
     app_dbname: str = Field(
         "social", description="the app's database, where a drill looks for every write it "
         "saw acknowledged",
-    )
-
-
-class ObjectStoreConfig(_Strict):
-    """A site's S3-compatible bucket."""
-
-    endpoint_url: str | None = None
-    bucket: str
-    region: str = "us-east-1"
-    credentials_file: Path | None = None  # AWS shared-credentials file, 0600
-    timeout: float = Field(
-        default=20.0, gt=0, le=300,
-        description="seconds to wait for an answer to one request (connect: at most 5)",
     )
 
 
@@ -254,6 +243,43 @@ class WatchConfig(_Strict):
         return self.quorum or len(self.vantage_points) // 2 + 1
 
 
+class SpareConfig(SiteConfig):
+    """A site that runs nothing yet: what ``failover rebuild`` makes, and how.
+
+    Everything a site has, with its address reserved ahead (a primary IP or an
+    Elastic IP), so that DNS, firewalls and the other sites' pg_hba.conf can
+    name it before it exists; plus how to provision its host and the agent
+    config that host gets through cloud-init.
+    """
+
+    provision: ProvisionConfig
+    agent_config_file: Path = Field(description="the new host's agent config (its site's name, "
+                               "paths and backup section), sent in its user-data; "
+                               "${address} in it becomes the host's address")
+    # Paths on the new host, not here: text, never resolved or looked for locally.
+    agent_config_path: str = Field("/etc/failover/agent.yaml", pattern=r"^/",
+                                   description="where the host keeps it")
+    agent_secret_path: str = Field("/etc/failover/agent.secret", pattern=r"^/",
+                                   description="where the host keeps its agent's secret")
+    requirement: str = Field("failover", description="what the host's pip installs")
+    boot_timeout: float = Field(900.0, gt=0, description="seconds from create to the agent "
+                                "answering (cloud-init installs packages first)")
+
+
+class BackupsConfig(_Strict):
+    """pgBackRest's repositories, and how often the controller asks the primary for backups.
+
+    The primary's agent archives WAL to, and backs up into, each repository at
+    a provider other than its own (the agents' configs name the same ones).
+    """
+
+    stanza: str = Field("main", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    repositories: dict[str, RepositoryConfig] = Field(min_length=1)
+    incr_every: float = Field(3600.0, gt=0, description="seconds between incremental backups")
+    diff_every: float = Field(86400.0, gt=0, description="seconds between differential ones")
+    full_every: float = Field(604800.0, gt=0, description="seconds between full backups")
+
+
 class FailoverConfig(_Strict):
     """The whole deployment: sites, DNS providers, the zone, objectives."""
 
@@ -262,6 +288,9 @@ class FailoverConfig(_Strict):
     dns: DnsConfig
     objectives: Objectives = Objectives()
     watch: WatchConfig = WatchConfig()
+    backups: BackupsConfig | None = None
+    spares: dict[str, SpareConfig] = Field(
+        default_factory=dict, description="sites `failover rebuild` can make from nothing")
     journal: Path = Field(description="the run journal (default: journal.sqlite beside the file)")
 
     @model_validator(mode="after")
@@ -278,7 +307,16 @@ class FailoverConfig(_Strict):
                     f"{self.dns.zone!r} of dns.zone"
                 )
         seen: dict[str, str] = {}
+        for name in self.spares:
+            if name in self.sites:
+                problems.append(f"spares.{name}: {name} is a site already; a spare is one "
+                                "that runs nothing yet")
         for name, site in self.sites.items():
+            if self.backups is not None and all(
+                    r.provider == site.provider for r in self.backups.repositories.values()):
+                problems.append(
+                    f"backups.repositories: none is at a provider other than {site.provider}, "
+                    f"site {name!r}'s: its backups would die with it")
             if str(site.address) in seen:
                 problems.append(
                     f"sites.{name}.address: {site.address} is also the address of "
@@ -299,6 +337,17 @@ class FailoverConfig(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def with_spare(self, name: str) -> FailoverConfig:
+        """The configuration with spare ``name`` among its sites: what a rebuild works on."""
+        if name in self.sites:
+            return self
+        if name not in self.spares:
+            raise ConfigError(f"no site or spare {name!r} in the configuration; spares: "
+                              f"{', '.join(self.spares) or 'none'}")
+        return self.model_copy(update={
+            "sites": {**self.sites, name: self.spares[name]},
+            "spares": {k: v for k, v in self.spares.items() if k != name}})
 
     def site(self, name: str) -> SiteConfig:
         """A site by name, or a ConfigError naming the sites there are."""

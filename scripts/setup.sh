@@ -14,6 +14,8 @@ for bin in /usr/lib/postgresql/*/bin; do
   fi
 done
 [ "$pg_ok" = yes ] || need+=(postgresql)
+# The databases' backups: pgBackRest, into each site's S3 store (behind TLS).
+command -v pgbackrest >/dev/null 2>&1 || [ -x /usr/bin/pgbackrest ] || need+=(pgbackrest)
 # The mailbox tests run a private dovecot (IMAP) on loopback.
 [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 # The partition drill cuts a site off with nftables, which only root may use:

@@ -140,7 +140,7 @@ def running_lab(subnet: str, prefix: str = "failover-test-lab-") -> Iterator[Run
 SERVER_PROGRAMS = frozenset({"postgres", "pg_ctl", "named", "dovecot", "moto_server",
                              "uvicorn"})
 SERVER_MODULES = frozenset({"moto.server", "uvicorn", "infra.refapp",
-                            "infra.lab.hcloud_fake"})
+                            "infra.lab.hcloud_fake", "infra.lab.tls_terminator"})
 SERVER_COMMANDS = (("lab", "up"), ("watch",))  # of the failover CLI: a lab, the controller
 STARTS_SERVERS = "_starts_servers"
 

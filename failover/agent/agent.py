@@ -4,8 +4,8 @@ Every operation is journaled under the id its sender chose before it runs;
 the same id again returns the first result (or the progress of the running
 one) and never runs it twice. Operations run on a thread each; one lock
 keeps two that touch the database server from running at once. An agent
-that restarts resumes a rejoin it was doing (a rejoin is idempotent: it
-finds what is done) and reports any other interrupted operation as failed.
+that restarts resumes a rejoin or restore it was doing (each finds what is
+done) and reports any other interrupted operation as failed.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ import psycopg
 
 from failover import logs
 from failover.agent import rejoin as rj
+from failover.agent.backup import Backups, PgBackRest, archive_settings
 from failover.agent.config import AgentConfig
 from failover.agent.journal import AgentJournal, Operation
 from failover.agent.lease import Lease
 from failover.agent.pghost import PROVIDER, PgHost
 from failover.agent.protocol import agent_secret
+from failover.agent.restore import Restorer
 from failover.agent.supervisor import Child, Supervisor
 from failover.data import fencing, postgres
 from failover.data.hba import is_fence
@@ -41,7 +43,9 @@ from failover.waiting import WaitTimeout
 log = logging.getLogger("failover.agent")
 VERSION = "1"
 WATCH_LEASE_EVERY = 0.1  # seconds: a lapsed lease is acted on within this (plus the fence)
-RESUMABLE = frozenset({"rejoin"})
+RESUMABLE = frozenset({"rejoin", "restore"})
+QUICK = frozenset({"lease", "lease/release", "fence", "unfence", "backup/info"})
+UNLOCKED = frozenset({"backup", "backup/info"})
 DATA_SIZE_EVERY = 60.0
 # "yes" from the moment a rejoin starts rewriting the data dir until the server has
 # started on the new files: a rejoin that finds it set copies afresh, never rewinds.
@@ -70,7 +74,20 @@ class Agent:
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         config.state_dir.chmod(0o700)
         self.journal = AgentJournal(config.state_dir / "agent.sqlite")
-        self.host = PgHost(config.postgres, lock_file=config.state_dir / "rewrite.lock")
+        spec = config.postgres
+        if config.backup is not None:  # every WAL segment goes to the repositories
+            spec = spec.model_copy(update={"settings": {**archive_settings(config.backup),
+                                                        **spec.settings}})
+        self.host = PgHost(spec, lock_file=config.state_dir / "rewrite.lock")
+        self.backups = None if config.backup is None else Backups(
+            PgBackRest(config.backup, self.host, str(config.provider)), self.unfenced_primary,
+            _event)
+        self.replicator = None
+        if config.objects is not None:  # boto3 is loaded only by an agent that copies objects
+            from failover.data.replicate import Replicator
+
+            self.replicator = Replicator(config.objects.bucket,
+                                         config.objects.used(str(config.provider)))
         self.lease = Lease(self.journal, config.state_dir)
         self._db_lock = threading.RLock()  # one operation on the server at a time
         self._size, self._sized_at = 0, -DATA_SIZE_EVERY
@@ -82,6 +99,8 @@ class Agent:
         self.supervisor = Supervisor(config.state_dir, self._children(),
                                      lambda kind, wanted: self.journal.set(
                                          f"wanted.{kind}", "yes" if wanted else "no"))
+        self.restores = Restorer(self.backups, self.supervisor, self.journal,
+                                 self._drop_copied_fence)
 
     # -- children --------------------------------------------------------------------
 
@@ -110,8 +129,16 @@ class Agent:
 
     def begin(self) -> None:
         """Start the children and the lease's watch; resume what a restart interrupted."""
+        if self.backups is not None:
+            self.backups.tool.write_configs()  # archive_command needs them from the start
         self.supervisor.begin()
         self._thread(self._watch_lease, "agent-lease")
+        if self.backups is not None:
+            self._thread(partial(self.backups.loop, self._stopping), "agent-backups")
+        if self.replicator is not None and self.config.objects is not None:
+            self._thread(partial(self.replicator.loop, self._stopping,
+                                 self.config.objects.interval, self.unfenced_primary),
+                         "agent-objects")
         for op in self.journal.running():
             if op.kind in RESUMABLE:
                 _event("agent.resume", op=op.op, kind=op.kind)
@@ -124,6 +151,8 @@ class Agent:
         """Stop the lease's watch and every child (the agent is exiting)."""
         self._stopping.set()
         self.supervisor.shutdown()
+        if self.replicator is not None:
+            self.replicator.close()
         self.journal.close()
 
     def _thread(self, target: Callable[[], None], name: str) -> None:
@@ -203,7 +232,7 @@ class Agent:
                     f"operation id {op} was used for {record.kind} with other parameters; "
                     "a new operation needs a new id")
             return record
-        if kind in ("lease", "lease/release", "fence", "unfence"):  # quick: answer at once
+        if kind in QUICK:  # answer at once
             self._run(record)
         else:
             self._thread(partial(self._run, record), f"agent-op-{op[:8]}")
@@ -213,8 +242,12 @@ class Agent:
         handler = self.handlers()[record.kind]
         t0 = time.monotonic()
         try:
-            result = handler(record.params) if record.kind.startswith("lease") else \
-                self._locked(handler, record)
+            if record.kind.startswith("lease"):
+                result = handler(record.params)
+            elif record.kind in UNLOCKED:
+                result = handler(record.params, say=partial(self.journal.progress, record.op))
+            else:
+                result = self._locked(handler, record)
         except Exception as exc:  # any failure ends the operation, with one line that says why
             error = " ".join(str(exc).split()) or type(exc).__name__
             if not isinstance(exc, FailoverError | ValueError | psycopg.Error | OSError):
@@ -228,8 +261,9 @@ class Agent:
                seconds=f"{time.monotonic() - t0:.2f}")
 
     def _locked(self, handler: Callable[..., Body], record: Operation) -> Body:
+        mine = {"op": record.op} if record.kind == "restore" else {}  # its own leftovers
         with self._db_lock:
-            return handler(record.params, say=partial(self.journal.progress, record.op))
+            return handler(record.params, say=partial(self.journal.progress, record.op), **mine)
 
     def handlers(self) -> dict[str, Callable[..., Body]]:
         """Every operation by its kind (the API's path below /v1/)."""
@@ -237,8 +271,34 @@ class Agent:
             "lease": self.renew_lease, "lease/release": self.release_lease,
             "fence": self.fence, "unfence": self.unfence, "rejoin": self.rejoin,
             "database/start": self.start_database, "database/stop": self.stop_database,
-            "app/start": self._start_app, "app/stop": self._stop_app,
+            "app/start": self._start_app, "app/stop": self._stop_app, "restore": self.restores.run,
+            "backup": self._backup, "backup/info": self._backup_report,
         }
+
+    # -- backups (pgBackRest: never under the server's lock, so a fence never waits) ---
+
+    def _backups(self) -> Backups:
+        if self.backups is None:
+            raise BadRequest("this agent's config has no backup section")
+        return self.backups
+
+    def _backup(self, body: Body, say: Callable[[str], None]) -> Body:
+        return self._backups().backup(body, say)
+
+    def _backup_report(self, body: Body, say: Callable[[str], None]) -> Body:
+        return self._backups().report(body, say)
+
+    def unfenced_primary(self) -> bool:
+        """Whether the local server is a primary that takes writes (not fenced, not a standby)."""
+        hba = self.host.hba()
+        if hba is None or is_fence(hba):
+            return False
+        try:
+            with self.host.connect(timeout=2) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        except psycopg.Error:
+            return False
+        return row is not None and not row[0]
 
     def fence(self, body: Body, say: Callable[[str], None]) -> Body:
         """Fence the local primary (the engine's fence, over a local connection)."""
@@ -312,6 +372,12 @@ class Agent:
                 self.host.write_hba(hba)
                 self._reload()
             return {"how": rj.ALREADY.format(primary=f"{host}:{port}")}
+        if running:
+            # A server still in crash recovery (just restarted after a kill) that is stopped
+            # now is "shut down in recovery" short of its WAL's end: pg_rewind would then
+            # find nothing to rewind, and it could never follow. Let recovery end first.
+            with contextlib.suppress(WaitTimeout):
+                self.host.wait_ready(timeout=min(30.0, left()))
         rj.primary_timeline(primary, checkpoint=True)  # so that pg_rewind sees the fork
         say("stopping postgres")
         self.supervisor.stop("postgres", timeout=min(30.0, left()))
@@ -364,6 +430,9 @@ class Agent:
                                   for c in self.supervisor.children.values()},
                      "lease": self.lease.view().to_dict(),
                      "versions": {"agent": VERSION}}
+        if self.replicator is not None:
+            out["objects"] = {"targets": {name: state.to_dict() for name, state
+                                          in self.replicator.status().items()}}
         hba = self.host.hba()
         out["fenced"] = None if hba is None else is_fence(hba)
         try:

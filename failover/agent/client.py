@@ -79,6 +79,29 @@ class AgentClient:
                              str(payload.get("error", answer.status_code)))
         return answer.status_code, payload
 
+    def operation(self, op: str, timeout: float | None = None) -> dict[str, Any] | None:
+        """The record of operation ``op`` (its state, result or error); None if never sent."""
+        try:
+            return dict(self.request("GET", f"/v1/operations/{op}", timeout=timeout)[1])
+        except ProviderError as exc:
+            if exc.code == "unknown-operation":
+                return None
+            raise
+
+    def next_attempt(self, base: str, timeout: float | None = None) -> str:
+        """``base-N``: the attempt running or done (to wait for, or read), else a new one.
+
+        A resumed caller must find an operation it started before it crashed,
+        not run it twice; but one that failed is tried again under a new id
+        (the same id would only repeat the failure).
+        """
+        attempt = 0
+        while True:
+            record = self.operation(f"{base}-{attempt}", timeout)
+            if record is None or record.get("state") != "failed":
+                return f"{base}-{attempt}"
+            attempt += 1
+
     def status(self, timeout: float | None = None) -> dict[str, Any]:
         """What the agent says of its host."""
         return dict(self.request("GET", "/v1/status", timeout=timeout)[1])
@@ -160,6 +183,19 @@ class AgentClient:
     def stop_app(self, timeout: float = 30.0) -> dict[str, Any]:
         """Stop the site's app."""
         return self.run("app/stop", {}, timeout=timeout)
+
+    def restore(self, repository: str, *, target_time: str | None = None,
+                role: str = "primary", primary: tuple[str, int] | None = None,
+                timeout: float = 3600.0, op: str | None = None,
+                progress: Progress | None = None) -> dict[str, Any]:
+        """Give the site's empty host its database from ``repository``: as a primary (to the
+        end of the archive, or to ``target_time``, ISO-8601 with an offset) or as a standby
+        of ``primary`` (host, port). Send it again with the same ``op`` to pick it up."""
+        body: dict[str, Any] = {"repository": repository, "target_time": target_time,
+                                "as": role, "timeout": timeout}
+        if primary is not None:
+            body["primary"] = {"host": primary[0], "port": primary[1]}
+        return self.run("restore", body, timeout=timeout + 10, op=op, progress=progress)
 
 
 class AgentCompute:

@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from failover.configpaths import resolve_paths
 from failover.exceptions import ConfigError
+from failover.stores import ObjectStoreConfig, RepositoryConfig
 
 _SITE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
@@ -49,6 +57,46 @@ class AppSpec(_Strict):
     log: Path
 
 
+class BackupSpec(_Strict):
+    """Continuous WAL archiving and backups with pgBackRest, off this host's provider."""
+
+    stanza: str = Field("main", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    repositories: dict[str, RepositoryConfig] = Field(min_length=1)
+    dir: Path = Field(description="pgBackRest's config, spool and logs (owned by the "
+                      "server's OS user)")
+    archive_timeout: int = Field(5, ge=1, le=3600, description="seconds: a WAL segment is "
+                                 "archived at most this long after a write (the RPO)")
+    process_max: int = Field(2, ge=1, le=64)
+    retention_full: int = Field(2, ge=1, le=100)
+    io_timeout: int = Field(10, ge=1, le=600, description="seconds for one storage request")
+    timeout: float = Field(3600.0, gt=0, description="seconds one backup or restore may take")
+
+    def used(self, provider: str) -> dict[str, RepositoryConfig]:
+        """The repositories a host at ``provider`` archives to: those elsewhere, by name."""
+        return {name: repo for name, repo in sorted(self.repositories.items())
+                if repo.provider != provider}
+
+
+class ReplicaSpec(_Strict):
+    """A bucket at some provider that the site's objects are copied into."""
+
+    provider: str
+    store: ObjectStoreConfig
+
+
+class ObjectsSpec(_Strict):
+    """The site's bucket, and where each object it takes is copied while the site is primary."""
+
+    bucket: ObjectStoreConfig
+    replicas: dict[str, ReplicaSpec] = Field(min_length=1)
+    interval: float = Field(1.0, gt=0, le=300, description="seconds between passes")
+
+    def used(self, provider: str) -> dict[str, ObjectStoreConfig]:
+        """The buckets a primary at ``provider`` copies into: those elsewhere, by name."""
+        return {name: r.store for name, r in sorted(self.replicas.items())
+                if r.provider != provider}
+
+
 class AgentConfig(_Strict):
     """One agent: where it listens, its secret, its state, what it supervises."""
 
@@ -58,6 +106,10 @@ class AgentConfig(_Strict):
     state_dir: Path = Field(description="journal, lease and children files (made 0700)")
     postgres: PostgresSpec
     app: AppSpec | None = None
+    provider: str | None = Field(None, description="the provider this host is at: backups "
+                                 "and copies of objects go to others (needed by both)")
+    backup: BackupSpec | None = None
+    objects: ObjectsSpec | None = None
     max_signature_age: float = Field(30.0, gt=0, le=300)
 
     @field_validator("site")
@@ -78,6 +130,18 @@ class AgentConfig(_Strict):
         except ValueError:
             raise ValueError("must be ADDRESS:PORT, e.g. 10.0.0.5:7070") from None
         return value
+
+    @model_validator(mode="after")
+    def _off_provider(self) -> AgentConfig:
+        for section, spec in (("backup", self.backup), ("objects", self.objects)):
+            if spec is None:
+                continue
+            if self.provider is None:
+                raise ValueError(f"{section} needs provider: the provider this host is at")
+            if not spec.used(self.provider):
+                raise ValueError(f"{section}: every store is at {self.provider}, this host's "
+                                 "own provider: copies must live at another")
+        return self
 
     @property
     def address(self) -> tuple[str, int]:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from failover.cli.agent import agent
+from failover.cli.backup import backup
 from failover.cli.base import cli
 from failover.cli.drill import drill
 from failover.cli.engine import COMMANDS
 from failover.cli.lab import lab
+from failover.cli.rebuild import rebuild
 from failover.cli.signal import signal
 from failover.cli.watch import COMMANDS as WATCH_COMMANDS
 
 cli.add_command(lab)
 cli.add_command(agent)
+cli.add_command(backup)
 cli.add_command(drill)
 cli.add_command(signal)
+cli.add_command(rebuild)
 for command in (*COMMANDS, *WATCH_COMMANDS):
     cli.add_command(command)
 

@@ -88,8 +88,11 @@ def _plan_or_resume(
 def _move(
     config: Path | None, state_dir: Path | None, kind: PlanKind, target: str,
     make: Callable[[Deployment, Topology], Plan], yes: bool, as_json: bool,
+    prepare: Callable[[Deployment], Deployment] = lambda d: d,
+    after: Callable[[RunRecord], None] = lambda r: None,
 ) -> None:
-    deployment = open_deployment(config, state_dir)
+    """Plan (or resume) and run a move, then ``after`` with its record (before the exit)."""
+    deployment = prepare(open_deployment(config, state_dir))
     with run_lock(deployment):
         plan, resume = _plan_or_resume(deployment, kind, target, make, as_json)
         if plan is None:
@@ -101,6 +104,7 @@ def _move(
         click.echo(json.dumps({**record.to_dict(), "notes": list(plan.notes)}, indent=2))
     else:
         click.echo(_summary(record, plan.notes))
+    after(record)
     if record.warnings():
         sys.exit(EXIT_WARNINGS)
 
@@ -204,8 +208,10 @@ def plan() -> None:
 
 
 def _show(config: Path | None, state_dir: Path | None, kind: PlanKind, target: str,
-          make: Callable[[Deployment, Topology], Plan], as_json: bool) -> None:
-    plan_, _ = _plan_or_resume(open_deployment(config, state_dir), kind, target, make, as_json)
+          make: Callable[[Deployment, Topology], Plan], as_json: bool,
+          prepare: Callable[[Deployment], Deployment] = lambda d: d) -> None:
+    deployment = prepare(open_deployment(config, state_dir))
+    plan_, _ = _plan_or_resume(deployment, kind, target, make, as_json)
     if plan_ is None:
         return
     click.echo(json.dumps(plan_.to_dict(), indent=2) if as_json else str(plan_))

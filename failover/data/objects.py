@@ -30,8 +30,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from failover.aws import load_credentials
-from failover.config import ObjectStoreConfig
 from failover.exceptions import ConfigError, FailoverError, ProviderError
+from failover.stores import ObjectStoreConfig
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -37,7 +37,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from failover.config import ObjectStoreConfig
 from failover.data.objects import (
     S3_ERRORS,
     Bucket,
@@ -46,6 +45,7 @@ from failover.data.objects import (
     copy_object,
     unreachable,
 )
+from failover.stores import ObjectStoreConfig
 
 log = logging.getLogger("failover.data")
 

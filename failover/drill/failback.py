@@ -30,7 +30,14 @@ def fail_back(drill: Drill) -> Failback:
         for line in drill.faults.restore_site(old, new_primary):
             drill.note("failback", line)
             done.append(line)
-        if (run := unfinished_run(drill.deployment)) is not None:
+        run = unfinished_run(drill.deployment)
+        if run is not None and run.plan.kind == "rebuild":
+            # A rebuild that failed is not finished by repeating it: the lab goes back
+            # to its own sites, and the spare is cleared below.
+            drill.deployment.journal.ended(run.id, "abandoned", "drill failback")
+            drill.note("failback", f"rebuild run {run.id} abandoned")
+            run = None
+        if run is not None:
             # The drill's move did not finish: finish it, as an SRE would.
             drill.note("failback", f"resuming run {run.id} ({run.plan.kind} to "
                        f"{run.plan.to_site})")
@@ -44,6 +51,8 @@ def fail_back(drill: Drill) -> Failback:
                 raise StepFailed(f"the switchover back to {old} did not finish; "
                                  "see failover status")
             done.append(f"switchover {new_primary} -> {old} ok")
+        if drill.options.failback or primary_now(drill) == old:
+            drill.scenario.teardown(drill)
     except FailoverError as exc:
         drill.note("failback", f"failed: {exc}")
         return Failback(False, round(time.monotonic() - t0, 2), f"failed: {exc}", tuple(done))

@@ -72,6 +72,10 @@ class FaultInjector(Protocol):
         """Start again what no longer runs and make the site a standby of ``primary``."""
         ...
 
+    def decommission(self, site: str) -> str:
+        """Delete a rebuilt spare's host at its provider, and its disks: it runs nothing again."""
+        ...
+
 
 class NoInjector(FailoverError):
     """The deployment has no fault injector the drill can use."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psycopg
+
 from failover.data import objects
 from failover.drill.workload import WorkloadLog, missing_media, missing_posts
 from failover.engine.deployment import Deployment
@@ -29,8 +31,15 @@ def find_losses(deployment: Deployment, site: str, log: WorkloadLog) -> Losses:
     media = [e.id for e in log.acked_media() if e.id]
     notes: list[str] = []
     endpoint = deployment.app_endpoint(site)
-    lost_posts = missing_posts(endpoint, posts)
-    lost_media = set(missing_media(endpoint, media))
+    try:
+        lost_posts = missing_posts(endpoint, posts)
+        lost_media = set(missing_media(endpoint, media))
+    except psycopg.Error as exc:
+        # Nothing there to hold them (a move that never finished): every write counts as
+        # lost, which is what a user of that site would find.
+        notes.append(f"{site}'s database does not answer ({' '.join(str(exc).split())[:120]}):"
+                     " every acknowledged write counts as lost")
+        return Losses(tuple(posts), tuple(sorted(media)), tuple(notes))
     store = deployment.config.site(site).objects
     try:
         keys = objects.Bucket(store).list()  # a refusal names the keys file
@@ -41,8 +50,8 @@ def find_losses(deployment: Deployment, site: str, log: WorkloadLog) -> Losses:
         if absent - lost_media:
             notes.append(
                 f"{len(absent - lost_media)} media rows reached {site} without "
-                "their objects: objects are copied when a move begins and ends, so a "
-                "site that goes dark keeps what it took since"
+                "their objects: objects are copied seconds after they are taken, so a "
+                "site that goes dark keeps its last moments' alone"
             )
         lost_media |= absent
     return Losses(tuple(lost_posts), tuple(sorted(lost_media)), tuple(notes))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from failover.drill.events import Event, WorkloadLog
 from failover.drill.losses import Losses
-from failover.drill.objectives import Measured, judge
+from failover.drill.objectives import REPLICATION_GRACE, Measured, judge
 from failover.drill.probes import DnsChange
 from failover.drill.results import (
     DrillReport,
@@ -170,6 +170,23 @@ class Observed:
     from_address: str | None = None  # the old primary's, for answers that name no site
 
 
+def rebuild_phases(run: RunRecord) -> str:
+    """A rebuild's time per phase: provision, restore, WAL replay, objects, app, DNS."""
+    took: dict[str, float] = {}
+    for step in run.steps():
+        seconds = step.seconds or 0.0
+        if step.action == "restore_database":
+            split = step.result.get("seconds") or {}
+            took["restore"] = float(split.get("restore", seconds))
+            took["WAL replay"] = float(split.get("recovery", 0.0))
+            continue
+        phase = {"provision": "provision", "sync_objects": "objects", "start_app": "app",
+                 "wait_writable": "app", "switch_dns": "DNS"}.get(step.action)
+        if phase is not None:
+            took[phase] = took.get(phase, 0.0) + seconds
+    return "rebuild phases: " + ", ".join(f"{name} {s:.1f}s" for name, s in took.items())
+
+
 def report(seen: Observed) -> DrillReport:
     """The drill's report: its figures, timeline and verdicts (not yet failed back)."""
     events = seen.log.snapshot()
@@ -181,10 +198,16 @@ def report(seen: Observed) -> DrillReport:
     acked_posts, acked_media = len(seen.log.acked_posts()), len(seen.log.acked_media())
     lost = len(losses.posts) + len(losses.media)
     split = split_brain_writes(events, seen.from_site, promoted_at(run), seen.from_address)
+    acked_at = {e.id: e.at for e in seen.log.writes() if e.ok and e.id}
+    settled = [m for m in losses.media if acked_at.get(m, fault) <= fault - REPLICATION_GRACE]
+    ages = tuple(round(fault - acked_at.get(w, fault), 3) for w in losses.posts + losses.media)
     verdicts = judge(seen.scenario.objectives(), Measured(
-        fault, seen.ended, rto, lost, len(split), run, seen.promise, seen.notice_seconds))
+        fault, seen.ended, rto, lost, len(split), run, seen.promise, seen.notice_seconds,
+        settled_media_lost=len(settled), lost_write_ages=ages))
     timings = steps(run, fault)
     notes = list(losses.notes)
+    if run is not None and run.plan.kind == "rebuild":
+        notes.append(rebuild_phases(run))
     if seen.refusals:
         notes.append(f"the engine refused {len(seen.refusals)} time(s) before acting: "
                      f"{seen.refusals[0]}")

@@ -29,6 +29,11 @@ class Measured:
     run: RunRecord | None  # the engine's run that made the move, if any
     promise: Promise
     notice_seconds: float  # from the notice to the deadline, for scenarios that give one
+    # Media acknowledged more than REPLICATION_GRACE before the fault and lost: objects are
+    # copied continuously, so only the last moments' may be at the lost site alone.
+    settled_media_lost: int = 0
+    # For each lost write, how long before the fault it was acknowledged (negative: after).
+    lost_write_ages: tuple[float, ...] = ()
 
 
 Objective = Callable[[Measured], Verdict | None]
@@ -59,6 +64,37 @@ def no_split_brain_writes(m: Measured) -> Verdict:
     have: it is lost however the old primary is later rejoined.
     """
     return Verdict("split_brain_writes", 0, m.split_brain_writes, m.split_brain_writes == 0)
+
+
+REPLICATION_GRACE = 2.0  # seconds: an object older than this at the fault is at the standby
+
+
+def settled_media_kept(m: Measured) -> Verdict:
+    """No media object acknowledged more than REPLICATION_GRACE before the fault was lost."""
+    return Verdict("media_lost_2s_before_fault", 0, m.settled_media_lost,
+                   m.settled_media_lost == 0)
+
+
+REBUILD_RTO_SECONDS = 300.0  # a site made from nothing: minutes, not the week it once took
+# A WAL segment is archived at most archive_timeout (the lab's 5 s) after a write, and
+# pushed within a second or so: a write older than this at the fault is in the archive.
+ARCHIVE_BOUND_SECONDS = 6.0
+
+
+def rebuild_rto_met(m: Measured) -> Verdict:
+    """Writes came back at the rebuilt site within REBUILD_RTO_SECONDS."""
+    return Verdict("rto_seconds", REBUILD_RTO_SECONDS, m.rto_seconds,
+                   m.rto_seconds is not None and m.rto_seconds <= REBUILD_RTO_SECONDS)
+
+
+def archived_writes_kept(m: Measured) -> Verdict:
+    """No write acknowledged more than ARCHIVE_BOUND_SECONDS before the fault was lost.
+
+    A rebuild from backups loses what the archive had not taken when the
+    providers went: at most the archive's bound of writes, never older ones.
+    """
+    older = sum(1 for age in m.lost_write_ages if age > ARCHIVE_BOUND_SECONDS)
+    return Verdict("writes_lost_6s_before_fault", 0, older, older == 0)
 
 
 def run_ok(m: Measured) -> Verdict:

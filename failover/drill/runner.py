@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from failover.drill import measure
 from failover.drill.controller import DrillController
-from failover.drill.failback import fail_back
+from failover.drill.failback import fail_back, primary_now
 from failover.drill.faults import FaultInjector, injector_for
 from failover.drill.losses import find_losses
 from failover.drill.probes import DnsWatcher
@@ -40,7 +40,9 @@ from failover.engine.plans import (
     plan_promote,
     plan_switchover,
 )
+from failover.engine.rebuild import plan_rebuild, rebuild_deployment
 from failover.exceptions import FailoverError, StepFailed, UnsafePlan
+from failover.waiting import WaitTimeout, wait_for
 from failover.watch.signals import Notice
 
 Progress = Callable[[str], None]
@@ -96,7 +98,11 @@ class Drill:
         self.run_record: RunRecord | None = None
         self.refusals: list[str] = []
         self._stop = threading.Event()
-        self.from_site, self.to_site = self._sites()
+        self.from_site, self.standby_site = self._sites()
+        self.to_site = self.standby_site
+        if self.scenario.rebuilds:  # the move's target is a spare, made from nothing
+            self.to_site = self._spare()
+            self.deployment = deployment = rebuild_deployment(deployment, self.to_site)
         self.faults: FaultInjector = injector_for(deployment.config.journal.parent)
         if self.scenario.cuts and self.faults.controller_group() is None:
             raise DrillRefused(f"{self.scenario.name} cuts a site off from the controller with "
@@ -116,7 +122,7 @@ class Drill:
         self.say(f"{source}: {text}")
 
     def move(
-        self, kind: Literal["switchover", "promote"], target: str, *,
+        self, kind: Literal["switchover", "promote", "rebuild"], target: str, *,
         accept_data_loss: bool = False,
         before_step: Callable[[int, Step], None] | None = None,
     ) -> RunRecord | None:
@@ -130,6 +136,8 @@ class Drill:
         def make(d: Deployment, t: Topology) -> Plan:
             if kind == "switchover":
                 return plan_switchover(d, target, t)
+            if kind == "rebuild":
+                return plan_rebuild(d, target, t)
             return plan_promote(d, target, t, accept_data_loss=accept_data_loss)
 
         give_up = time.monotonic() + self.options.refusal_patience
@@ -190,6 +198,31 @@ class Drill:
             self.say(f"waiting {at - time.time():.1f}s (until +{at - self.fault_at:.1f}s)")
             self._stop.wait(at - time.time())
 
+    def primary_now(self) -> str:
+        """The move's target if it answers as the primary now, else the old primary."""
+        return primary_now(self)
+
+    def _backups_ready(self, timeout: float = 180.0) -> None:
+        """Wait until every repository the primary uses holds a full backup (a lab just
+        made takes its first ones in seconds); a rebuild drill needs something to restore."""
+        agent = self.deployment.agent(self.from_site)
+        if agent is None:
+            raise DrillRefused(f"{self.from_site} has no agent to ask about its backups")
+        seen: dict[str, Any] = {}
+
+        def ready() -> bool:
+            seen.update(agent.run("backup/info", timeout=30))
+            return all(r.get("ok") and r.get("last_full") for r in seen["repositories"])
+
+        self.say("waiting for every repository to hold a full backup")
+        try:
+            wait_for(ready, timeout=timeout, what="every repository to hold a full backup",
+                     retry_on=FailoverError)
+        except WaitTimeout:
+            raise DrillRefused("the repositories hold no full backup yet: " + "; ".join(
+                f"{r['name']}: {r['status']}" for r in seen.get("repositories", []))
+                + "; see failover backup status") from None
+
     def lost_dns_provider(self) -> str:
         """The lab part serving the DNS provider the clients do not resolve through."""
         providers = self.deployment.config.dns_providers
@@ -222,6 +255,14 @@ class Drill:
             raise DrillRefused(f"no standby streams from {primary}; see failover status")
         return primary, standbys[0]
 
+    def _spare(self) -> str:
+        """The spare a rebuild drill makes (the first in the config), or why there is none."""
+        spares = list(self.deployment.config.spares)
+        if not spares:
+            raise DrillRefused(f"{self.scenario.name} rebuilds a spare site, and the config "
+                               "has none (spares: ...)")
+        return spares[0]
+
     def _clients(self) -> tuple[Callable[[], CachingResolver], str, list[tuple[str, int]], int]:
         """How the synthetic users resolve and reach the app."""
         config = self.deployment.config
@@ -246,6 +287,8 @@ class Drill:
         self.say(f"{self.scenario.name}: {self.from_site} -> {self.to_site}; "
                  f"{opts.workload.users} users, {opts.workload.rate:g} requests/s")
         error: BaseException | None = None
+        if self.scenario.rebuilds:
+            self._backups_ready()
         try:
             self._baseline(workload, watcher, ticker)
             self._fault(workload, to_address)
@@ -308,7 +351,9 @@ class Drill:
             try:
                 workload.wait_events(
                     lambda e: e.ok and e.is_write and e.address == address, 1,
-                    timeout=max(0.0, self.fault_at + self.options.recovery_timeout - time.time()),
+                    # A rebuild may take minutes: its app still gets a while to take writes.
+                    timeout=max(30.0, self.fault_at + self.options.recovery_timeout
+                                - time.time()),
                     what=f"writes acknowledged at {self.to_site}")
             except (TimeoutError, RuntimeError) as exc:
                 self.note("drill", f"no write acknowledged at {self.to_site}: {exc}")

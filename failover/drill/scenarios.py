@@ -19,12 +19,15 @@ from typing import Literal, Protocol
 from failover.drill.faults import FaultInjector
 from failover.drill.objectives import (
     Objective,
+    archived_writes_kept,
     move_finished_before_deadline,
     no_split_brain_writes,
     nothing_lost,
+    rebuild_rto_met,
     rpo_met,
     rto_met,
     run_ok,
+    settled_media_kept,
 )
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Step
@@ -36,6 +39,7 @@ class DrillContext(Protocol):
 
     from_site: str
     to_site: str
+    standby_site: str  # the standby when the fault came (the move's target, unless a rebuild)
     faults: FaultInjector
     notice_seconds: float
     fault_at: float  # time.time() when the fault was injected (or the notice given)
@@ -44,7 +48,7 @@ class DrillContext(Protocol):
         """Write an event on the timeline (now)."""
 
     def move(
-        self, kind: Literal["switchover", "promote"], target: str, *,
+        self, kind: Literal["switchover", "promote", "rebuild"], target: str, *,
         accept_data_loss: bool = False,
         before_step: Callable[[int, Step], None] | None = None,
     ) -> RunRecord | None:
@@ -58,6 +62,9 @@ class DrillContext(Protocol):
 
     def wait_until(self, at: float) -> None:
         """Keep the workload going until time.time() reaches ``at``."""
+
+    def primary_now(self) -> str:
+        """The move's target if it answers as the primary now, else the old primary."""
 
     def lost_dns_provider(self) -> str:
         """The lab process that serves the DNS provider the drill takes away."""
@@ -79,10 +86,45 @@ class Scenario:
     watched: bool = True  # the controller runs, detects and acts
     cuts: bool = False  # cuts a site off from the controller (its own group, root only)
     expects: tuple[Objective, ...] = ()  # objectives of its own, judged after the common ones
+    # Its move makes a spare from backups: judged on the rebuild's own RTO and on losing
+    # nothing older than the archive's bound, not on a warm standby's promises.
+    rebuilds: bool = False
+    teardown: Callable[[DrillContext], None] = field(default=lambda _ctx: None)
 
     def objectives(self) -> tuple[Objective, ...]:
         """What the drill is judged on: RTO, RPO (none lost if planned), the run, its own."""
-        return (rto_met, nothing_lost if self.planned else rpo_met, run_ok, *self.expects)
+        if self.rebuilds:
+            return (rebuild_rto_met, archived_writes_kept, settled_media_kept, run_ok,
+                    *self.expects)
+        if self.planned:
+            return (rto_met, nothing_lost, run_ok, *self.expects)
+        return (rto_met, rpo_met, settled_media_kept, run_ok, *self.expects)
+
+
+# -- total loss -----------------------------------------------------------------------
+
+def _lose_everything(ctx: DrillContext) -> str:
+    lost = [ctx.faults.kill_site(site) for site in (ctx.from_site, ctx.standby_site)]
+    return (f"{ctx.from_site} and {ctx.standby_site} are lost with their providers "
+            f"(processes and object stores killed): {'; '.join(lost)}")
+
+
+def _rebuilt(ctx: DrillContext) -> RunRecord | None:
+    return ctx.move("rebuild", ctx.to_site)
+
+
+def _standby_back(ctx: DrillContext) -> None:
+    """The lost standby's provider comes back: it follows the rebuilt primary (if any)."""
+    if ctx.primary_now() == ctx.to_site:
+        for line in ctx.faults.restore_site(ctx.standby_site, ctx.to_site):
+            ctx.note("failback", line)
+
+
+def _spare_gone(ctx: DrillContext) -> None:
+    """Once the primary is back home: the standby follows it, the spare's host is deleted."""
+    for line in ctx.faults.restore_site(ctx.standby_site, ctx.from_site):
+        ctx.note("failback", line)
+    ctx.note("failback", ctx.faults.decommission(ctx.to_site))
 
 
 # -- termination notice -------------------------------------------------------
@@ -194,6 +236,15 @@ SCENARIOS: dict[str, Scenario] = {
             "the old site comes back while clients still write to it, and takes none",
             planned=False, inject=_freeze, act=_promoted_then_resumed,
             expects=(no_split_brain_writes,),
+        ),
+        Scenario(
+            "total-loss",
+            "the primary's provider and the standby's are both lost (processes and object "
+            "stores killed): the spare site is made from nothing at a third provider, its "
+            "host provisioned through the provider's API and its database restored from the "
+            "backups and archived WAL kept there",
+            planned=False, inject=_lose_everything, act=_rebuilt, repair=_standby_back,
+            watched=False, rebuilds=True, teardown=_spare_gone,
         ),
         Scenario(
             "partition",

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-PlanKind = Literal["switchover", "promote", "rejoin", "prepare"]
+PlanKind = Literal["switchover", "promote", "rejoin", "prepare", "rebuild"]
 
 
 @dataclass(frozen=True)

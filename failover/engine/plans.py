@@ -41,6 +41,7 @@ def resumable(deployment: Deployment, kind: PlanKind, site: str) -> RunRecord | 
         "promote": f"failover promote --site {run.plan.to_site}",
         "rejoin": f"failover rejoin --site {run.plan.from_site}",
         "prepare": f"failover watch (it prepares the move to {run.plan.to_site})",
+        "rebuild": f"failover rebuild --site {run.plan.to_site}",
     }[run.plan.kind]
     raise UnsafePlan(
         f"run {run.id} ({run.plan.kind} {run.plan.from_site} -> {run.plan.to_site}) did not "

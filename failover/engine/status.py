@@ -36,15 +36,15 @@ def _dns_answers(
     }
 
 
-def _lease(deployment: Deployment, site: str) -> dict[str, Any] | None:
-    """The site's lease as its agent holds it; None without an agent or an answer."""
+def _agent_status(deployment: Deployment, site: str) -> dict[str, Any]:
+    """What the site's agent says of itself; empty without an agent or an answer."""
     agent = deployment.agent(site)
     if agent is None:
-        return None
+        return {}
     try:
-        return dict(agent.status(timeout=deployment.ask_timeout(site, 2.0)).get("lease") or {})
+        return agent.status(timeout=deployment.ask_timeout(site, 2.0))
     except FailoverError:
-        return None
+        return {}
 
 
 def deployment_status(deployment: Deployment) -> dict[str, Any]:
@@ -66,11 +66,12 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
             pool.map(lambda p: _dns_answers(deployment, p, primary), deployment.dns_providers),
             strict=True,
         ))
-        leases = dict(zip(
+        agents = dict(zip(
             deployment.config.sites,
-            pool.map(lambda s: _lease(deployment, s), deployment.config.sites),
+            pool.map(lambda s: _agent_status(deployment, s), deployment.config.sites),
             strict=True,
         ))
+    leases = {name: dict(a["lease"]) if a.get("lease") else None for name, a in agents.items()}
     sites: dict[str, Any] = {}
     for name, view in topology.sites.items():
         lag = lags.get(deployment.application_name(name))
@@ -87,6 +88,8 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
             "app_ready": ready[name].ready,
             "app": ready[name].detail,
             "lease": leases[name],
+            # Where the site's objects are copied while it is the primary, and how far behind.
+            "objects": dict((agents[name].get("objects") or {}).get("targets") or {}) or None,
             "error": view.error,
         }
     warnings = []
@@ -134,6 +137,11 @@ def render(status: dict[str, Any]) -> str:
             facts.append(f"lag {site['lag_bytes']} bytes / {site['lag_seconds']:.2f}s "
                          f"({site['sync_state']})")
         facts.append("app ready" if site["app_ready"] else f"app NOT ready: {site['app']}")
+        if site.get("objects") and site["role"] == "primary" and not site["fenced"]:
+            facts.append("objects to " + ", ".join(
+                f"{t} " + (f"lag {o['lag_seconds']:.1f}s" if o.get("lag_seconds") is not None
+                           else f"lag unknown ({o.get('error') or 'no pass yet'})")
+                for t, o in site["objects"].items()))
         role = site["role"] + (" FENCED" if site["fenced"] else "")
         lines.append(f"  {name:<10} {role:<15} {site['address']:<15} {'; '.join(facts)}")
         if site["error"]:

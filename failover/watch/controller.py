@@ -29,6 +29,7 @@ from failover.engine.plan import Plan
 from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_switchover
 from failover.exceptions import FailoverError, UnsafePlan
 from failover.logs import log_event
+from failover.watch.backups import BackupKeeper
 from failover.watch.guard import PrimaryGuard
 from failover.watch.metrics import WatchMetrics
 from failover.watch.notify import Notifier
@@ -93,6 +94,7 @@ class Controller:
         self._refused: dict[str, bool] = {}
         self.scheduler = ProbeScheduler(build_probes(deployment.config), self.hear)
         self.guard = PrimaryGuard(deployment, self._lease_holder)
+        self.copies = BackupKeeper(deployment, self.metrics, lambda: self.primary)
 
     # -- hearing -------------------------------------------------------------------
 
@@ -421,6 +423,7 @@ class Controller:
         await asyncio.to_thread(self.recover_moves)
         probes = asyncio.create_task(self.scheduler.run(stop))
         self.guard.start()
+        self.copies.start()
         if ready is not None:
             ready()
         tick = self.config.tick
@@ -445,6 +448,7 @@ class Controller:
         finally:
             stop.set()
             await asyncio.to_thread(self.guard.stop)
+            await asyncio.to_thread(self.copies.stop)
             await probes
             if self._worker is not None and not self._worker.done():
                 log_event(log, "watch.stop", detail="waiting for the run under way to end")

@@ -36,6 +36,12 @@ class WatchMetrics:
                                       registry=r)
         self.lag = Gauge("failover_replication_lag_bytes", "Replay lag of each standby as its "
                          "primary reports it", ("site",), registry=r)
+        self.object_lag = Gauge("failover_object_replication_lag_seconds", "How long ago "
+                                "the last object the target surely has was uploaded at the "
+                                "primary (NaN: unknown)", ("source", "target"), registry=r)
+        self.wal_age = Gauge("failover_backup_wal_age_seconds", "Age of the newest WAL segment "
+                             "in each repository: what a rebuild from it would lose at most, "
+                             "once writes come", ("repository",), registry=r)
         self.notices = Gauge("failover_notices_pending", "Termination notices no move has "
                              "answered yet", registry=r)
         self.signals_refused = Counter("failover_signals_refused", "Webhook requests refused",

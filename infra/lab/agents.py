@@ -22,7 +22,7 @@ from failover.exceptions import ProviderError
 from failover.processes import ProcessRecord, spawn
 from failover.secretfiles import write_private
 from failover.waiting import wait_for
-from infra.lab import refapp
+from infra.lab import refapp, stores
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
 from infra.lab.postgres import LabPostgres
@@ -43,19 +43,33 @@ def agent_url(layout: LabLayout, site: str) -> str:
     return f"http://{layout.address(site)}:{layout.agent_port}"
 
 
-def write_agent(layout: LabLayout, paths: LabPaths, pg: LabPostgres, site: str) -> Path:
-    """Write the site agent's secret and config; returns the config's path."""
+def spare_template(paths: LabPaths, site: str) -> Path:
+    """A spare's agent config as the rebuild sends it in the new host's user-data."""
+    return paths.root / "spares" / site / "agent.yaml"
+
+
+def write_agent(layout: LabLayout, paths: LabPaths, pg: LabPostgres, site: str, *,
+                spare: bool = False) -> Path:
+    """Write the site agent's secret and config; returns the config's path.
+
+    A spare's config is a template kept apart (``spare_template``): its host
+    does not exist until a rebuild makes it, and gets the config then.
+    """
     write_private(secret_file(paths, site), secrets.token_urlsafe(32) + "\n")
     home = agent_dir(paths, site)
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not spare:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = refapp.app_settings(layout, paths, site)
     config = AgentConfig(
         site=site, listen=f"{layout.address(site)}:{layout.agent_port}",
         secret_file=secret_file(paths, site), state_dir=home,
         postgres=pg.spec(site),
         app=AppSpec(argv=refapp.argv(layout, site), env=env, log=paths.log(f"app@{site}")),
+        provider=site, backup=stores.backup_spec(layout, paths, site),
+        objects=stores.objects_spec(layout, paths, site),
     )
-    path = home / "agent.yaml"
+    path = spare_template(paths, site) if spare else home / "agent.yaml"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.write_text(dump_agent_config(config))
     return path
 

@@ -12,12 +12,14 @@ from typing import Any
 import yaml
 
 from failover.config import CONFIG_FILE_NAME, JOURNAL_FILE_NAME
-from infra.lab.agents import agent_url
+from infra.lab import stores
+from infra.lab.agents import agent_dir, agent_url, spare_template
 from infra.lab.agents import secret_file as agent_secret_file
 from infra.lab.layout import (
     EC2_SITE,
     HCLOUD_SITE,
     PRIMARY_SITE,
+    SPARE_SITE,
     STANDBY_SITE,
     VANTAGE_OCTETS,
     LabLayout,
@@ -26,6 +28,7 @@ from infra.lab.paths import LabPaths
 from infra.lab.secrets import (
     aws_credentials_file,
     ec2_credentials_file,
+    hcloud_spare_token_file,
     hcloud_token_file,
     pgpass_file,
     webhook_secret_file,
@@ -81,27 +84,45 @@ def _watch(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
     }
 
 
+def _site(layout: LabLayout, paths: LabPaths, site: str) -> dict[str, Any]:
+    """One site's section: its addresses, database, bucket, agent and provider API."""
+    pgpass = _relative(paths, pgpass_file(paths))
+    return {
+        "provider": site,
+        "address": layout.address(site),
+        "app_url": layout.app_url(site),
+        "database": {"host": layout.address(site), "port": layout.postgres_port,
+                     "user": "postgres", "dbname": "postgres", "passfile": pgpass},
+        "objects": {"endpoint_url": layout.s3_endpoint(site), "bucket": layout.bucket,
+                    "region": layout.region,
+                    "credentials_file": _relative(paths, aws_credentials_file(paths)),
+                    "timeout": 5},
+        "compute": {"kind": "agent", "url": agent_url(layout, site),
+                    "secret_file": _relative(paths, agent_secret_file(paths, site))},
+        "api": _api(layout, paths, site),
+    }
+
+
+def _spare(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
+    """The spare site: nothing runs there until `failover rebuild` makes it through the
+    spare provider's (fake) Hetzner Cloud API, whose create-server boots its agent."""
+    spare = {key: value for key, value in _site(layout, paths, SPARE_SITE).items()
+             if key != "api"}
+    return {**spare, "provision": {
+        "kind": "hcloud", "endpoint": layout.hcloud_spare_endpoint,
+        "token_file": _relative(paths, hcloud_spare_token_file(paths)), "timeout": 5},
+        "agent_config_file": _relative(paths, spare_template(paths, SPARE_SITE)),
+        "agent_config_path": str(agent_dir(paths, SPARE_SITE) / "agent.yaml"),
+        "agent_secret_path": str(agent_secret_file(paths, SPARE_SITE)),
+        # The fake boots the agent at once: no packages to install, as on a real host.
+        "boot_timeout": 60}
+
+
 def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
     """The configuration of the lab as YAML-ready data (paths relative to the state dir)."""
     secrets = paths.secrets.relative_to(paths.root)
-    pgpass = str(pgpass_file(paths).relative_to(paths.root))
-    credentials = str(aws_credentials_file(paths).relative_to(paths.root))
-    sites = {
-        site: {
-            "provider": site,
-            "address": layout.address(site),
-            "app_url": layout.app_url(site),
-            "database": {"host": layout.address(site), "port": layout.postgres_port,
-                         "user": "postgres", "dbname": "postgres", "passfile": pgpass},
-            "objects": {"endpoint_url": layout.s3_endpoint(site), "bucket": layout.bucket,
-                        "region": layout.region, "credentials_file": credentials,
-                        "timeout": 5},
-            "compute": {"kind": "agent", "url": agent_url(layout, site),
-                        "secret_file": _relative(paths, agent_secret_file(paths, site))},
-            "api": _api(layout, paths, site),
-        }
-        for site in (PRIMARY_SITE, STANDBY_SITE)
-    }
+    credentials = _relative(paths, aws_credentials_file(paths))
+    sites = {site: _site(layout, paths, site) for site in (PRIMARY_SITE, STANDBY_SITE)}
     return {
         "sites": sites,
         "dns_providers": {
@@ -117,7 +138,12 @@ def lab_config(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
         "dns": {"zone": layout.zone, "low_ttl": LOW_TTL,
                 "records": [{"name": layout.app_label, "type": "A", "ttl": layout.ttl}]},
         "objectives": OBJECTIVES,
+        "backups": {"stanza": stores.STANZA, "repositories": {
+            name: repo.model_dump(mode="json") | {
+                "credentials_file": _relative(paths, repo.credentials_file)}
+            for name, repo in stores.repositories(layout, paths).items()}},
         "watch": _watch(layout, paths),
+        "spares": {SPARE_SITE: _spare(layout, paths)},
         "journal": JOURNAL_FILE_NAME,
     }
 

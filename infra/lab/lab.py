@@ -27,14 +27,17 @@ from failover.exceptions import FailoverError
 from failover.processes import ProcessRecord, is_alive, log_tail, stop
 from failover.secretfiles import check_trusted_dir
 from failover.waiting import WaitTimeout, wait_for
-from infra.lab import agents, bind, ec2, hcloud_api, moto, refapp
+from infra.lab import agents, bind, ec2, hcloud_api, hcloud_boot, moto, refapp, tls
 from infra.lab.config import write_lab_config
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.layout import (
+    BACKUP_BUCKET,
     EC2_PART,
     HCLOUD_PART,
+    HCLOUD_SPARE_PART,
     PRIMARY_SITE,
     ROUTE53_PART,
+    SPARE_SITE,
     STANDBY_SITE,
     LabLayout,
 )
@@ -192,9 +195,13 @@ class Lab:
             return state
 
     def _children(self, records: list[ProcessRecord]) -> list[ProcessRecord]:
-        """What the lab's agents started, as they recorded it."""
-        return [child for r in records if r.name.startswith("agent@") and r.parent is None
-                for child in agents.children(self.paths, r.name.split("@", 1)[1], r.name)]
+        """What the lab's agents started, and the agents (with theirs) that the spare
+        site's fake booted, as each recorded them."""
+        children = [child for r in records if r.name.startswith("agent@") and r.parent is None
+                    for child in agents.children(self.paths, r.name.split("@", 1)[1], r.name)]
+        if any(r.name == HCLOUD_SPARE_PART for r in records):
+            children += hcloud_boot.processes(self.paths.root, HCLOUD_SPARE_PART)
+        return children
 
     def _save(self, state: LabState) -> None:
         own = replace(state, processes=[p for p in state.processes if p.parent is None])
@@ -274,16 +281,23 @@ class Lab:
         for old in paths.logs.glob("*.log"):
             old.unlink()
         secrets = LabSecrets.generate()
-        secrets.save(paths, [layout.address(s) for s in (PRIMARY_SITE, STANDBY_SITE)],
-                     layout.postgres_port)
+        # Every site's address: a rebuild brings a database up at spare with the same roles.
+        secrets.save(paths, [layout.address(s) for s in layout.sites], layout.postgres_port)
         write_lab_config(layout, paths)
         pg = LabPostgres(layout, paths, secrets, bindir, pg_user)
 
-        motos = [f"moto@{PRIMARY_SITE}", f"moto@{STANDBY_SITE}", ROUTE53_PART]
+        motos = [*(f"moto@{site}" for site in layout.sites), ROUTE53_PART]
         for part in motos:
             started(moto.start(layout, paths, part), moto.endpoint(layout, part))
+        terminators = [f"tls@{site}" for site in layout.sites]  # each opens moto per connection
+        for site, part in zip(layout.sites, terminators, strict=True):
+            tls.write_certificate(paths, layout.address(site))
+            started(tls.start(layout, paths, part),
+                    f"{layout.s3_tls_endpoint(site)} (TLS in front of moto@{site})")
         started(ec2.start(layout, paths), layout.ec2_endpoint)
         started(hcloud_api.start(layout, paths), f"{layout.hcloud_endpoint} (a fake)")
+        started(hcloud_api.start(layout, paths, HCLOUD_SPARE_PART),
+                f"{layout.hcloud_spare_endpoint} (a fake, no server yet)")
         # EC2's first call costs moto a second or two of its own work, so the account
         # is seeded in a thread beside the databases' start rather than after it.
         # Leaving the block waits for the thread: no seeding outlives a failed start.
@@ -308,6 +322,8 @@ class Lab:
                 say(f"{init.name} (pid {init.pid}): {stop(init)}")
                 state.processes.remove(init)
                 self._save(state)
+                # The spare's host is made by `failover rebuild`; its agent's config waits.
+                agents.write_agent(layout, paths, pg, SPARE_SITE, spare=True)
                 for site in (PRIMARY_SITE, STANDBY_SITE):
                     agents.write_agent(layout, paths, pg, site)
                     started(agents.start(layout, paths, site),
@@ -317,16 +333,22 @@ class Lab:
                 seeding.cancel()  # not begun yet (a failure at once): it never will be
             for part in motos:
                 self._await(state, part, partial(moto.wait_ready, layout, part))
-            for site in (PRIMARY_SITE, STANDBY_SITE):
-                moto.create_bucket(layout, secrets, site)
+            for part in terminators:
+                self._await(state, part, partial(tls.wait_ready, layout, part))
+            for site in layout.sites:
+                moto.create_buckets(layout, secrets, site)
             moto.create_zone(layout, secrets, layout.route53_endpoint,
                              layout.address(PRIMARY_SITE))
-            say(f"created buckets and the Route 53 zone {layout.zone} at {ROUTE53_PART}")
+            say(f"created buckets {layout.bucket} and {BACKUP_BUCKET} at every site and the "
+                f"Route 53 zone {layout.zone} at {ROUTE53_PART}")
             say(f"created the controller's IAM key and instance {seeding.result()} "
                 f"({ec2.INSTANCE_NAME}) at {EC2_PART}; IAM enforced")
 
         self._await(state, HCLOUD_PART, partial(hcloud_api.wait_ready, layout, secrets))
         say(f"{HCLOUD_PART} (a fake) serves a project with server {hcloud_api.server_name()}")
+        self._await(state, HCLOUD_SPARE_PART,
+                    partial(hcloud_api.wait_ready, layout, secrets, part=HCLOUD_SPARE_PART))
+        say(f"{HCLOUD_SPARE_PART} (a fake) serves an empty project, for a rebuild")
         self._await(state, "bind9", partial(bind.wait_ready, layout))
         for site in (PRIMARY_SITE, STANDBY_SITE):
             self._await(state, f"agent@{site}", partial(agents.wait_ready, layout, paths, site))
@@ -393,7 +415,7 @@ class Lab:
 
     def _wipe(self) -> None:
         for path in (self.paths.root / "sites", self.paths.root / "agents", self.paths.dns,
-                     self.paths.secrets):
+                     self.paths.secrets, self.paths.root / hcloud_boot.SERVERS_DIR):
             shutil.rmtree(path, ignore_errors=True)
         self.paths.state_file.unlink(missing_ok=True)
         (self.paths.root / CONFIG_FILE_NAME).unlink(missing_ok=True)

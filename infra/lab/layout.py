@@ -7,6 +7,14 @@ port. A second lab (the tests') picks another subnet and DNS port. The
 controller (``failover watch``) is no part of the lab, but the lab's
 configuration says where it listens (``<subnet>.0.1``) and from which
 addresses its two vantage points probe (``<subnet>.40.1``, ``.41.1``).
+
+Every site has an object store (``moto@<site>``, plain HTTP) and, in front
+of it, a TLS terminator (``tls@<site>``, ``s3_tls_port``) for pgBackRest,
+whose S3 client speaks only TLS. aws and hetzner also run a database, its
+app and an agent; the spare site has only its store: the backups kept off
+both providers, and the object store of a site rebuilt there. And its
+provider's API (``hcloud@spare``, a fake with no server yet): a rebuild makes
+the site's server there, which starts the site's agent, database and app.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from failover.exceptions import ConfigError
 SITE_OCTETS = {"aws": 10, "hetzner": 20, "spare": 30}
 PRIMARY_SITE = "aws"
 STANDBY_SITE = "hetzner"
+SPARE_SITE = "spare"  # the target of a rebuild: empty but for its object store
 # AWS's APIs live at the aws site (a blackout of aws takes Route 53 with it),
 # in a moto server of their own, so a drill can silence Route 53 alone.
 ROUTE53_SITE = PRIMARY_SITE
@@ -30,6 +39,13 @@ EC2_SITE = PRIMARY_SITE
 EC2_PART = f"ec2@{EC2_SITE}"
 HCLOUD_SITE = STANDBY_SITE
 HCLOUD_PART = f"hcloud@{HCLOUD_SITE}"
+# The spare site's provider: a second fake Hetzner project, with no server, whose
+# create-server boots an agent at the spare site's address (a rebuild's target).
+HCLOUD_SPARE_PART = f"hcloud@{SPARE_SITE}"
+# pgBackRest's bucket at every site (beside the app's media bucket, ``LabLayout.bucket``).
+BACKUP_BUCKET = "backups"
+# The sites that run a database, its app and an agent; the others have an object store only.
+DATABASE_SITES = (PRIMARY_SITE, STANDBY_SITE)
 # The controller's probe locations, each leaving from an address of its own.
 VANTAGE_OCTETS = {"vantage-a": 40, "vantage-b": 41}
 
@@ -47,6 +63,7 @@ class LabLayout:
     route53_port: int = 5001
     hcloud_port: int = 5002
     ec2_port: int = 5003
+    s3_tls_port: int = 5443  # tls@<site>: HTTPS in front of the site's moto (pgBackRest)
     agent_port: int = 7070
     watch_port: int = 8470
     zone: str = "lab.failover.test."
@@ -66,7 +83,7 @@ class LabLayout:
         if not ipaddress.ip_address(self.dns_address).is_loopback:
             problems.append(f"DNS address {self.dns_address} is not a loopback address")
         site_ports = ("postgres_port", "app_port", "moto_port", "route53_port",
-                      "hcloud_port", "ec2_port", "agent_port")
+                      "hcloud_port", "ec2_port", "agent_port", "s3_tls_port")
         for name in ("dns_port", "watch_port", *site_ports):
             port = getattr(self, name)
             if not 1 <= port <= 65535:
@@ -99,6 +116,10 @@ class LabLayout:
         """The S3 endpoint of a site's moto server."""
         return f"http://{self.address(site)}:{self.moto_port}"
 
+    def s3_tls_endpoint(self, site: str) -> str:
+        """The HTTPS endpoint of a site's object store (its TLS terminator, for pgBackRest)."""
+        return f"https://{self.address(site)}:{self.s3_tls_port}"
+
     @property
     def route53_endpoint(self) -> str:
         """The Route 53 endpoint: a moto server of its own at the aws site."""
@@ -115,6 +136,11 @@ class LabLayout:
         return f"http://{self.address(HCLOUD_SITE)}:{self.hcloud_port}/v1"
 
     @property
+    def hcloud_spare_endpoint(self) -> str:
+        """The base URL of the spare site's fake Hetzner Cloud API (as hcloud's api_endpoint)."""
+        return f"http://{self.address(SPARE_SITE)}:{self.hcloud_port}/v1"
+
+    @property
     def watch_address(self) -> str:
         """Where the controller listens: ``<subnet>.0.1`` (127.0.0.1 for the default lab)."""
         return f"{self.subnet}.0.1"
@@ -126,13 +152,17 @@ class LabLayout:
     def listeners(self) -> list[tuple[str, str, int]]:
         """Every (part, address, port) the running lab listens on."""
         out = [("bind9", self.dns_address, self.dns_port)]
-        for site in (PRIMARY_SITE, STANDBY_SITE):
+        for site in self.sites:
             address = self.address(site)
-            out += [
-                (f"agent@{site}", address, self.agent_port),
-                (f"postgres@{site}", address, self.postgres_port),
+            if site in DATABASE_SITES:
+                out += [
+                    (f"agent@{site}", address, self.agent_port),
+                    (f"postgres@{site}", address, self.postgres_port),
+                    (f"app@{site}", address, self.app_port),
+                ]
+            out += [  # every site has an object store, and TLS in front of it
                 (f"moto@{site}", address, self.moto_port),
-                (f"app@{site}", address, self.app_port),
+                (f"tls@{site}", address, self.s3_tls_port),
             ]
             if site == ROUTE53_SITE:
                 out.append((ROUTE53_PART, address, self.route53_port))
@@ -140,6 +170,8 @@ class LabLayout:
                 out.append((EC2_PART, address, self.ec2_port))
             if site == HCLOUD_SITE:
                 out.append((HCLOUD_PART, address, self.hcloud_port))
+            if site == SPARE_SITE:
+                out.append((HCLOUD_SPARE_PART, address, self.hcloud_port))
         return out
 
     def listener(self, part: str) -> tuple[str, int]:
@@ -148,6 +180,18 @@ class LabLayout:
             if name == part:
                 return address, port
         raise KeyError(f"the lab has no part named {part!r}")
+
+    def where(self, part: str) -> tuple[str, int]:
+        """Where a part listens: ``listener``, or for an agent, database or app that a
+        rebuild brought up at a site without one (spare's), that site's usual place."""
+        kind, _, site = part.partition("@")
+        ports = {"agent": self.agent_port, "postgres": self.postgres_port, "app": self.app_port}
+        try:
+            return self.listener(part)
+        except KeyError:
+            if kind not in ports or site not in SITE_OCTETS:
+                raise
+        return self.address(site), ports[kind]
 
     def to_dict(self) -> dict[str, Any]:
         """The layout as JSON-ready data."""

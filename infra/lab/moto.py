@@ -1,5 +1,9 @@
 """moto's servers: a site's S3 store (``moto@<site>``) and the lab's Route 53 (``route53@aws``).
 
+Every site's store holds the app's media bucket and pgBackRest's backups
+bucket; pgBackRest reaches it through the site's TLS terminator
+(``infra.lab.tls``), the app directly.
+
 Route 53 has a server of its own, so that a drill can silence it without
 taking aws's object store along. moto keeps its state in memory, so the lab
 creates the buckets and the Route 53 zone each time it starts a server.
@@ -17,7 +21,7 @@ from botocore.config import Config
 
 from failover.processes import ProcessRecord, spawn
 from failover.waiting import wait_for
-from infra.lab.layout import LabLayout
+from infra.lab.layout import BACKUP_BUCKET, LabLayout
 from infra.lab.paths import LabPaths
 from infra.lab.secrets import LabSecrets
 
@@ -67,12 +71,15 @@ def client(
     )
 
 
-def create_bucket(layout: LabLayout, secrets: LabSecrets, site: str) -> None:
-    """Create the site's media bucket."""
-    client(layout, secrets, layout.s3_endpoint(site), "s3").create_bucket(
-        Bucket=layout.bucket,
-        CreateBucketConfiguration={"LocationConstraint": layout.region},
-    )
+def create_buckets(layout: LabLayout, secrets: LabSecrets, site: str) -> list[str]:
+    """Create the site's buckets, the app's media and pgBackRest's backups; their names."""
+    s3 = client(layout, secrets, layout.s3_endpoint(site), "s3")
+    buckets = [layout.bucket, BACKUP_BUCKET]
+    for bucket in buckets:
+        s3.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": layout.region},
+        )
+    return buckets
 
 
 def create_zone(layout: LabLayout, secrets: LabSecrets, url: str, address: str) -> str:

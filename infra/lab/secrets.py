@@ -1,11 +1,11 @@
 """The lab's secrets, generated fresh at every ``lab up``.
 
 Passwords, the TSIG key, the S3/AWS keys, the tokens of the fake Hetzner
-Cloud API and the controller's webhook secret are random per lab, written
-into 0600 files under the state dir, and handed to servers through files
-(pgpass, an AWS credentials file, BIND's key clause, token files), not
-command lines. The EC2 keys are the exception: moto's IAM makes them, so
-``infra.lab.ec2`` writes their files once it has them.
+Cloud APIs (hetzner's and spare's) and the controller's webhook secret are
+random per lab, written into 0600 files under the state dir, and handed to
+servers through files (pgpass, an AWS credentials file, BIND's key clause,
+token files), not command lines. The EC2 keys are the exception: moto's IAM
+makes them, so ``infra.lab.ec2`` writes their files once it has them.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class LabSecrets:
     tsig: TsigKey
     hcloud_token: str  # the hetzner project's API token, as the controller holds it
     hcloud_admin_token: str  # the fake's own control (/_fake/...), e.g. to block the project
+    hcloud_spare_token: str  # the spare site's project (hcloud@spare), as a rebuild holds it
+    hcloud_spare_admin_token: str  # the control of the spare site's fake
     webhook_secret: str  # signs notices sent to the controller (failover watch)
 
     def __repr__(self) -> str:
@@ -52,6 +54,8 @@ class LabSecrets:
             # Hetzner's tokens are 64 characters of [A-Za-z0-9]; hex is of that kind.
             hcloud_token=secrets.token_hex(32),
             hcloud_admin_token=secrets.token_hex(32),
+            hcloud_spare_token=secrets.token_hex(32),
+            hcloud_spare_admin_token=secrets.token_hex(32),
             webhook_secret=secrets.token_urlsafe(32),
         )
 
@@ -70,6 +74,8 @@ class LabSecrets:
         )
         write_private(hcloud_token_file(paths), self.hcloud_token + "\n")
         write_private(hcloud_admin_token_file(paths), self.hcloud_admin_token + "\n")
+        write_private(hcloud_spare_token_file(paths), self.hcloud_spare_token + "\n")
+        write_private(hcloud_spare_admin_token_file(paths), self.hcloud_spare_admin_token + "\n")
         write_private(webhook_secret_file(paths), self.webhook_secret + "\n")
         users = (("postgres", self.postgres_password), ("app", self.app_password),
                  ("replicator", self.replication_password))
@@ -97,6 +103,8 @@ class LabSecrets:
             tsig=TsigKey.load(d / "tsig.key"),
             hcloud_token=read(hcloud_token_file(paths).name),
             hcloud_admin_token=read(hcloud_admin_token_file(paths).name),
+            hcloud_spare_token=read(hcloud_spare_token_file(paths).name),
+            hcloud_spare_admin_token=read(hcloud_spare_admin_token_file(paths).name),
             webhook_secret=read(webhook_secret_file(paths).name),
         )
 
@@ -119,6 +127,16 @@ def hcloud_token_file(paths: LabPaths) -> Path:
 def hcloud_admin_token_file(paths: LabPaths) -> Path:
     """The admin token of the fake Hetzner Cloud API's own control."""
     return paths.secrets / "hcloud-admin.token"
+
+
+def hcloud_spare_token_file(paths: LabPaths) -> Path:
+    """The spare site's project API token (what a rebuild provisions with)."""
+    return paths.secrets / "hcloud-spare.token"
+
+
+def hcloud_spare_admin_token_file(paths: LabPaths) -> Path:
+    """The admin token of the spare site's fake Hetzner Cloud API."""
+    return paths.secrets / "hcloud-spare-admin.token"
 
 
 def webhook_secret_file(paths: LabPaths) -> Path:

@@ -15,11 +15,11 @@ import httpx
 from failover.data.postgres import PgEndpoint, server_state, standby_lags
 from failover.processes import ProcessRecord, is_alive, tree_memory, uptime
 from failover.watch.providers import Ec2ApiConfig, HcloudApiConfig, check_api
-from infra.lab import bind, hcloud_api, moto, refapp
+from infra.lab import bind, hcloud_api, moto, refapp, tls
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.secrets import LabSecrets, ec2_credentials_file, hcloud_token_file, pgpass_file
+from infra.lab.secrets import LabSecrets, ec2_credentials_file, pgpass_file
 
 PROBE_TIMEOUT = 2.0
 
@@ -45,7 +45,7 @@ def _probe_part(
     record: ProcessRecord, layout: LabLayout, paths: LabPaths, secrets: LabSecrets
 ) -> dict[str, Any]:
     kind, _, site = record.name.partition("@")
-    address, port = layout.listener(record.name)
+    address, port = layout.where(record.name)
     rss, pss = tree_memory(record)
     part: dict[str, Any] = {
         "name": record.name, "kind": kind, "site": site or None, "address": address,
@@ -69,8 +69,11 @@ def _probe_part(
                 raise RuntimeError(str(ready.get("database") or ready.get("error")))
         elif kind in ("moto", "route53"):
             httpx.get(f"{moto.endpoint(layout, record.name)}/moto-api/", timeout=PROBE_TIMEOUT)
+        elif kind == "tls":  # the handshake; the moto behind it has a line of its own
+            tls.handshake(address, port, PROBE_TIMEOUT)
+            part["detail"] = f"TLS in front of moto@{site}"
         elif kind in ("ec2", "hcloud"):
-            part["detail"] = _api_detail(kind, layout, paths, secrets)
+            part["detail"] = _api_detail(record.name, layout, paths, secrets)
         elif kind == "bind9":
             bind.wait_ready(layout, timeout=PROBE_TIMEOUT)
         part["health"] = "ok"
@@ -80,21 +83,24 @@ def _probe_part(
     return part
 
 
-def _api_detail(kind: str, layout: LabLayout, paths: LabPaths, secrets: LabSecrets) -> str:
-    """What the controller's credentials get from a provider API; raises when it is silent.
+def _api_detail(name: str, layout: LabLayout, paths: LabPaths, secrets: LabSecrets) -> str:
+    """What the project's credentials get from a provider API; raises when it is silent.
 
+    The controller's for ec2 and hcloud@hetzner, a rebuild's for hcloud@spare.
     Refused credentials are no fault of the part (a drill may have revoked
     them): the part is healthy, its detail says so.
     """
+    kind = name.partition("@")[0]
     config: Ec2ApiConfig | HcloudApiConfig
     if kind == "ec2":
         config = Ec2ApiConfig(kind="ec2", endpoint_url=layout.ec2_endpoint,
                               region=layout.region, credentials_file=ec2_credentials_file(paths),
                               timeout=PROBE_TIMEOUT)
     else:
-        hcloud_api.fake_state(layout, secrets, timeout=PROBE_TIMEOUT)  # raises when silent
-        config = HcloudApiConfig(kind="hcloud", endpoint=layout.hcloud_endpoint,
-                                 token_file=hcloud_token_file(paths), timeout=PROBE_TIMEOUT)
+        hcloud_api.fake_state(layout, secrets, PROBE_TIMEOUT, name)  # raises when silent
+        config = HcloudApiConfig(kind="hcloud", endpoint=hcloud_api.endpoint(layout, name),
+                                 token_file=hcloud_api.token_file(paths, name),
+                                 timeout=PROBE_TIMEOUT)
     answer = check_api(config, PROBE_TIMEOUT)
     if answer.status == "down":
         raise RuntimeError(answer.detail)

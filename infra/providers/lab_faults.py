@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -25,10 +26,12 @@ from pathlib import Path
 
 from failover import logs
 from failover.agent.client import AgentClient
+from failover.config import CONFIG_FILE_NAME, load_config
 from failover.exceptions import FailoverError, ProviderError
 from failover.processes import ProcessRecord, is_alive, log_tail, signal_tree, stop
+from failover.provision.hcloud import HcloudHost
 from failover.waiting import WaitTimeout, wait_for
-from infra.lab import agents, ec2, hcloud_api, moto, partition, refapp
+from infra.lab import agents, ec2, hcloud_api, moto, partition, refapp, tls
 from infra.lab.exceptions import LabNotRunning
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
@@ -233,7 +236,8 @@ class LabFaults:
         happened), its database is only started again.
 
         Whatever of the site no longer runs is started again: its object store
-        (empty, as a new account's would be; the bucket is created), its
+        (empty, as a new account's would be; the buckets are created) and the
+        TLS terminator in front of it, its
         Route 53 server when the site has one (empty too; the zone is
         created, answering ``primary``), its provider API (EC2: users, the
         controller's new key and the instance seeded, IAM enforced; the
@@ -249,8 +253,14 @@ class LabFaults:
         done = []
         self.thaw_site(site)
         if (record := self._restart_moto(state, f"moto@{site}")) is not None:
-            moto.create_bucket(layout, secrets, site)
-            done.append(f"moto@{site} started (pid {record.pid}), bucket {layout.bucket} created")
+            buckets = moto.create_buckets(layout, secrets, site)
+            done.append(f"moto@{site} started (pid {record.pid}), buckets {', '.join(buckets)} "
+                        "created")
+        terminator = f"tls@{site}"
+        record = self._restart(state, terminator, partial(tls.start, layout, paths, terminator),
+                               partial(tls.wait_ready, layout, terminator), "answer TLS")
+        if record is not None:
+            done.append(f"{terminator} started (pid {record.pid}) in front of moto@{site}")
         if (record := self._restart_moto(state, f"route53@{site}")) is not None:
             moto.create_zone(layout, secrets, moto.endpoint(layout, record.name),
                              layout.address(primary))
@@ -282,6 +292,31 @@ class LabFaults:
         log_event("faults.restore", site=site, primary=primary, done=len(done))
         return done
 
+    def decommission(self, site: str, timeout: float = 60) -> str:
+        """Delete a rebuilt spare's server through its provider's API, then wipe its disks.
+
+        The Hetzner fake stops the agent it booted, which stops its children;
+        their PIDs are waited for before the data, the agent's state and
+        pgBackRest's spool are removed. The primary IP stays reserved, and the
+        spare's object store keeps its objects (it is the backup store too).
+        """
+        paths = self.lab.paths
+        config = load_config(paths.root / CONFIG_FILE_NAME)
+        spare = config.spares.get(site) or config.site(site)
+        provision = getattr(spare, "provision", None)
+        if provision is None or provision.kind != "hcloud":
+            raise FailoverError(f"{site} is no spare the lab provisions through hcloud")
+        children = agents.children(paths, site, f"agent@{site}")
+        deleted = HcloudHost(provision, site).destroy_server()
+        wait_for(lambda: not any(is_alive(r) for r in children), timeout=timeout,
+                 what=f"{site}'s processes to end", retry_on=())
+        for path in (paths.site(site), agents.agent_dir(paths, site),
+                     paths.root / "pgbackrest" / site):
+            shutil.rmtree(path, ignore_errors=True)
+        log_event("faults.decommission", site=site, server_deleted=deleted)
+        return (f"{site}'s server {'deleted' if deleted else 'was gone'}; its data, agent "
+                "state and spool removed")
+
     def _restart(
         self, state: LabState, part: str, start: Callable[[], ProcessRecord],
         ready: Callable[..., None], what: str,
@@ -312,8 +347,10 @@ class LabFaults:
             instance = ec2.seed(layout, paths, secrets)
             done.append(f"{record.name} started (pid {record.pid}), instance {instance} and "
                         "the controller's new key created, IAM enforced")
-        record = self._restart(state, f"hcloud@{site}", partial(hcloud_api.start, layout, paths),
-                               partial(hcloud_api.wait_ready, layout, secrets), "answer")
+        part = f"hcloud@{site}"
+        record = self._restart(state, part, partial(hcloud_api.start, layout, paths, part),
+                               partial(hcloud_api.wait_ready, layout, secrets, part=part),
+                               "answer")
         if record is not None:
             done.append(f"{record.name} (fake) started (pid {record.pid}), server "
                         f"{hcloud_api.server_name(site)} in an unblocked project")
@@ -342,7 +379,7 @@ class LabFaults:
 
     def _on_api(
         self, site: str, event: str, on_ec2: Callable[[LabLayout, LabPaths], str],
-        on_hcloud: Callable[[LabLayout, LabSecrets], str],
+        on_hcloud: Callable[..., str],
     ) -> str:
         """Do one thing to the site's provider API, whichever kind it is; returns what it said."""
         state = self._state()
@@ -350,7 +387,8 @@ class LabFaults:
         if kind == "ec2":
             said = on_ec2(state.layout, self.lab.paths)
         else:
-            said = on_hcloud(state.layout, LabSecrets.load(self.lab.paths))
+            said = on_hcloud(state.layout, LabSecrets.load(self.lab.paths),
+                             part=f"hcloud@{site}")
         log_event(event, site=site, api=f"{kind}@{site}")
         return said
 

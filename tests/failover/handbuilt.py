@@ -26,10 +26,11 @@ from failover.engine.plan import Plan
 from failover.exceptions import StepFailed
 from failover.secretfiles import write_private
 from infra.lab.agents import secret_file as agent_secret_file
+from infra.lab.agents import spare_template
 from infra.lab.config import lab_config
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.secrets import LabSecrets, ec2_credentials_file
+from infra.lab.secrets import LabSecrets, ec2_credentials_file, hcloud_spare_token_file
 
 LAYOUT = LabLayout(subnet="127.99")  # never started: nothing listens there
 STREAMING = Topology({"aws": SiteView("aws", "primary", "0/1"),
@@ -43,8 +44,12 @@ def lab_files(root: Path) -> Path:
     paths = LabPaths(root)
     LabSecrets.generate().save(paths, [LAYOUT.address(s) for s in ("aws", "hetzner")],
                                LAYOUT.postgres_port)
-    for site in ("aws", "hetzner"):
+    for site in ("aws", "hetzner", "spare"):
         write_private(agent_secret_file(paths, site), "hand-built-agent-secret\n")
+    template = spare_template(paths, "spare")  # the spare's agent config, as lab up writes it
+    template.parent.mkdir(parents=True, exist_ok=True)
+    template.write_text("site: spare\n")
+    write_private(hcloud_spare_token_file(paths), "hand-built-token\n")
     write_private(ec2_credentials_file(paths),
                   "[default]\naws_access_key_id = AKIAHANDBUILT\n"
                   "aws_secret_access_key = not-a-real-key\n")

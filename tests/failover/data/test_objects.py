@@ -20,12 +20,12 @@ import httpx
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from failover.config import ObjectStoreConfig
 from failover.data.objects import SOURCE_ETAG_KEY, Bucket, s3_client
 from failover.data.objectsync import FailedObject, SyncProgress, sync_bucket, verify_bucket
 from failover.exceptions import ProviderError
 from failover.processes import ProcessRecord, spawn, stop
 from failover.secretfiles import write_private
+from failover.stores import ObjectStoreConfig
 from failover.waiting import wait_for
 from tests.conftest import free_port
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from failover.config import ObjectStoreConfig
 from failover.data.objects import ObjectInfo
 from failover.data.objectsync import (
     FailedObject,
@@ -18,6 +17,7 @@ from failover.data.objectsync import (
     sync_bucket,
     verify_listing,
 )
+from failover.stores import ObjectStoreConfig
 
 
 def listing(*objects: ObjectInfo) -> dict[str, ObjectInfo]:

@@ -85,12 +85,20 @@ def test_a_blackout_is_held_to_the_promised_rpo_and_has_no_deadline() -> None:
     losses = Losses(("p-1", "p-2"), ("m-1",), ("media objects not checked: gone",))
     report = measure.report(observed("provider-blackout", losses=losses,
                                      promise=Promise(15.0, 5), run=a_run(FAULT + 30)))
-    assert [v.objective for v in report.verdicts] == ["rto_seconds", "rpo_writes", "run",
-                                                      "split_brain_writes"]
+    assert [v.objective for v in report.verdicts] == [
+        "rto_seconds", "rpo_writes", "media_lost_2s_before_fault", "run", "split_brain_writes"]
     assert report.verdicts[1] == Verdict("rpo_writes", 5, 3, met=True)
     assert report.lost_write_ids == ("p-1", "p-2", "m-1")
     assert (report.lost_posts, report.lost_media) == (2, 1)
     assert report.notes == ("media objects not checked: gone",)
+
+
+def test_a_blackout_fails_on_media_lost_that_was_acknowledged_before_the_grace() -> None:
+    log = WorkloadLog([ack(-5.0, kind="media"), ack(-1.0, kind="media"), ack(3.0, NEW)])
+    losses = Losses((), ("media--5.0", "media--1.0"))  # the old and the recent one
+    report = measure.report(observed("provider-blackout", losses=losses, log=log,
+                                     promise=Promise(15.0, 5), run=a_run(FAULT + 30)))
+    assert report.verdicts[2] == Verdict("media_lost_2s_before_fault", 0, 1, met=False)
 
 
 def test_lost_writes_after_a_notice_fail_the_drill() -> None:

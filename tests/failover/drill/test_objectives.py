@@ -13,6 +13,7 @@ from failover.drill.objectives import (
     rpo_met,
     rto_met,
     run_ok,
+    settled_media_kept,
 )
 from failover.drill.results import Promise, Verdict
 from failover.drill.scenarios import SCENARIOS, DrillContext, Scenario
@@ -43,8 +44,9 @@ def a_run(ended: float | None, outcome: str = "ok", *,
 
 def measured(*, rto: float | None = 7.0, lost: int = 0, split: int = 0,
              run: RunRecord | None = None, ended: float = FAULT + 40,
-             notice: float = 20.0) -> Measured:
-    return Measured(FAULT, ended, rto, lost, split, run, PROMISE, notice)
+             notice: float = 20.0, settled_media_lost: int = 0) -> Measured:
+    return Measured(FAULT, ended, rto, lost, split, run, PROMISE, notice,
+                    settled_media_lost=settled_media_lost)
 
 
 def names(scenario: Scenario) -> list[str]:
@@ -60,12 +62,14 @@ def test_a_termination_notice_expects_the_move_done_before_the_deadline() -> Non
 
 
 def test_a_fault_without_notice_is_held_to_the_promised_rpo() -> None:
-    assert names(SCENARIOS["db-primary-crash"]) == ["rto_met", "rpo_met", "run_ok"]
+    assert names(SCENARIOS["db-primary-crash"]) == ["rto_met", "rpo_met",
+                                                     "settled_media_kept", "run_ok"]
 
 
 @pytest.mark.parametrize("name", ["provider-blackout", "partition"])
 def test_an_old_primary_that_comes_back_must_take_no_write(name: str) -> None:
-    assert names(SCENARIOS[name]) == ["rto_met", "rpo_met", "run_ok", "no_split_brain_writes"]
+    assert names(SCENARIOS[name]) == ["rto_met", "rpo_met", "settled_media_kept",
+                                     "run_ok", "no_split_brain_writes"]
 
 
 @pytest.mark.parametrize("name", ["dns-provider-loss", "credentials-revoked"])
@@ -86,7 +90,8 @@ def test_a_scenario_of_ones_own_brings_its_own_objectives() -> None:
     mine = Scenario("quick", "a fast one", planned=False, inject=inject, act=act,
                     expects=(quick,))
     verdicts = judge(mine.objectives(), measured(rto=7.0, run=a_run(FAULT + 3)))
-    assert [v.objective for v in verdicts] == ["rto_seconds", "rpo_writes", "run",
+    assert [v.objective for v in verdicts] == ["rto_seconds", "rpo_writes",
+                                               "media_lost_2s_before_fault", "run",
                                                "quick_seconds"]
     assert verdicts[-1] == Verdict("quick_seconds", 5.0, 7.0, met=False)
 
@@ -143,3 +148,10 @@ def test_no_run_no_deadline_verdict() -> None:
     verdicts = judge(SCENARIOS["termination-notice"].objectives(), measured(run=None))
     assert [v.objective for v in verdicts] == ["rto_seconds", "rpo_writes", "run"]
     assert not all(v.met for v in verdicts)  # the missing run fails the drill all the same
+
+
+def test_media_older_than_the_grace_at_the_fault_must_all_be_kept() -> None:
+    kept = settled_media_kept(measured(lost=2))  # lost, but within the grace: allowed
+    lost = settled_media_kept(measured(lost=2, settled_media_lost=1))
+    assert (kept.objective, kept.met, lost.met, lost.measured) == (
+        "media_lost_2s_before_fault", True, False, 1)

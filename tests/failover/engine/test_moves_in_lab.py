@@ -30,6 +30,7 @@ from failover.drill.resolver import CachingResolver
 from failover.drill.workload import Workload, WorkloadSpec, missing_posts
 from failover.engine.deployment import open_deployment
 from failover.engine.executor import CRASH_AFTER_STEP
+from failover.waiting import wait_for
 from infra.lab import agents
 from tests.conftest import RunningLab, free_port
 
@@ -220,6 +221,32 @@ def test_a_fenced_primarys_app_answers_503_at_once_instead_of_hanging(lab: Runni
         assert status(lab)["primary"] == source
 
 
+def assert_backed_up_off_provider(lab: RunningLab, site: str) -> None:
+    """Every repository ``site`` archives to is at another provider, and holds its new WAL.
+
+    A repository new to this primary gets the stanza and a full backup from its
+    agent; each then takes WAL of the primary's timeline (a backup ends with a
+    segment switch).
+    """
+    agent = agents.client(lab.layout, lab.lab.paths, site)
+    try:
+        timeline = f"{agent.status()['timeline']:08X}"
+    finally:
+        agent.close()
+    seen: dict[str, Any] = {}
+
+    def backed_up() -> bool:
+        done = failover(lab, "backup", "status", "--json")
+        seen.update(json.loads(done.stdout or "{}"))
+        return done.returncode == 0 and seen["site"] == site and all(
+            (r["last_wal"] or "").startswith(timeline) for r in seen["repositories"])
+
+    wait_for(backed_up, timeout=60, what=f"{site}'s repositories to take its WAL", retry_on=())
+    providers = {r["provider"] for r in seen["repositories"]}
+    assert providers and site not in providers, seen  # the lab's providers are its sites
+    assert all(r["last_full"] for r in seen["repositories"]), seen
+
+
 def test_switchover_there_and_back_loses_no_acknowledged_write(lab: RunningLab) -> None:
     source = primary(lab)
     w = writer(lab)
@@ -233,6 +260,7 @@ def test_switchover_there_and_back_loses_no_acknowledged_write(lab: RunningLab) 
             assert run["outcome"] == "ok" and run["to_site"] == target
             assert all(s["outcome"] == "ok" for s in run["steps"])
             w.wait_acks(20, timeout=30)  # writes go on at the new primary
+            assert_backed_up_off_provider(lab, target)
     finally:
         log = w.stop()
     acks = log.acked_posts()

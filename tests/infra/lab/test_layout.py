@@ -17,7 +17,7 @@ def test_sites_have_their_own_loopback_addresses() -> None:
 
 
 def test_round_trips_through_json_data() -> None:
-    layout = LabLayout(subnet="127.5", dns_port=5999)
+    layout = LabLayout(subnet="127.5", dns_port=5999, s3_tls_port=6443)
     assert LabLayout.from_dict(layout.to_dict()) == layout
 
 
@@ -38,11 +38,35 @@ def test_route53_has_a_port_of_its_own_at_the_aws_site() -> None:
     listeners = layout.listeners()
     assert len({(address, port) for _, address, port in listeners}) == len(listeners)
     assert [part for part, _, _ in listeners if part.endswith("@aws")] == [
-        "agent@aws", "postgres@aws", "moto@aws", "app@aws", "route53@aws", "ec2@aws",
+        "agent@aws", "postgres@aws", "app@aws", "moto@aws", "tls@aws", "route53@aws", "ec2@aws",
     ]
     assert [part for part, _, _ in listeners if part.endswith("@hetzner")] == [
-        "agent@hetzner", "postgres@hetzner", "moto@hetzner", "app@hetzner", "hcloud@hetzner",
+        "agent@hetzner", "postgres@hetzner", "app@hetzner", "moto@hetzner", "tls@hetzner",
+        "hcloud@hetzner",
     ]
+
+
+def test_every_site_has_an_object_store_with_tls_in_front_and_spare_an_empty_api() -> None:
+    layout = LabLayout(subnet="127.77")
+    assert [part for part, _, _ in layout.listeners() if part.endswith("@spare")] == [
+        "moto@spare", "tls@spare", "hcloud@spare",
+    ]
+    assert layout.listener("hcloud@spare") == ("127.77.30.1", 5002)
+    assert layout.hcloud_spare_endpoint == "http://127.77.30.1:5002/v1"
+    for site, address in (("aws", "127.77.10.1"), ("hetzner", "127.77.20.1"),
+                          ("spare", "127.77.30.1")):
+        assert layout.listener(f"moto@{site}") == (address, 5000)
+        assert layout.listener(f"tls@{site}") == (address, 5443)
+        assert layout.s3_tls_endpoint(site) == f"https://{address}:5443"
+    assert LabLayout(subnet="127.77", s3_tls_port=6443).s3_tls_endpoint("spare") == (
+        "https://127.77.30.1:6443")
+
+
+def test_refuses_a_tls_port_that_is_no_port_or_clashes_at_a_site() -> None:
+    with pytest.raises(ConfigError, match="s3_tls_port 0 is not a TCP/UDP port"):
+        LabLayout(s3_tls_port=0)
+    with pytest.raises(ConfigError, match="s3_tls_port 5000 is moto_port too"):
+        LabLayout(s3_tls_port=5000)
 
 
 def test_each_site_agent_listens_at_its_site() -> None:
@@ -73,3 +97,14 @@ def test_the_provider_apis_and_the_controller_have_their_places() -> None:
         LabLayout(hcloud_port=5001)
     with pytest.raises(ConfigError, match="ec2_port 70000 is not a TCP/UDP port"):
         LabLayout(ec2_port=70000)
+
+
+def test_a_rebuilt_sites_agent_database_and_app_are_found_where_a_site_has_them() -> None:
+    layout = LabLayout(subnet="127.77")
+    assert layout.where("agent@spare") == ("127.77.30.1", 7070)  # no listener until a rebuild
+    assert layout.where("postgres@spare") == ("127.77.30.1", 5432)
+    assert layout.where("app@spare") == ("127.77.30.1", 8080)
+    assert layout.where("hcloud@spare") == layout.listener("hcloud@spare")
+    for unknown in ("agent@nowhere", "moto@nowhere", "bind8"):
+        with pytest.raises(KeyError):
+            layout.where(unknown)

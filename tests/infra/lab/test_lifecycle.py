@@ -15,15 +15,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hcloud import Client
+from hcloud.images import Image
+from hcloud.server_types import ServerType
 
 from failover.processes import ProcessRecord, is_alive, stop
 from failover.waiting import wait_for
-from infra.lab import agents
+from infra.lab import agents, hcloud_boot
 from infra.lab.exceptions import LabError, PortTaken
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
+from infra.lab.secrets import LabSecrets
 from tests.conftest import free_port, private_tmpdir
+from tests.infra.lab.booting import agent_user_data
 
 SUBNET = "127.78"
 SITE_PARTS = ("postgres", "app")  # what each site's agent starts and records as its children
@@ -66,6 +71,19 @@ def test_the_lock_makes_a_missing_state_dir_and_keeps_one_that_is_there(tmp_path
     assert Lab(kept).paths.lock_file.exists()
 
 
+def _boot_spare_server(lab: Lab, layout: LabLayout) -> None:
+    """Make a server at the spare site's provider, as a rebuild does, and wait until it runs."""
+    client = Client(token=LabSecrets.load(lab.paths).hcloud_spare_token,
+                    api_endpoint=layout.hcloud_spare_endpoint, timeout=10, poll_interval=0.1)
+    data = agent_user_data(lab.paths.root, layout.address("spare"), layout.agent_port,
+                           layout.postgres_port)
+    made = client.servers.create(name="spare-app", server_type=ServerType(name="cx22"),
+                                 image=Image(name="ubuntu-24.04"), user_data=data.user_data)
+    made.action.wait_until_finished()
+    assert made.server.public_net is not None and made.server.public_net.ipv4 is not None
+    assert made.server.public_net.ipv4.ip == layout.address("spare")
+
+
 def _gone(record: ProcessRecord) -> bool:
     """The process is gone (its PID, if in use at all, now has another start time)."""
     return not is_alive(record)
@@ -80,8 +98,10 @@ def test_up_is_idempotent_and_down_leaves_no_process(
     state, started = lab.up(layout)
     assert started
     assert {p.name: p.parent for p in state.processes} == {
-        "moto@aws": None, "moto@hetzner": None, "route53@aws": None, "ec2@aws": None,
-        "hcloud@hetzner": None, "bind9": None, "agent@aws": None, "agent@hetzner": None,
+        "moto@aws": None, "moto@hetzner": None, "moto@spare": None, "route53@aws": None,
+        "tls@aws": None, "tls@hetzner": None, "tls@spare": None, "ec2@aws": None,
+        "hcloud@hetzner": None, "hcloud@spare": None, "bind9": None, "agent@aws": None,
+        "agent@hetzner": None,
         "postgres@aws": "agent@aws", "app@aws": "agent@aws",
         "postgres@hetzner": "agent@hetzner", "app@hetzner": "agent@hetzner",
     }
@@ -94,15 +114,28 @@ def test_up_is_idempotent_and_down_leaves_no_process(
         lab.up(LabLayout(subnet=SUBNET, dns_port=free_port()))
     assert all(is_alive(p) for p in state.processes)
 
+    # A server made at the spare site's provider boots an agent: the lab counts it and what
+    # it started as parts of its own, and `down` stops them by PID like the rest.
+    _boot_spare_server(lab, layout)
+    state = lab.state() or state
+    assert state.process("agent@spare") == hcloud_boot.records(lab.paths.root)[0].agent.child_of(
+        "hcloud@spare")
+    # Its database has an empty data dir: it exits at once and its agent starts it again
+    # and again, so it is in the agent's records at one look and not at the next.
+    restarting = {"postgres@spare": "agent@spare"}
+
     outcomes = lab.down()
-    assert sorted(name for name, _ in outcomes) == sorted(p.name for p in state.processes)
+    assert dict(outcomes)["agent@spare"] == "stopped"
+    assert sorted(name for name, _ in outcomes if name not in restarting) == sorted(
+        p.name for p in state.processes if p.name not in restarting)
     # An agent stops its own children; the lab then finds them already gone.
-    parents = {p.name: p.parent for p in state.processes}
+    parents = {p.name: p.parent for p in state.processes} | restarting
     assert all(outcome == "stopped" or (parents[name] and outcome == "not running")
                for name, outcome in outcomes), outcomes
     assert all(_gone(p) for p in [*recorded, *state.processes])
     assert not lab.paths.state_file.exists()
     assert not lab.paths.secrets.exists()
+    assert not (lab.paths.root / hcloud_boot.SERVERS_DIR).exists()
     assert lab.down() == []  # nothing running: still fine
 
 

@@ -41,6 +41,9 @@ def test_status_json_shows_roles_replication_and_both_dns_providers(lab: Running
     parts = {p["name"]: p for p in status["parts"]}
     assert parts["app@hetzner"]["role"] == "standby"
     assert parts["postgres@hetzner"]["address"] == hetzner
+    # The spare site's provider answers a rebuild's token, with no server yet.
+    assert parts["hcloud@spare"]["address"] == lab.layout.address("spare")
+    assert parts["hcloud@spare"]["detail"].startswith("fake; ")
     assert all(p["health"] == "ok" and p["rss_bytes"] > 0 for p in parts.values())
 
 
