@@ -30,9 +30,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Lint and types first: they take seconds and fail fast.
+# Lint and types first: they take seconds and fail fast. Two workers: the labs' tests
+# mostly wait on servers, so the drills' lab and the moves' lab run side by side
+# (tests/conftest.py keeps each lab's tests in one worker).
 test: setup lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The unit layer alone: no server started (tests/conftest.py refuses any), under a minute.
 test-fast: setup

@@ -39,6 +39,7 @@ from infra.lab.secrets import LabSecrets, pgpass_file
 # Far from the default lab (127.0.x) so that tests never touch a user's lab.
 TEST_SUBNET = os.environ.get("FAILOVER_TEST_SUBNET", "127.77")
 MOVES_SUBNET = os.environ.get("FAILOVER_MOVES_TEST_SUBNET", "127.66")
+DRILL_SUBNET = os.environ.get("FAILOVER_DRILL_TEST_SUBNET", "127.67")
 
 
 def free_port() -> int:
@@ -240,6 +241,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(
             "tests that start servers must be marked @pytest.mark.lab (pytest -m 'not lab' "
             "must start none):\n" + "\n".join(unmarked))
+    for item in items:
+        group = _worker_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+# Modules that change the host's nftables rules: one at a time, whatever lab they use.
+NFTABLES_MODULES = ("test_partition.py", "test_drill_in_lab.py")
+
+
+def _worker_group(item: pytest.Item) -> str | None:
+    """Which tests must run in one worker under ``pytest -n N --dist loadgroup``.
+
+    A lab is started once per worker that asks for it: every test of a shared
+    lab (``lab``, ``moves_lab``, ``drill_lab``) goes to one worker, and every
+    test of a module's own lab to one worker too (two on one subnet would
+    collide). Unit tests go wherever there is room.
+    """
+    if _unit(item):
+        return None
+    if item.path.name in NFTABLES_MODULES:
+        return "nftables"
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs if info is not None else {}
+    for shared in ("moves_lab", "drill_lab", "lab"):
+        # "lab" may also be a module's own lab (own_lab): module-scoped, not shared.
+        if defs.get(shared) and defs[shared][-1].scope == "session":
+            return shared
+    return item.path.stem  # a module's own servers
 
 
 def _guarded(item: pytest.Item) -> AbstractContextManager[None]:
@@ -286,6 +316,18 @@ def moves_lab() -> Iterator[RunningLab]:
     (FAILOVER_MOVES_TEST_SUBNET).
     """
     with running_lab(MOVES_SUBNET, "failover-test-moves-") as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+@starts_servers
+def drill_lab() -> Iterator[RunningLab]:
+    """The drills' lab: each drill moves the primary and moves it back.
+
+    Its own, not the moves' lab, so that a run with two workers (``make test``)
+    plays the drills beside the engine's and the controller's moves.
+    """
+    with running_lab(DRILL_SUBNET, "failover-test-drills-") as started:
         yield started
 
 

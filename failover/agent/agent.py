@@ -272,21 +272,16 @@ class Agent:
             "fence": self.fence, "unfence": self.unfence, "rejoin": self.rejoin,
             "database/start": self.start_database, "database/stop": self.stop_database,
             "app/start": self._start_app, "app/stop": self._stop_app, "restore": self.restores.run,
-            "backup": self._backup, "backup/info": self._backup_report,
+            # pgBackRest's: never under the server's lock, so that a fence never waits.
+            "backup": partial(self._backups, "backup"),
+            "backup/info": partial(self._backups, "report"),
         }
 
-    # -- backups (pgBackRest: never under the server's lock, so a fence never waits) ---
-
-    def _backups(self) -> Backups:
+    def _backups(self, method: str, body: Body, say: Callable[[str], None]) -> Body:
         if self.backups is None:
             raise BadRequest("this agent's config has no backup section")
-        return self.backups
-
-    def _backup(self, body: Body, say: Callable[[str], None]) -> Body:
-        return self._backups().backup(body, say)
-
-    def _backup_report(self, body: Body, say: Callable[[str], None]) -> Body:
-        return self._backups().report(body, say)
+        handler: Callable[[Body, Callable[[str], None]], Body] = getattr(self.backups, method)
+        return handler(body, say)
 
     def unfenced_primary(self) -> bool:
         """Whether the local server is a primary that takes writes (not fenced, not a standby)."""

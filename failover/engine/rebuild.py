@@ -34,6 +34,8 @@ from failover.engine.deployment import ASK_TIMEOUT, Deployment, Topology
 from failover.engine.plan import Plan, Step
 from failover.engine.steps import StepContext, action
 from failover.exceptions import ConfigError, ProviderError, StepFailed, UnsafePlan
+from failover.provision.config import Ec2ProvisionConfig
+from failover.provision.ec2 import Ec2Host
 from failover.provision.hcloud import HcloudHost
 from failover.waiting import wait_for
 
@@ -161,9 +163,7 @@ def provision(ctx: StepContext) -> dict[str, Any]:
     site = ctx.param("site")
     spare = spare_of(ctx.deployment, site)
     address = str(spare.address)
-    if spare.provision.kind != "hcloud":
-        raise StepFailed(f"provisioning with {spare.provision.kind} is not supported")
-    host = HcloudHost(spare.provision, site)
+    host = host_of(spare, site)
     others = [str(s.address) for n, s in ctx.deployment.config.sites.items() if n != site]
     agent_port = int(spare.compute.url.rsplit(":", 1)[1]) if spare.compute else 7070
     made = host.ensure(_user_data(spare, site, address), app_port=_port(spare.app_url),
@@ -180,6 +180,13 @@ def provision(ctx: StepContext) -> dict[str, Any]:
     wait_for(lambda: agent.status(timeout=2.0), timeout=ctx.remaining(),
              what=f"{site}'s agent to answer", retry_on=ProviderError)
     return {**made, "boot_seconds": round(time.monotonic() - t0, 2)}
+
+
+def host_of(spare: SpareConfig, site: str) -> HcloudHost | Ec2Host:
+    """The spare's host at its provider, by the kind of its provision section."""
+    if isinstance(spare.provision, Ec2ProvisionConfig):
+        return Ec2Host(spare.provision, site)
+    return HcloudHost(spare.provision, site)
 
 
 def _port(url: str) -> int:

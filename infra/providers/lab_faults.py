@@ -26,10 +26,10 @@ from pathlib import Path
 
 from failover import logs
 from failover.agent.client import AgentClient
-from failover.config import CONFIG_FILE_NAME, load_config
+from failover.config import CONFIG_FILE_NAME, SpareConfig, load_config
+from failover.engine.rebuild import host_of
 from failover.exceptions import FailoverError, ProviderError
 from failover.processes import ProcessRecord, is_alive, log_tail, signal_tree, stop
-from failover.provision.hcloud import HcloudHost
 from failover.waiting import WaitTimeout, wait_for
 from infra.lab import agents, ec2, hcloud_api, moto, partition, refapp, tls
 from infra.lab.exceptions import LabNotRunning
@@ -303,11 +303,10 @@ class LabFaults:
         paths = self.lab.paths
         config = load_config(paths.root / CONFIG_FILE_NAME)
         spare = config.spares.get(site) or config.site(site)
-        provision = getattr(spare, "provision", None)
-        if provision is None or provision.kind != "hcloud":
-            raise FailoverError(f"{site} is no spare the lab provisions through hcloud")
+        if not isinstance(spare, SpareConfig):
+            raise FailoverError(f"{site} is no spare: only a rebuilt spare is decommissioned")
         children = agents.children(paths, site, f"agent@{site}")
-        deleted = HcloudHost(provision, site).destroy_server()
+        deleted = host_of(spare, site).destroy_server()
         wait_for(lambda: not any(is_alive(r) for r in children), timeout=timeout,
                  what=f"{site}'s processes to end", retry_on=())
         for path in (paths.site(site), agents.agent_dir(paths, site),

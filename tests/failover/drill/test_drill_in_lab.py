@@ -34,9 +34,9 @@ QUICK = ("--notice", "20", "--settle", "1", "--rate", "20")  # a move takes ~9 s
 
 
 @pytest.fixture
-def lab(moves_lab: RunningLab) -> RunningLab:
-    """The lab of the moves (shared): every drill moves its primary and moves it back."""
-    return moves_lab
+def lab(drill_lab: RunningLab) -> RunningLab:
+    """The drills' lab (shared): every drill moves its primary and moves it back."""
+    return drill_lab
 
 
 def options(scenario: str, **overrides: Any) -> DrillOptions:
@@ -114,11 +114,33 @@ def test_provider_blackout_is_detected_promoted_and_rolled_back(lab: RunningLab)
     verdict = next(v for v in report["verdicts"] if v["objective"] == "split_brain_writes")
     assert verdict["met"]
     assert any("aws comes back" in e["event"] for e in report["timeline"])
+    # Objects are copied seconds after they are taken: none older than that was lost.
+    media = next(v for v in report["verdicts"] if v["objective"] == "media_lost_2s_before_fault")
+    assert media["met"], media
     # Detected by the controller: both vantage points, several looks in a row.
     assert any(e["source"] == "controller" and "aws is down: 2 of 2 vantage points" in e["event"]
                for e in report["timeline"])
     assert_consistent(report)
     assert_whole(lab, "aws")
+
+
+def test_total_loss_is_rebuilt_at_the_spare_from_its_backups_and_put_back(
+        lab: RunningLab) -> None:
+    report = run_drill(lab, options("total-loss"))
+    assert (report["from_site"], report["to_site"]) == ("aws", "spare")
+    assert report["run"]["kind"] == "rebuild" and report["run"]["outcome"] == "ok"
+    assert report["objectives_met"], report["verdicts"]
+    assert [s["action"] for s in report["steps"]][:3] == [
+        "check_rebuild", "provision", "restore_database"]
+    assert "switch_dns" in {s["action"] for s in report["steps"]}
+    # What was lost is what the archive had not taken: writes of the fault's last seconds.
+    bound = next(v for v in report["verdicts"] if v["objective"] == "writes_lost_6s_before_fault")
+    assert bound["met"] and bound["measured"] == 0
+    assert any(n.startswith("rebuild phases: provision") for n in report["notes"])
+    assert_consistent(report)
+    assert_whole(lab, "aws")
+    # The spare was decommissioned: its server deleted at its provider, its agent gone.
+    assert not (lab.lab.paths.site("spare")).exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft", path="/usr/sbin:/sbin") is None,

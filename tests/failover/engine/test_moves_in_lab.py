@@ -245,6 +245,15 @@ def assert_backed_up_off_provider(lab: RunningLab, site: str) -> None:
     providers = {r["provider"] for r in seen["repositories"]}
     assert providers and site not in providers, seen  # the lab's providers are its sites
     assert all(r["last_full"] for r in seen["repositories"]), seen
+    # Its objects are copied to the buckets at the other providers, and status says how far.
+    copies: dict[str, Any] = {}
+
+    def copying() -> bool:
+        copies.update(status(lab)["sites"][site]["objects"] or {})
+        return bool(copies) and all(c["lag_seconds"] is not None for c in copies.values())
+
+    wait_for(copying, timeout=30, what=f"{site}'s objects to be copied", retry_on=())
+    assert set(copies) == {"aws", "hetzner", "spare"} - {site}
 
 
 def test_switchover_there_and_back_loses_no_acknowledged_write(lab: RunningLab) -> None:
