@@ -52,15 +52,19 @@ def test_readyz_reports_an_unreachable_database(client: TestClient) -> None:
     assert body["error"] == body["database"]
 
 
+# Fixed ids: test ids must be the same in every pytest worker (make test runs two).
+SOME_ID, OTHER_ID = "7ce9123a-b00f-44e7-b8c1-3aa0d818d045", "e4f251ff-9ae5-4537-a394-a6b822a71da4"
+
+
 @pytest.mark.parametrize(
     ("method", "path", "json"),
     [
         ("POST", "/v1/users", {"handle": "alice"}),
-        ("GET", f"/v1/users/{uuid.uuid4()}", None),
-        ("POST", "/v1/posts", {"author_id": str(uuid.uuid4()), "text": "hi"}),
-        ("GET", f"/v1/posts/{uuid.uuid4()}", None),
-        ("GET", f"/v1/users/{uuid.uuid4()}/timeline", None),
-        ("POST", f"/v1/users/{uuid.uuid4()}/follow", {"followee_id": str(uuid.uuid4())}),
+        ("GET", f"/v1/users/{SOME_ID}", None),
+        ("POST", "/v1/posts", {"author_id": SOME_ID, "text": "hi"}),
+        ("GET", f"/v1/posts/{SOME_ID}", None),
+        ("GET", f"/v1/users/{SOME_ID}/timeline", None),
+        ("POST", f"/v1/users/{SOME_ID}/follow", {"followee_id": OTHER_ID}),
     ],
 )
 def test_database_outage_is_a_503_naming_the_cause(
