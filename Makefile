@@ -30,11 +30,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Lint and types first: they take seconds and fail fast. Two workers: the labs' tests
-# mostly wait on servers, so the drills' lab and the moves' lab run side by side
-# (tests/conftest.py keeps each lab's tests in one worker).
+# Lint and types first: they take seconds and fail fast. Two workers, a file at a time:
+# the labs' tests mostly wait on servers (tests/conftest.py gives each worker's labs
+# subnets of their own).
 test: setup lint typecheck
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The unit layer alone: no server started (tests/conftest.py refuses any), under a minute.
 test-fast: setup

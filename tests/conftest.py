@@ -36,10 +36,18 @@ from infra.lab.lab import Lab
 from infra.lab.layout import LabLayout
 from infra.lab.secrets import LabSecrets, pgpass_file
 
-# Far from the default lab (127.0.x) so that tests never touch a user's lab.
-TEST_SUBNET = os.environ.get("FAILOVER_TEST_SUBNET", "127.77")
-MOVES_SUBNET = os.environ.get("FAILOVER_MOVES_TEST_SUBNET", "127.66")
-DRILL_SUBNET = os.environ.get("FAILOVER_DRILL_TEST_SUBNET", "127.67")
+# Far from the default lab (127.0.x) so that tests never touch a user's lab. `make test`
+# runs two pytest workers (pytest-xdist, a file at a time): each starts the shared labs
+# its files need, on subnets of its own (the modules' own labs have theirs).
+WORKER_SUBNETS = {"gw0": ("127.77", "127.66", "127.67"), "gw1": ("127.79", "127.68", "127.69")}
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+if _WORKER not in WORKER_SUBNETS:
+    raise pytest.UsageError(f"pytest worker {_WORKER}: the labs have subnets for "
+                            f"{len(WORKER_SUBNETS)} workers (pytest -n {len(WORKER_SUBNETS)})")
+_LAB, _MOVES, _DRILLS = WORKER_SUBNETS[_WORKER]
+TEST_SUBNET = os.environ.get("FAILOVER_TEST_SUBNET", _LAB)
+MOVES_SUBNET = os.environ.get("FAILOVER_MOVES_TEST_SUBNET", _MOVES)
+DRILL_SUBNET = os.environ.get("FAILOVER_DRILL_TEST_SUBNET", _DRILLS)
 
 
 def free_port() -> int:
@@ -241,35 +249,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(
             "tests that start servers must be marked @pytest.mark.lab (pytest -m 'not lab' "
             "must start none):\n" + "\n".join(unmarked))
-    for item in items:
-        group = _worker_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
-# Modules that change the host's nftables rules: one at a time, whatever lab they use.
-NFTABLES_MODULES = ("test_partition.py", "test_drill_in_lab.py")
-
-
-def _worker_group(item: pytest.Item) -> str | None:
-    """Which tests must run in one worker under ``pytest -n N --dist loadgroup``.
-
-    A lab is started once per worker that asks for it: every test of a shared
-    lab (``lab``, ``moves_lab``, ``drill_lab``) goes to one worker, and every
-    test of a module's own lab to one worker too (two on one subnet would
-    collide). Unit tests go wherever there is room.
-    """
-    if _unit(item):
-        return None
-    if item.path.name in NFTABLES_MODULES:
-        return "nftables"
-    info = getattr(item, "_fixtureinfo", None)
-    defs = info.name2fixturedefs if info is not None else {}
-    for shared in ("moves_lab", "drill_lab", "lab"):
-        # "lab" may also be a module's own lab (own_lab): module-scoped, not shared.
-        if defs.get(shared) and defs[shared][-1].scope == "session":
-            return shared
-    return item.path.stem  # a module's own servers
 
 
 def _guarded(item: pytest.Item) -> AbstractContextManager[None]:

@@ -23,6 +23,9 @@ class Losses:
     posts: tuple[str, ...]
     media: tuple[str, ...]  # rows missing, or rows whose object is missing
     notes: tuple[str, ...] = ()
+    # Acknowledged media whose object is not in the site's bucket, whatever became of the row:
+    # what the copying of objects lost (a row is the database's loss).
+    objects: tuple[str, ...] = ()
 
 
 def find_losses(deployment: Deployment, site: str, log: WorkloadLog) -> Losses:
@@ -39,12 +42,13 @@ def find_losses(deployment: Deployment, site: str, log: WorkloadLog) -> Losses:
         # lost, which is what a user of that site would find.
         notes.append(f"{site}'s database does not answer ({' '.join(str(exc).split())[:120]}):"
                      " every acknowledged write counts as lost")
-        return Losses(tuple(posts), tuple(sorted(media)), tuple(notes))
+        return Losses(tuple(posts), tuple(sorted(media)), tuple(notes), tuple(sorted(media)))
     store = deployment.config.site(site).objects
     try:
         keys = objects.Bucket(store).list()  # a refusal names the keys file
     except FailoverError as exc:
         notes.append(f"media objects not checked: {exc}")
+        absent = set(media)  # not seen there: counted lost
     else:
         absent = {m for m in media if f"media/{m}" not in keys}
         if absent - lost_media:
@@ -54,4 +58,5 @@ def find_losses(deployment: Deployment, site: str, log: WorkloadLog) -> Losses:
                 "site that goes dark keeps its last moments' alone"
             )
         lost_media |= absent
-    return Losses(tuple(lost_posts), tuple(sorted(lost_media)), tuple(notes))
+    return Losses(tuple(lost_posts), tuple(sorted(lost_media)), tuple(notes),
+                  tuple(sorted(absent)))

@@ -168,6 +168,17 @@ class Observed:
     workload: WorkloadSpec
     notice_seconds: float
     from_address: str | None = None  # the old primary's, for answers that name no site
+    archive_age: float | None = None  # a rebuild's: the newest archived WAL's age at the fault
+
+
+def archive_note(archive_age: float | None, ages: tuple[float, ...]) -> str:
+    """What a rebuild lost against what its backups lacked at the fault."""
+    said = ("the newest archived WAL was of unknown age at the fault" if archive_age is None
+            else f"the newest archived WAL was {archive_age:.1f}s old at the fault")
+    if not ages:
+        return f"{said}; no acknowledged write was lost"
+    return (f"{said}; the {len(ages)} writes lost were acknowledged between "
+            f"{min(ages):.1f}s and {max(ages):.1f}s before it")
 
 
 def rebuild_phases(run: RunRecord) -> str:
@@ -199,15 +210,17 @@ def report(seen: Observed) -> DrillReport:
     lost = len(losses.posts) + len(losses.media)
     split = split_brain_writes(events, seen.from_site, promoted_at(run), seen.from_address)
     acked_at = {e.id: e.at for e in seen.log.writes() if e.ok and e.id}
-    settled = [m for m in losses.media if acked_at.get(m, fault) <= fault - REPLICATION_GRACE]
+    settled = [m for m in losses.objects if acked_at.get(m, fault) <= fault - REPLICATION_GRACE]
     ages = tuple(round(fault - acked_at.get(w, fault), 3) for w in losses.posts + losses.media)
     verdicts = judge(seen.scenario.objectives(), Measured(
         fault, seen.ended, rto, lost, len(split), run, seen.promise, seen.notice_seconds,
-        settled_media_lost=len(settled), lost_write_ages=ages))
+        settled_media_lost=len(settled), lost_write_ages=ages,
+        archive_age=seen.archive_age))
     timings = steps(run, fault)
     notes = list(losses.notes)
     if run is not None and run.plan.kind == "rebuild":
         notes.append(rebuild_phases(run))
+        notes.append(archive_note(seen.archive_age, ages))
     if seen.refusals:
         notes.append(f"the engine refused {len(seen.refusals)} time(s) before acting: "
                      f"{seen.refusals[0]}")

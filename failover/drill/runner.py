@@ -46,6 +46,7 @@ from failover.waiting import WaitTimeout, wait_for
 from failover.watch.signals import Notice
 
 Progress = Callable[[str], None]
+REBUILD_WARMUP = 12.0  # seconds of baseline before a total loss: past the archive's bound
 
 
 class DrillRefused(FailoverError):
@@ -97,12 +98,17 @@ class Drill:
         self.detected_at: float | None = None  # the controller's first decision to act
         self.run_record: RunRecord | None = None
         self.refusals: list[str] = []
+        self.archive_age: float | None = None  # a rebuild's: the archive's age at the fault
         self._stop = threading.Event()
         self.from_site, self.standby_site = self._sites()
         self.to_site = self.standby_site
         if self.scenario.rebuilds:  # the move's target is a spare, made from nothing
             self.to_site = self._spare()
             self.deployment = deployment = rebuild_deployment(deployment, self.to_site)
+            # The users the workload makes as it starts must be in the archive before the
+            # fault, or every later write of theirs would fail at the rebuilt site.
+            self.options = replace(options, warmup_seconds=max(options.warmup_seconds,
+                                                               REBUILD_WARMUP))
         self.faults: FaultInjector = injector_for(deployment.config.journal.parent)
         if self.scenario.cuts and self.faults.controller_group() is None:
             raise DrillRefused(f"{self.scenario.name} cuts a site off from the controller with "
@@ -334,8 +340,26 @@ class Drill:
             ) from exc
         self._stop.wait(self.options.warmup_seconds)
 
+    def _archive_age(self) -> float | None:
+        """How old the newest archived WAL is at the repository the rebuild will use first
+        (the oldest of them if none is at the spare's provider); None if it cannot be told."""
+        agent = self.deployment.agent(self.from_site)
+        try:
+            repos = [] if agent is None else agent.run("backup/info", timeout=10)["repositories"]
+        except FailoverError:
+            return None
+        provider = self.deployment.config.site(self.to_site).provider
+        ages = [r["last_wal_age_seconds"] for r in repos if r.get("provider") == provider] or [
+            r["last_wal_age_seconds"] for r in repos]
+        known = [a for a in ages if a is not None]
+        return max(known) if known else None
+
     def _fault(self, workload: Workload, to_address: str) -> None:
         """Inject the fault at t=0, let the engine act, wait for writes at the new primary."""
+        if self.scenario.rebuilds:  # what the backups lack at the fault bounds what is lost
+            self.archive_age = self._archive_age()
+            self.note("drill", "the newest archived WAL is " + (
+                "of unknown age" if self.archive_age is None else f"{self.archive_age:.1f}s old"))
         self.fault_at = time.time()
         self.note("drill", self.scenario.inject(self))
         self.run_record = self.scenario.act(self)
@@ -391,4 +415,5 @@ class Drill:
             promise=Promise(promised.rto_seconds, promised.rpo_writes),
             from_address=str(self.deployment.config.site(self.from_site).address),
             workload=self.options.workload, notice_seconds=self.notice_seconds,
+            archive_age=self.archive_age,
         )

@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 from failover.drill.faults import FaultInjector
 from failover.drill.objectives import (
     Objective,
+    archive_fresh,
     archived_writes_kept,
     move_finished_before_deadline,
     no_split_brain_writes,
@@ -94,8 +95,8 @@ class Scenario:
     def objectives(self) -> tuple[Objective, ...]:
         """What the drill is judged on: RTO, RPO (none lost if planned), the run, its own."""
         if self.rebuilds:
-            return (rebuild_rto_met, archived_writes_kept, settled_media_kept, run_ok,
-                    *self.expects)
+            return (rebuild_rto_met, archive_fresh, archived_writes_kept, settled_media_kept,
+                    run_ok, *self.expects)
         if self.planned:
             return (rto_met, nothing_lost, run_ok, *self.expects)
         return (rto_met, rpo_met, settled_media_kept, run_ok, *self.expects)

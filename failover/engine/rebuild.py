@@ -94,7 +94,7 @@ def plan_rebuild(deployment: Deployment, site: str, topology: Topology, *,
         notes.append(f"{', '.join(gone)} do not answer as primary; if one comes back it "
                      f"must not serve: `failover rejoin --site SITE` makes it a standby")
     steps = [
-        Step("check_rebuild", f"{site} is no live site, and can become the {role}",
+        Step("check_rebuild", f"{site} can still become the {role}",
              {"site": site, "role": role, "primary": primary}, 30, retry=True, changes=False),
         Step("provision", f"make {site}'s host at {spare.provider} ({spare.provision.kind}) "
              "and wait for its agent", {"site": site}, spare.boot_timeout + 120, retry=True),
@@ -124,7 +124,7 @@ def plan_rebuild(deployment: Deployment, site: str, topology: Topology, *,
 
 @action("check_rebuild")
 def check_rebuild(ctx: StepContext) -> dict[str, Any]:
-    """The spare holds no live site's data, and the role is still possible."""
+    """The role is still possible; sites that do not answer are taken for dark."""
     site, role, primary = ctx.param("site"), ctx.param("role"), ctx.param("primary")
     topology = ctx.deployment.observe(timeout=min(ASK_TIMEOUT, ctx.remaining()))
     others = [p for p in topology.primaries if p != site]
@@ -164,10 +164,11 @@ def provision(ctx: StepContext) -> dict[str, Any]:
     spare = spare_of(ctx.deployment, site)
     address = str(spare.address)
     host = host_of(spare, site)
-    others = [str(s.address) for n, s in ctx.deployment.config.sites.items() if n != site]
-    agent_port = int(spare.compute.url.rsplit(":", 1)[1]) if spare.compute else 7070
+    sources = [str(s.address) for n, s in ctx.deployment.config.sites.items() if n != site]
+    sources += spare.provision.admin_sources
+    agent_port = _port(spare.compute.url) if spare.compute else 7070
     made = host.ensure(_user_data(spare, site, address), app_port=_port(spare.app_url),
-                       private_ports=[spare.database.port, agent_port], sources=others,
+                       private_ports=[spare.database.port, agent_port], sources=sources,
                        say=ctx.progress)
     if made["address"] != address:
         raise StepFailed(f"{site}'s primary IP is {made['address']}, but the config reserves "

@@ -23,6 +23,9 @@ class HcloudProvisionConfig(_Strict):
     location: str = "fsn1"
     network_ip_range: str = "10.42.0.0/16"
     timeout: float = Field(30.0, gt=0, le=300, description="seconds for one request")
+    admin_sources: list[str] = Field(
+        default_factory=list, description="addresses or CIDRs the controller and operators "
+        "reach the agent from (with the other sites, the only ones let in to it and PostgreSQL)")
 
 
 class Ec2ProvisionConfig(_Strict):
@@ -36,6 +39,9 @@ class Ec2ProvisionConfig(_Strict):
     instance_type: str = "t3.small"
     subnet_id: str | None = None
     timeout: float = Field(30.0, gt=0, le=300)
+    admin_sources: list[str] = Field(
+        default_factory=list, description="addresses or CIDRs the controller and operators "
+        "reach the agent from (with the other sites, the only ones let in to it and PostgreSQL)")
 
 
 ProvisionConfig = Annotated[HcloudProvisionConfig | Ec2ProvisionConfig,

@@ -110,7 +110,8 @@ def _spare(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
              if key != "api"}
     return {**spare, "provision": {
         "kind": "hcloud", "endpoint": layout.hcloud_spare_endpoint,
-        "token_file": _relative(paths, hcloud_spare_token_file(paths)), "timeout": 5},
+        "token_file": _relative(paths, hcloud_spare_token_file(paths)), "timeout": 5,
+        "admin_sources": [layout.watch_address]},  # where the controller reaches the agent
         "agent_config_file": _relative(paths, spare_template(paths, SPARE_SITE)),
         "agent_config_path": str(agent_dir(paths, SPARE_SITE) / "agent.yaml"),
         "agent_secret_path": str(agent_secret_file(paths, SPARE_SITE)),

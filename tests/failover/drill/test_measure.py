@@ -95,7 +95,8 @@ def test_a_blackout_is_held_to_the_promised_rpo_and_has_no_deadline() -> None:
 
 def test_a_blackout_fails_on_media_lost_that_was_acknowledged_before_the_grace() -> None:
     log = WorkloadLog([ack(-5.0, kind="media"), ack(-1.0, kind="media"), ack(3.0, NEW)])
-    losses = Losses((), ("media--5.0", "media--1.0"))  # the old and the recent one
+    # Both rows lost (the database's loss); the older one's object too (the copies').
+    losses = Losses((), ("media--5.0", "media--1.0"), (), ("media--5.0",))
     report = measure.report(observed("provider-blackout", losses=losses, log=log,
                                      promise=Promise(15.0, 5), run=a_run(FAULT + 30)))
     assert report.verdicts[2] == Verdict("media_lost_2s_before_fault", 0, 1, met=False)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from failover.drill.objectives import (
     Measured,
+    archive_fresh,
+    archived_writes_kept,
     judge,
     move_finished_before_deadline,
     no_split_brain_writes,
@@ -155,3 +159,16 @@ def test_media_older_than_the_grace_at_the_fault_must_all_be_kept() -> None:
     lost = settled_media_kept(measured(lost=2, settled_media_lost=1))
     assert (kept.objective, kept.met, lost.met, lost.measured) == (
         "media_lost_2s_before_fault", True, False, 1)
+
+
+def test_a_rebuild_loses_nothing_older_than_its_archive_was_at_the_fault() -> None:
+    def with_ages(*ages: float, archive_age: float | None) -> Measured:
+        return replace(measured(), lost_write_ages=ages, archive_age=archive_age)
+
+    kept = archived_writes_kept(with_ages(0.5, 4.0, archive_age=3.0))  # within 3 s + margin
+    lost = archived_writes_kept(with_ages(0.5, 9.0, archive_age=3.0))
+    unknown = archived_writes_kept(with_ages(6.5, archive_age=None))  # the lab's 5 s + margin
+    assert (kept.met, lost.met, lost.measured, unknown.met) == (True, False, 1, True)
+    assert archive_fresh(with_ages(archive_age=4.0)).met
+    assert not archive_fresh(with_ages(archive_age=30.0)).met
+    assert not archive_fresh(with_ages(archive_age=None)).met  # not known is not kept up
