@@ -280,6 +280,9 @@ class Backups:
         self.primary = primary
         self.log = log
         self.ready: set[str] = set()  # repositories with the stanza and a full backup
+        # pgBackRest takes one backup per stanza and host at a time (its lock file): the
+        # keeper's first full backup and the operation's wait for each other, not fail.
+        self._one_at_a_time = threading.Lock()
 
     def loop(self, stop: threading.Event, every: float = 10.0, retry: float = 30.0) -> None:
         """Keep every used repository ready while the server is primary; until ``stop``."""
@@ -301,6 +304,10 @@ class Backups:
         pending = [r for r in self.tool.repos if r.name not in self.ready]
         if not pending:
             return []
+        with self._one_at_a_time:
+            return self._ensure(pending)
+
+    def _ensure(self, pending: list[Repo]) -> list[str]:
         self.tool.write_configs()
         fulls = self._fulls()
         missing = []
@@ -336,6 +343,15 @@ class Backups:
         if not self.primary():
             raise ProviderError("this server is no unfenced primary: back up the primary",
                                 provider=PROVIDER, code="not-primary")
+        if not self._one_at_a_time.acquire(blocking=False):
+            say("waiting for the backup under way to end")
+            self._one_at_a_time.acquire()
+        try:
+            return self._backup(kind, say)
+        finally:
+            self._one_at_a_time.release()
+
+    def _backup(self, kind: str, say: Callable[[str], None]) -> dict[str, Any]:
         self.tool.write_configs()
         results: dict[str, str] = {}
         for repo in self.tool.repos:

@@ -10,7 +10,6 @@ and is looked up by them before it is made.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,13 +20,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from failover.aws import load_credentials
 from failover.exceptions import ProviderError
 from failover.provision.config import Ec2ProvisionConfig
+from failover.provision.network import cidr
 
 PROVIDER = "ec2"
 
-
-def _cidr(address: str) -> str:
-    net = ipaddress.ip_network(address, strict=False)
-    return str(net) if "/" in address else f"{net.network_address}/{net.max_prefixlen}"
 
 
 class Ec2Host:
@@ -89,10 +85,10 @@ class Ec2Host:
                 TagSpecifications=self._tags("security-group"))["GroupId"])
             permissions = [{"IpProtocol": "tcp", "FromPort": app_port, "ToPort": app_port,
                             "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
-            cidrs = sorted({_cidr(s) for s in sources})
+            cidrs = sorted({cidr(s) for s in sources})
             if cidrs:
                 permissions += [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
-                                 "IpRanges": [{"CidrIp": cidr} for cidr in cidrs]}
+                                 "IpRanges": [{"CidrIp": block} for block in cidrs]}
                                 for p in private_ports]
             self._call("authorize ingress", lambda: c.authorize_security_group_ingress(
                 GroupId=group_id, IpPermissions=permissions))

@@ -14,7 +14,6 @@ PostgreSQL to 0.0.0.0/0.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,15 +27,11 @@ from hcloud.servers.domain import ServerCreatePublicNetwork
 
 from failover.exceptions import ProviderError
 from failover.provision.config import HcloudProvisionConfig
+from failover.provision.network import cidr
 from failover.secretfiles import read_private
 
 PROVIDER = "hcloud"
 
-
-def _cidr(address: str) -> str:
-    net = ipaddress.ip_network(address, strict=False)
-    return str(net if "/" in address else ipaddress.ip_network(f"{net.network_address}/"
-                                                               f"{net.max_prefixlen}"))
 
 
 def firewall_rules(app_port: int, private_ports: Sequence[int],
@@ -44,7 +39,7 @@ def firewall_rules(app_port: int, private_ports: Sequence[int],
     """The app's port from anywhere; the private ports only from ``sources``."""
     rules = [FirewallRule(direction="in", protocol="tcp", port=str(app_port),
                           source_ips=["0.0.0.0/0", "::/0"], description="the app")]
-    cidrs = sorted({_cidr(s) for s in sources})
+    cidrs = sorted({cidr(s) for s in sources})
     if cidrs:
         rules += [FirewallRule(direction="in", protocol="tcp", port=str(port),
                                source_ips=cidrs, description="sites and controller only")

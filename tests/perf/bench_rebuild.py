@@ -84,13 +84,16 @@ def load_objects(store: Any, count: int, size: int) -> float:
 
 
 def wait_copied(state_dir: Path, target: str, timeout: float = 1800) -> float:
-    """Wait until the primary's copies to ``target`` lag less than 5 s; the seconds waited."""
+    """Wait until a pass of the primary's copies left nothing missing at ``target``; the
+    seconds waited (the lag itself then says how far apart the passes are)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         status = json.loads(cli(state_dir, "status", "--json").stdout or "{}")
-        lag = ((status.get("sites", {}).get("aws", {}).get("objects") or {})
-               .get(target, {}).get("lag_seconds"))
-        if lag is not None and lag < 5:
+        copies = ((status.get("sites", {}).get("aws", {}).get("objects") or {})
+                  .get(target, {}))
+        if copies.get("lag_seconds") is not None and copies.get("pending") == 0:
+            print(f"  copies to {target}: lag {copies['lag_seconds']:.1f}s, "
+                  f"{copies.get('copied')} copied", flush=True)
             return time.monotonic() - t0
         time.sleep(5)
     sys.exit(f"objects did not reach {target} in {timeout:g}s")
@@ -155,6 +158,8 @@ def print_results(args: argparse.Namespace, figures: dict[str, float],
           f"media: {report.get('acked_media')} acked, {report.get('lost_media')} lost")
     for verdict in report.get("verdicts", []):
         print(f"    {verdict}")
+    for note in report.get("notes", []):
+        print(f"  {note}")
 
 
 if __name__ == "__main__":
