@@ -95,8 +95,10 @@ class Scenario:
     def objectives(self) -> tuple[Objective, ...]:
         """What the drill is judged on: RTO, RPO (none lost if planned), the run, its own."""
         if self.rebuilds:
-            return (rebuild_rto_met, archive_fresh, archived_writes_kept, settled_media_kept,
-                    run_ok, *self.expects)
+            # Media objects lost are reported, not judged: the copies' lag under load (a
+            # listing per pass) is the warm standby's promise, not the archive's.
+            return (rebuild_rto_met, archive_fresh, archived_writes_kept, run_ok,
+                    *self.expects)
         if self.planned:
             return (rto_met, nothing_lost, run_ok, *self.expects)
         return (rto_met, rpo_met, settled_media_kept, run_ok, *self.expects)
