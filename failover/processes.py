@@ -172,6 +172,10 @@ def signal_tree(record: ProcessRecord, sig: int) -> int:
         return 1 + _signal_pids(descendants(record.pid), sig)
     if not is_alive(record):
         return 0
+    if sig == signal.SIGKILL:
+        # Stopped first: a supervisor (an agent) killed a child at a time could
+        # otherwise start a new one, which no one would then kill.
+        send(record, signal.SIGSTOP)
     count = _signal_pids(list(reversed(descendants(record.pid))), sig)
     return count + int(send(record, sig))
 

@@ -137,10 +137,9 @@ class Supervisor:
                 child.record = None
                 self._save()
             if now >= child.not_before:
-                self._start(child)
-                child.restarts += 1
+                self._start(child, restart=True)
 
-    def _start(self, child: Child) -> ProcessRecord:
+    def _start(self, child: Child, *, restart: bool = False) -> ProcessRecord:
         with child.lock:
             if child.running():
                 assert child.record is not None
@@ -151,6 +150,9 @@ class Supervisor:
                                  user=child.user, group=child.group,
                                  stop_signal=child.stop_signal)
             child.started_at = time.monotonic()
+            # Counted before children.json names the new process: whoever sees it
+            # there (status, a test) sees the restart counted too.
+            child.restarts += restart
             self._save()
             logs.log_event(log, "agent.child.started", child=child.name, pid=child.record.pid)
             return child.record

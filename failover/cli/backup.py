@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from failover.agent.client import AgentClient
-from failover.cli.base import config_option, json_option, state_dir_option
+from failover.cli.base import config_option, json_option, say, state_dir_option
 from failover.engine.deployment import Deployment, open_deployment
 from failover.exceptions import ConfigError, FailoverError
 
@@ -20,10 +20,6 @@ BACKUP_TYPES = ("full", "diff", "incr")
 
 class NoPrimary(FailoverError):
     """No single primary answers, so no host can say what the repositories hold."""
-
-
-def _say(message: str) -> None:
-    click.echo(message, err=True)
 
 
 def primary_agent(deployment: Deployment) -> tuple[str, AgentClient]:
@@ -127,9 +123,9 @@ def now_cmd(kind: str, timeout: float, config: Path | None, state_dir: Path | No
     Exits 1 when any repository did not take it (the others keep theirs).
     """
     site, agent = primary_agent(open_deployment(config, state_dir))
-    _say(f"{kind} backup of {site} into its repositories ...")
+    say(f"{kind} backup of {site} into its repositories ...")
     t0 = time.monotonic()
-    result = agent.run("backup", {"type": kind}, timeout=timeout, progress=_say)
+    result = agent.run("backup", {"type": kind}, timeout=timeout, progress=say)
     result = {"site": site, "seconds": round(time.monotonic() - t0, 1), **result}
     if as_json:
         click.echo(json.dumps(result, indent=2))

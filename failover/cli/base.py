@@ -25,6 +25,11 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 
 
+def say(message: str) -> None:
+    """Progress and outcomes go to stderr: stdout is kept for what a script reads."""
+    click.echo(message, err=True)
+
+
 def confirm(question: str, yes: bool) -> None:
     """Ask on a terminal; without one, only --yes may say yes (else UsageError, exit 2)."""
     if yes:

@@ -9,17 +9,13 @@ from pathlib import Path
 
 import click
 
-from failover.cli.base import config_option, confirm, state_dir_option, yes_option
+from failover.cli.base import config_option, confirm, say, state_dir_option, yes_option
 from failover.drill import report as reports
 from failover.drill.results import DrillReport
 from failover.drill.runner import Drill, DrillOptions
 from failover.drill.scenarios import SCENARIOS
 from failover.drill.workload import WorkloadSpec
 from failover.engine.deployment import open_deployment
-
-
-def _say(message: str) -> None:
-    click.echo(message, err=True)
 
 
 def _scenarios_help() -> str:
@@ -88,13 +84,13 @@ def drill(
     confirm(f"run {repeat} {scenario} drill(s) on {deployment.source} (the primary moves "
             "and moves back)?", yes)
     # With --json -, standard output is the JSON's alone: summaries go to stderr.
-    show = _say if json_file is not None and str(json_file) == "-" else click.echo
+    show = say if json_file is not None and str(json_file) == "-" else click.echo
     runs: list[DrillReport] = []
     dirs: list[str] = []
     for n in range(1, repeat + 1):
         if repeat > 1:
-            _say(f"== drill {n} of {repeat} ==")
-        report = Drill(deployment, options, _say).run()
+            say(f"== drill {n} of {repeat} ==")
+        report = Drill(deployment, options, say).run()
         directory = base / f"run-{n}" if repeat > 1 else base
         paths = reports.write_reports(report, directory)
         show(reports.render_summary(report, paths))
@@ -102,7 +98,7 @@ def drill(
         dirs.append(directory.name)
         if not _failed_back(report):
             if n < repeat:
-                _say(f"the fail back failed: {repeat - n} drill(s) not run")
+                say(f"the fail back failed: {repeat - n} drill(s) not run")
             break
     document = runs[0].to_dict()
     if repeat > 1:

@@ -14,6 +14,7 @@ from failover.cli.base import (
     config_option,
     confirm,
     json_option,
+    say,
     state_dir_option,
     yes_option,
 )
@@ -33,10 +34,6 @@ from failover.exceptions import ConfigError
 
 EXIT_WARNINGS = 3
 
-
-
-def _say(message: str) -> None:
-    click.echo(message, err=True)
 
 
 @click.command()
@@ -75,17 +72,17 @@ def _plan_or_resume(
     try:
         plan, resume = plan_or_resume(deployment, kind, target, make)
     except NothingToDo as done:
-        _say(str(done))
+        say(str(done))
         if as_json:
             click.echo(json.dumps({"outcome": "nothing to do", "message": str(done)}))
         return None, None
     if resume is not None:
-        _say(f"run {resume.id} did not finish ({resume.outcome}); resuming it after step "
+        say(f"run {resume.id} did not finish ({resume.outcome}); resuming it after step "
              f"{max(resume.done(), default=-1) + 1}")
     return plan, resume
 
 
-def _move(
+def run_move(
     config: Path | None, state_dir: Path | None, kind: PlanKind, target: str,
     make: Callable[[Deployment, Topology], Plan], yes: bool, as_json: bool,
     prepare: Callable[[Deployment], Deployment] = lambda d: d,
@@ -97,9 +94,9 @@ def _move(
         plan, resume = _plan_or_resume(deployment, kind, target, make, as_json)
         if plan is None:
             return
-        _say(str(plan))
+        say(str(plan))
         confirm(f"run this {plan.kind} ({plan.from_site} -> {plan.to_site})?", yes)
-        record = execute(deployment, plan, resume=resume, progress=_say)
+        record = execute(deployment, plan, resume=resume, progress=say)
     if as_json:
         click.echo(json.dumps({**record.to_dict(), "notes": list(plan.notes)}, indent=2))
     else:
@@ -133,7 +130,7 @@ def switchover(
     meanwhile, and makes the old primary a standby of the new one. Every step
     is journaled: if the run is cut short, the same command resumes it.
     """
-    _move(config, state_dir, "switchover", target,
+    run_move(config, state_dir, "switchover", target,
           lambda d, t: plan_switchover(d, target, t), yes, as_json)
 
 
@@ -156,7 +153,7 @@ def promote(
     beyond the RPO objective. The old primary cannot be fenced; rejoin it as a
     standby when it is back (failover rejoin --site OLD).
     """
-    _move(config, state_dir, "promote", target,
+    run_move(config, state_dir, "promote", target,
           lambda d, t: plan_promote(d, target, t, accept_data_loss=accept_data_loss),
           yes, as_json)
 
@@ -174,7 +171,7 @@ def rejoin(site: str, config: Path | None, state_dir: Path | None, yes: bool,
     Uses pg_rewind, or a fresh base backup when rewinding is impossible; needs
     the site's compute adapter (the lab has one).
     """
-    _move(config, state_dir, "rejoin", site, lambda d, t: plan_rejoin(d, site, t), yes, as_json)
+    run_move(config, state_dir, "rejoin", site, lambda d, t: plan_rejoin(d, site, t), yes, as_json)
 
 
 @click.command()
@@ -199,7 +196,7 @@ def abandon(run_id: str, reason: str, config: Path | None, state_dir: Path | Non
             raise ConfigError(f"run {run_id} already ended ({run.outcome}); nothing to abandon")
         confirm(f"abandon run {run_id} ({run.plan.kind} to {run.plan.to_site})?", yes)
         deployment.journal.ended(run_id, "abandoned", reason)
-    _say(f"run {run_id} abandoned; the deployment stays as it left it")
+    say(f"run {run_id} abandoned; the deployment stays as it left it")
 
 
 @click.group()
@@ -207,9 +204,10 @@ def plan() -> None:
     """Print what a move would do, step by step; touches nothing."""
 
 
-def _show(config: Path | None, state_dir: Path | None, kind: PlanKind, target: str,
-          make: Callable[[Deployment, Topology], Plan], as_json: bool,
-          prepare: Callable[[Deployment], Deployment] = lambda d: d) -> None:
+def show_plan(config: Path | None, state_dir: Path | None, kind: PlanKind, target: str,
+              make: Callable[[Deployment, Topology], Plan], as_json: bool,
+              prepare: Callable[[Deployment], Deployment] = lambda d: d) -> None:
+    """Print the plan a move would run (or the unfinished run it would resume)."""
     deployment = prepare(open_deployment(config, state_dir))
     plan_, _ = _plan_or_resume(deployment, kind, target, make, as_json)
     if plan_ is None:
@@ -225,7 +223,7 @@ def _show(config: Path | None, state_dir: Path | None, kind: PlanKind, target: s
 def plan_switchover_cmd(target: str, config: Path | None, state_dir: Path | None,
                         as_json: bool) -> None:
     """The planned move to SITE, with its checksum."""
-    _show(config, state_dir, "switchover", target,
+    show_plan(config, state_dir, "switchover", target,
           lambda d, t: plan_switchover(d, target, t), as_json)
 
 
@@ -238,7 +236,7 @@ def plan_switchover_cmd(target: str, config: Path | None, state_dir: Path | None
 def plan_promote_cmd(target: str, accept_data_loss: bool, config: Path | None,
                      state_dir: Path | None, as_json: bool) -> None:
     """The emergency move to SITE."""
-    _show(config, state_dir, "promote", target,
+    show_plan(config, state_dir, "promote", target,
           lambda d, t: plan_promote(d, target, t, accept_data_loss=accept_data_loss), as_json)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 import yaml
 
-from failover.cli.base import config_option, json_option, state_dir_option, yes_option
-from failover.cli.engine import EXITS, _move, _say, _show, plan
+from failover.cli.base import config_option, json_option, say, state_dir_option, yes_option
+from failover.cli.engine import EXITS, plan, run_move, show_plan
 from failover.engine.deployment import Deployment
 from failover.engine.journal import RunRecord
 from failover.engine.rebuild import ROLES, plan_rebuild, rebuild_deployment
@@ -77,9 +77,9 @@ def rebuild(site: str, role: str | None, to_time: str | None, config: Path | Non
 
     def after(record: RunRecord) -> None:
         if record.outcome == "ok":
-            _say(registration(seen["d"], site))
+            say(registration(seen["d"], site))
 
-    _move(config, state_dir, "rebuild", site,
+    run_move(config, state_dir, "rebuild", site,
           lambda d, t: plan_rebuild(d, site, t, role=role, to_time=when), yes, as_json,
           prepare=prepare, after=after)
 
@@ -95,6 +95,6 @@ def plan_rebuild_cmd(site: str, role: str | None, to_time: str | None, config: P
                      state_dir: Path | None, as_json: bool) -> None:
     """The rebuild of spare SITE, with its checksum."""
     when = _check_time(to_time)
-    _show(config, state_dir, "rebuild", site,
+    show_plan(config, state_dir, "rebuild", site,
           lambda d, t: plan_rebuild(d, site, t, role=role, to_time=when), as_json,
           prepare=lambda d: rebuild_deployment(d, site))

@@ -2,8 +2,9 @@
 
 ``DnsWatcher`` asks the authoritative servers the clients use, without a
 cache, and notes when each answer changed: the moment the servers first name
-the new site is the drill's DNS switch (``measure.first_answer``). (Detection
-is the controller's: ``failover watch``, run by the drill.)
+the new site (or a client was sent there, if that came first) is the drill's
+DNS switch (``measure.dns_switched``). (Detection is the controller's:
+``failover watch``, run by the drill.)
 """
 
 from __future__ import annotations

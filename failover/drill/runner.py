@@ -41,7 +41,7 @@ from failover.engine.plans import (
     plan_switchover,
 )
 from failover.engine.rebuild import plan_rebuild, rebuild_deployment
-from failover.exceptions import FailoverError, StepFailed, UnsafePlan
+from failover.exceptions import FailoverError, ProviderError, StepFailed, UnsafePlan
 from failover.waiting import WaitTimeout, wait_for
 from failover.watch.signals import Notice
 
@@ -208,25 +208,30 @@ class Drill:
         """The move's target if it answers as the primary now, else the old primary."""
         return primary_now(self)
 
-    def _backups_ready(self, timeout: float = 180.0) -> None:
-        """Wait until every repository the primary uses holds a full backup (a lab just
-        made takes its first ones in seconds); a rebuild drill needs something to restore."""
+    def _repositories(self, timeout: float) -> list[dict[str, Any]]:
+        """What the primary's agent says of its backup repositories (``backup/info``)."""
         agent = self.deployment.agent(self.from_site)
         if agent is None:
             raise DrillRefused(f"{self.from_site} has no agent to ask about its backups")
-        seen: dict[str, Any] = {}
+        repos: list[dict[str, Any]] = agent.run("backup/info", timeout=timeout)["repositories"]
+        return repos
+
+    def _backups_ready(self, timeout: float = 180.0) -> None:
+        """Wait until every repository the primary uses holds a full backup (a lab just
+        made takes its first ones in seconds); a rebuild drill needs something to restore."""
+        seen: list[dict[str, Any]] = []
 
         def ready() -> bool:
-            seen.update(agent.run("backup/info", timeout=30))
-            return all(r.get("ok") and r.get("last_full") for r in seen["repositories"])
+            seen[:] = self._repositories(timeout=30)
+            return all(r.get("ok") and r.get("last_full") for r in seen)
 
         self.say("waiting for every repository to hold a full backup")
         try:
             wait_for(ready, timeout=timeout, what="every repository to hold a full backup",
-                     retry_on=FailoverError)
+                     retry_on=ProviderError)  # an agent busy or restarting; not "no agent"
         except WaitTimeout:
             raise DrillRefused("the repositories hold no full backup yet: " + "; ".join(
-                f"{r['name']}: {r['status']}" for r in seen.get("repositories", []))
+                f"{r['name']}: {r['status']}" for r in seen)
                 + "; see failover backup status") from None
 
     def lost_dns_provider(self) -> str:
@@ -343,10 +348,9 @@ class Drill:
     def _archive_age(self) -> float | None:
         """How old the newest archived WAL is at the repository the rebuild will use first
         (the oldest of them if none is at the spare's provider); None if it cannot be told."""
-        agent = self.deployment.agent(self.from_site)
         try:
-            repos = [] if agent is None else agent.run("backup/info", timeout=10)["repositories"]
-        except FailoverError:
+            repos = self._repositories(timeout=10)
+        except FailoverError:  # the drill goes on; the report says the age is unknown
             return None
         provider = self.deployment.config.site(self.to_site).provider
         ages = [r["last_wal_age_seconds"] for r in repos if r.get("provider") == provider] or [

@@ -110,15 +110,17 @@ class Controller:
         if not obs.ok:
             self.wake()
 
+    def _looks(self, kind: ProbeKind, site: str) -> list[Observation]:
+        """Every kept look of ``kind`` at ``site``, from every vantage point, oldest first."""
+        return sorted((o for (k, t, _v), h in self.history.items() if k == kind and t == site
+                       for o in h), key=lambda o: o.at)
+
     def _learn_primary(self) -> None:
         """The primary is the one site whose database says so (fenced ones aside, by moves)."""
         roles = {}
         for site in self.sites:
-            looks = [h[-1] for (k, t, _v), h in self.history.items()
-                     if k == "database" and t == site and h]
-            if looks:
-                last = max(looks, key=lambda o: o.at)
-                roles[site] = last.facts.get("role") if last.ok else None
+            if looks := self._looks("database", site):
+                roles[site] = looks[-1].facts.get("role") if looks[-1].ok else None
         primaries = [s for s, role in roles.items() if role == "primary"]
         if len(primaries) > 1 and self._running is None:
             self.guard.fence_second_primary()
@@ -138,18 +140,14 @@ class Controller:
         if primary is None or (self._running is not None
                                and self._running.kind in ("promote", "resume")):
             return None
-        looks = sorted((o for (k, t, _v), h in self.history.items()
-                        if k == "database" and t == primary for o in h), key=lambda o: o.at)
+        looks = self._looks("database", primary)
         if len(looks) >= LEASE_FAILED_LOOKS and not any(
                 o.ok for o in looks[-LEASE_FAILED_LOOKS:]):
             return None
         return primary if self.deployment.agent(primary) is not None else None
 
     def _api_refusal(self, site: str) -> None:
-        looks = [o for (k, t, _v), h in self.history.items() if k == "api" and t == site
-                 for o in h]
-        looks.sort(key=lambda o: o.at)
-        notice = refusal_notice(looks, self.config.failures, self.sites[site])
+        notice = refusal_notice(self._looks("api", site), self.config.failures, self.sites[site])
         refused = notice is not None
         if refused and not self._refused.get(site):
             assert notice is not None
@@ -386,24 +384,6 @@ class Controller:
         self.store.save_move(replace(move, state="scheduled"))
         log_event(log, "watch.relax", primary=move.from_site, standby=move.to_site)
 
-    def recover_moves(self) -> None:
-        """After a restart: a move left started or preparing with no run to resume waits again."""
-        for move in self.store.moves():
-            if move.state not in ("started", "preparing"):
-                continue
-            run = None
-            if move.run_id:
-                try:
-                    run = self.deployment.journal.run(move.run_id)
-                except FailoverError:
-                    run = None
-            if run is not None and run.outcome == "ok":
-                self.store.save_move(replace(
-                    move, state="prepared" if run.plan.kind == "prepare" else "done"))
-            elif run is None or run.settled or not run.changed_anything():
-                self.store.save_move(replace(move, state="scheduled", run_id=None))
-            # else: the journal holds it unfinished; the policy resumes it.
-
     # -- the loop ------------------------------------------------------------------
 
     def initial_primary(self) -> None:
@@ -420,7 +400,7 @@ class Controller:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         await asyncio.to_thread(self.initial_primary)
-        await asyncio.to_thread(self.recover_moves)
+        await asyncio.to_thread(self.store.recover_moves, self.deployment.journal)
         probes = asyncio.create_task(self.scheduler.run(stop))
         self.guard.start()
         self.copies.start()

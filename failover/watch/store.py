@@ -21,6 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from failover.engine.journal import Journal
 from failover.exceptions import FailoverError
 from failover.privatedb import private_db
 from failover.watch.policy import ACTIVE, Decision, Move
@@ -141,6 +142,24 @@ class WatchStore:
         with self._db() as db:
             rows = db.execute("SELECT data, state FROM moves ORDER BY rowid").fetchall()
         return [_move(d) for d, state in rows if not active or state in ACTIVE]
+
+    def recover_moves(self, journal: Journal) -> None:
+        """After a restart: a move left started or preparing with no run to resume waits again."""
+        for move in self.moves():
+            if move.state not in ("started", "preparing"):
+                continue
+            run = None
+            if move.run_id:
+                try:
+                    run = journal.run(move.run_id)
+                except FailoverError:
+                    run = None
+            if run is not None and run.outcome == "ok":
+                self.save_move(replace(
+                    move, state="prepared" if run.plan.kind == "prepare" else "done"))
+            elif run is None or run.settled or not run.changed_anything():
+                self.save_move(replace(move, state="scheduled", run_id=None))
+            # else: the journal holds it unfinished; the policy resumes it.
 
     def approve(self, move_id: str) -> Move:
         """Approve a proposed move (``failover approve``)."""

@@ -113,16 +113,19 @@ def wait_ready(layout: LabLayout, secrets: LabSecrets, timeout: float = 30.0,
 def block(layout: LabLayout, secrets: LabSecrets, timeout: float = 5.0,
           part: str = HCLOUD_PART) -> str:
     """Block the project: every API call is refused (403 forbidden). Returns a sentence."""
-    was = fake_state(layout, secrets, timeout, part)["blocked"]
-    _control(layout, secrets, "POST", "block", timeout, part)
-    return (f"{part}: the project was blocked already" if was else
-            f"{part}: project blocked, every API call now refused (403 forbidden)")
+    return _set_blocked(layout, secrets, True, timeout, part)
 
 
 def unblock(layout: LabLayout, secrets: LabSecrets, timeout: float = 5.0,
             part: str = HCLOUD_PART) -> str:
     """Lift the block: the project's token works again. Returns a sentence."""
-    was = fake_state(layout, secrets, timeout, part)["blocked"]
-    _control(layout, secrets, "POST", "unblock", timeout, part)
-    return (f"{part}: project unblocked, its token works again" if was else
-            f"{part}: the project was not blocked")
+    return _set_blocked(layout, secrets, False, timeout, part)
+
+
+def _set_blocked(layout: LabLayout, secrets: LabSecrets, blocked: bool, timeout: float,
+                 part: str) -> str:
+    if fake_state(layout, secrets, timeout, part)["blocked"] == blocked:
+        return f"{part}: the project was {'blocked' if blocked else 'not blocked'} already"
+    _control(layout, secrets, "POST", "block" if blocked else "unblock", timeout, part)
+    return (f"{part}: project blocked, every API call now refused (403 forbidden)" if blocked
+            else f"{part}: project unblocked, its token works again")

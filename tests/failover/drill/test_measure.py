@@ -127,6 +127,15 @@ def test_the_dns_switch_is_when_the_servers_first_name_the_new_site() -> None:
     assert measure.first_answer((), NEW, after=0.0) is None
 
 
+def test_a_client_sent_to_the_new_site_before_the_watcher_looked_dates_the_switch() -> None:
+    changes = (DnsChange(1.0, (OLD,)), DnsChange(7.0, (NEW,)))
+    early = Event(6.9, "post", True, None, NEW, 0.2, id="p")  # began at 6.7, told NEW
+    assert measure.dns_switched(changes, [early], NEW, after=2.0) == 6.7
+    assert measure.dns_switched(changes, [ack(6.0 - FAULT)], NEW, after=2.0) == 7.0  # told OLD
+    assert measure.dns_switched((), [early], NEW, after=6.8) is None  # began before "after"
+    assert measure.dns_switched((), [], NEW, after=0.0) is None
+
+
 def test_the_series_counts_each_bin_from_the_first_request() -> None:
     series = measure.series(a_log().snapshot(), FAULT, FAULT - 2.0, FAULT + 6)
     assert series == Series(1.0, -2.0, (2, 1, 0, 0, 0, 2, 1, 0), (0, 0, 0, 0, 0, 0, 1, 0),

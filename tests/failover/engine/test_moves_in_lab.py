@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from failover.data.postgres import PgEndpoint
 from failover.drill.resolver import CachingResolver
 from failover.drill.workload import Workload, WorkloadSpec, missing_posts
 from failover.engine.deployment import open_deployment
-from failover.engine.executor import CRASH_AFTER_STEP
+from failover.engine.executor import CRASH_AFTER_STEP, unfinished_run
 from failover.waiting import wait_for
 from infra.lab import agents
 from tests.conftest import RunningLab, free_port
@@ -41,18 +42,40 @@ OTHER = {"aws": "hetzner", "hetzner": "aws"}
 
 @pytest.fixture
 def lab(moves_lab: RunningLab) -> RunningLab:
-    """The lab of the moves: the tests move its primary back and forth."""
+    """The lab of the moves: the tests move its primary back and forth.
+
+    A run left unfinished by a test that failed is abandoned first, so that one
+    failure does not refuse every later move ("finish it first").
+    """
+    deployment = open_deployment(None, moves_lab.lab.paths.root)
+    left = unfinished_run(deployment)
+    if left is not None:
+        deployment.journal.ended(left.id, "abandoned", "left unfinished by a failed test")
     return moves_lab
 
 
 def failover(lab: RunningLab, *args: str, env: dict[str, str] | None = None,
              timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """Run the CLI against the lab, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "failover", *args], capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL,
-        env={**os.environ, "FAILOVER_STATE_DIR": str(lab.lab.paths.root), **(env or {})},
-    )
+    """Run the CLI against the lab, as a user would.
+
+    A command that outlives ``timeout`` is stopped with SIGABRT: Python's fault
+    handler then prints where each thread was, and the failure shows it.
+    """
+    command = [sys.executable, "-m", "failover", *args]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "FAILOVER_STATE_DIR": str(lab.lab.paths.root),
+             "PYTHONFAULTHANDLER": "1", **(env or {})},
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            stdout, stderr = process.communicate()
+            pytest.fail(f"{' '.join(args)} did not end in {timeout:g}s; "
+                        f"its output:\n{stdout[-2000:]}\n{stderr[-6000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def status(lab: RunningLab, *args: str) -> dict[str, Any]:
