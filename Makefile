@@ -25,7 +25,7 @@ lab-down:
 	@if [ -x $(BIN)/failover ]; then $(BIN)/failover lab down; else echo "no .venv, so no lab was started from here"; fi
 
 lint: setup
-	$(BIN)/ruff check failover infra tests
+	$(BIN)/ruff check failover infra tests stacks
 
 typecheck: setup
 	$(BIN)/mypy

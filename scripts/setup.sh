@@ -51,6 +51,22 @@ stamp=.venv/.failover-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing failover and its test tools into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[test,stacks]'
   touch "$stamp"
+fi
+# cloud-init's own schema, for the stacks' user-data check (tests/stacks/test_cloudinit.py):
+# taken from Debian's package without installing it (it would pull in sudo, a DHCP
+# client and some thirty more). Best effort: without it that one check is skipped.
+schema=.venv/share/cloud-init/schema-cloud-config-v1.json
+if [ ! -f "$schema" ] && command -v apt-get >/dev/null 2>&1; then
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download -qq cloud-init >/dev/null 2>&1) \
+      && dpkg-deb -x "$tmp"/cloud-init_*.deb "$tmp/root" 2>/dev/null; then
+    mkdir -p "$(dirname "$schema")"
+    cp "$tmp"/root/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json "$schema"
+    echo "setup: cloud-init's schema in $schema"
+  else
+    echo "setup: cloud-init's schema not found (apt-get download cloud-init failed): its check is skipped" >&2
+  fi
+  rm -rf "$tmp"
 fi

@@ -8,7 +8,6 @@ and starting it again.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shutil
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import psycopg
 from failover.agent.pghost import PROVIDER, PgHost
 from failover.data.postgres import PgEndpoint
 from failover.exceptions import ProviderError
+from failover.provision.network import is_address
 from failover.waiting import wait_for
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -127,18 +127,10 @@ def rejoin_params(params: dict[str, Any]) -> tuple[str, int, str | None]:
     """(host, port, hba) of a rejoin request, checked: no shell ever sees them, but
     a wrong type must be a clear refusal, not a traceback."""
     host, port, hba = params.get("primary_host"), params.get("primary_port"), params.get("hba")
-    if not isinstance(host, str) or not (_is_address(host) or _HOSTNAME.fullmatch(host)):
+    if not isinstance(host, str) or not (is_address(host) or _HOSTNAME.fullmatch(host)):
         raise ValueError("primary_host must be an IP address or a host name")
     if not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError("primary_port must be a port number")
     if hba is not None and not isinstance(hba, str):
         raise ValueError("hba must be the text of a pg_hba.conf")
     return str(host), port, hba
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

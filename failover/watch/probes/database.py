@@ -10,7 +10,6 @@ look cut short leaves no socket open.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from psycopg.conninfo import make_conninfo
 
 from failover.data import pgasync
 from failover.data.postgres import PgEndpoint
+from failover.provision.network import is_address
 from failover.threads import retrieve
 from failover.watch.probes.contract import Facts, Finding, Looking, observe
 from failover.watch.signals import Observation, ProbeKind
@@ -40,14 +40,6 @@ SELECT pg_is_in_recovery(),
                 ORDER BY application_name)
          FROM pg_stat_replication) END
 """
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class DatabaseProbe(Looking):
@@ -106,7 +98,7 @@ class DatabaseProbe(Looking):
             "passfile": e.passfile, "password": e.password,
             "application_name": self._application_name,
         }
-        if not e.host.startswith("/") and not _is_address(e.host):
+        if not e.host.startswith("/") and not is_address(e.host):
             # libpq would resolve the name itself, blocking the event loop.
             infos = await asyncio.get_running_loop().getaddrinfo(
                 e.host, e.port, type=socket.SOCK_STREAM)

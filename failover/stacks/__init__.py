@@ -1,0 +1,1 @@
+"""The Pulumi stacks: opening them through the Automation API, and reading their outputs."""
