@@ -30,6 +30,7 @@ from failover.exceptions import ConfigError
 from failover.fieldpath import field_path
 from failover.provision.config import ProvisionConfig
 from failover.stores import ObjectStoreConfig, RepositoryConfig
+from failover.watch.drillconfig import FreezeWindow, ScheduledDrills
 from failover.watch.providers import ApiSettings
 
 CONFIG_FILE_NAME = "failover.yaml"
@@ -221,6 +222,10 @@ class WatchConfig(_Strict):
     lease_renew_every: float = Field(
         2.0, gt=0, le=60, description="seconds between renewals (at most a quarter of "
         "lease_seconds, so that a missed renewal or two fences nothing)")
+    drills: ScheduledDrills = Field(default_factory=list, description="drills run on a "
+                                    "schedule (failover.watch.drillconfig)")
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list, description="times no "
+                                               "scheduled drill starts")
 
     @model_validator(mode="after")
     def _lease(self) -> WatchConfig:

@@ -16,6 +16,9 @@ done
 [ "$pg_ok" = yes ] || need+=(postgresql)
 # The databases' backups: pgBackRest, into each site's S3 store (behind TLS).
 command -v pgbackrest >/dev/null 2>&1 || [ -x /usr/bin/pgbackrest ] || need+=(pgbackrest)
+# The runbooks' manual steps (and the test that runs them): nsupdate and dig, and jq.
+command -v nsupdate >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 # The mailbox tests run a private dovecot (IMAP) on loopback.
 [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 # The partition drill cuts a site off with nftables, which only root may use:

@@ -1,16 +1,24 @@
-"""``failover drill``: a measured failover under load, reported, then rolled back."""
+"""``failover drill``: a measured failover under load, reported, kept, then rolled back.
+
+``failover drill`` alone runs a drill (the group runs it when no subcommand is
+named, so every ``failover drill --yes --scenario X`` still does);
+``failover drill history`` lists the drills kept.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from failover.cli.base import config_option, confirm, say, state_dir_option, yes_option
+from failover.cli.drill_export import export
+from failover.cli.drillhistory import history
 from failover.drill import report as reports
+from failover.drill.abort import AbortLimits
+from failover.drill.recorded import fail_back_orphans, history_of, report_dir_for, run_recorded
 from failover.drill.results import DrillReport
 from failover.drill.runner import Drill, DrillOptions
 from failover.drill.scenarios import SCENARIOS
@@ -22,9 +30,11 @@ def _scenarios_help() -> str:
     return "\n\n".join(f"{s.name}: {s.summary}." for s in SCENARIOS.values())
 
 
-@click.command(epilog="Scenarios:\n\n" + _scenarios_help() + "\n\nExit status: 0 every "
-               "objective met and the lab failed back, 1 an objective missed or the fail "
-               "back failed, 2 the drill could not start (no lab, unhealthy, bad option).")
+@click.group(invoke_without_command=True,
+             epilog="Scenarios:\n\n" + _scenarios_help() + "\n\nExit status: 0 every "
+             "objective met and the lab failed back, 1 an objective missed, the drill "
+             "aborted or the fail back failed, 2 the drill could not start (no lab, "
+             "unhealthy, bad option).")
 @click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="termination-notice",
               show_default=True, help="The fault to inject.")
 @click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
@@ -49,14 +59,22 @@ def _scenarios_help() -> str:
               show_default=True, help="Share of writes that upload media first.")
 @click.option("--settle", "settle_seconds", type=click.FloatRange(min=1), default=5.0,
               show_default=True, help="Seconds of load after recovery (after the cut).")
+@click.option("--abort-error-rate", type=click.FloatRange(0, 1), default=None,
+              help="Abort (then fail back) when the share of failed requests over 10 s "
+                   "passes this (0: the first error).")
+@click.option("--abort-write-unavailable", type=click.FloatRange(min=0), default=None,
+              help="Abort (then fail back) when a user has been unable to write for this "
+                   "many seconds in all.")
 @config_option
 @state_dir_option
 @yes_option
+@click.pass_context
 def drill(
-    scenario: str, repeat: int, json_file: Path | None, report_dir: Path | None,
-    no_failback: bool, notice_seconds: float, rate: float, users: int, write_share: float,
-    media_share: float, settle_seconds: float, config: Path | None, state_dir: Path | None,
-    yes: bool,
+    ctx: click.Context, scenario: str, repeat: int, json_file: Path | None,
+    report_dir: Path | None, no_failback: bool, notice_seconds: float, rate: float, users: int,
+    write_share: float, media_share: float, settle_seconds: float,
+    abort_error_rate: float | None, abort_write_unavailable: float | None,
+    config: Path | None, state_dir: Path | None, yes: bool,
 ) -> None:
     """Fail over under load, measure what users saw, write a report, fail back.
 
@@ -70,31 +88,42 @@ def drill(
     the new primary through DNS), write-unavailability (the unluckiest user's
     total), detection, DNS switch, each step, acknowledged and lost writes.
     Finally the old site is rebuilt as a standby and the primary moves back,
-    so the next drill starts clean.
+    so the next drill starts clean. Every drill is kept: `failover drill
+    history` lists them.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     options = DrillOptions(
         scenario=scenario, notice_seconds=notice_seconds, settle_seconds=settle_seconds,
         failback=not no_failback,
         workload=WorkloadSpec(rate=rate, users=users, write_share=write_share,
                               media_share=media_share),
+        abort=AbortLimits(error_rate=abort_error_rate,
+                          write_unavailable_seconds=abort_write_unavailable),
     )
     deployment = open_deployment(config, state_dir)
-    base = report_dir or (Path(deployment.source).parent / "drills" /
-                          f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{scenario}")
+    base = report_dir or report_dir_for(deployment, scenario)
     confirm(f"run {repeat} {scenario} drill(s) on {deployment.source} (the primary moves "
             "and moves back)?", yes)
+    history = history_of(deployment)
+    fail_back_orphans(deployment, history, say)  # a drill whose runner died, first
     # With --json -, standard output is the JSON's alone: summaries go to stderr.
     show = say if json_file is not None and str(json_file) == "-" else click.echo
     runs: list[DrillReport] = []
     dirs: list[str] = []
+    aborted = False
     for n in range(1, repeat + 1):
         if repeat > 1:
             say(f"== drill {n} of {repeat} ==")
-        report = Drill(deployment, options, say).run()
         directory = base / f"run-{n}" if repeat > 1 else base
-        paths = reports.write_reports(report, directory)
-        show(reports.render_summary(report, paths))
+        done = run_recorded(Drill(deployment, options, say), trigger="cli",
+                            report_dir=directory, history=history)
+        report = done.report
+        show(reports.render_summary(report, done.paths))
+        if done.entry.aborted is not None:
+            show(f"ABORTED: {done.entry.aborted}")
         runs.append(report)
+        aborted = aborted or done.entry.aborted is not None
         dirs.append(directory.name)
         if not _failed_back(report):
             if n < repeat:
@@ -115,10 +144,14 @@ def drill(
         else:
             json_file.write_text(text + "\n")
     passed = all(r.objectives_met and _failed_back(r) for r in runs)
-    if not passed or len(runs) < repeat:
+    if not passed or aborted or len(runs) < repeat:
         sys.exit(1)
 
 
 def _failed_back(report: DrillReport) -> bool:
     """Whether the lab was put back after the drill."""
     return report.failback is not None and report.failback.done
+
+
+drill.add_command(history)
+drill.add_command(export)

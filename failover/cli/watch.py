@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
 import signal
@@ -88,10 +89,13 @@ def watch(mode: str | None, listen: str | None, config: Path | None,
 
 @click.command()
 @click.argument("move_id", metavar="RUN")
+@click.option("--by", default=getpass.getuser, show_default="your login name",
+              help="Who approves: kept with the move, named in `failover evidence`.")
 @config_option
 @state_dir_option
 @json_option
-def approve(move_id: str, config: Path | None, state_dir: Path | None, as_json: bool) -> None:
+def approve(move_id: str, by: str, config: Path | None, state_dir: Path | None,
+            as_json: bool) -> None:
     """Let a move the controller proposed (approve mode) go ahead.
 
     RUN is the id the controller's decision named (`failover approve 1a2b3c4d`;
@@ -99,7 +103,7 @@ def approve(move_id: str, config: Path | None, state_dir: Path | None, as_json: 
     controller's store, so it counts even while the controller restarts.
     """
     deployment = open_deployment(config, state_dir)
-    move = WatchStore(store_path(deployment.config.journal)).approve(move_id)
+    move = WatchStore(store_path(deployment.config.journal)).approve(move_id, by=by)
     if as_json:
         click.echo(json.dumps(move.__dict__, indent=2))
     else:

@@ -45,20 +45,31 @@ def fail_back(drill: Drill) -> Failback:
                 execute(drill.deployment, run.plan, resume=run,
                         progress=lambda m: drill.say(f"engine: {m.strip()}"))
             new_primary = primary_now(drill)
-        if drill.options.failback and new_primary != old:
-            back = drill.move("switchover", old)
-            if back is None or back.outcome != "ok":
-                raise StepFailed(f"the switchover back to {old} did not finish; "
-                                 "see failover status")
-            done.append(f"switchover {new_primary} -> {old} ok")
-        if drill.options.failback or primary_now(drill) == old:
-            drill.scenario.teardown(drill)
+        if drill.options.failback or new_primary == old:
+            done += move_back(drill)
     except FailoverError as exc:
         drill.note("failback", f"failed: {exc}")
         return Failback(False, round(time.monotonic() - t0, 2), f"failed: {exc}", tuple(done))
     detail = "; ".join(done[-1:]) if drill.options.failback else \
         f"--no-failback: {old} rebuilt as a standby, {new} stays primary"
     return Failback(True, round(time.monotonic() - t0, 2), detail, tuple(done))
+
+
+def move_back(drill: Drill) -> list[str]:
+    """The primary back at the drill's old site (if it is not), then the scenario's teardown.
+
+    The last part of a fail back; on its own, a Chaos Toolkit experiment's rollback.
+    """
+    old, done = drill.from_site, []
+    new_primary = primary_now(drill)
+    if new_primary != old:
+        back = drill.move("switchover", old)
+        if back is None or back.outcome != "ok":
+            raise StepFailed(f"the switchover back to {old} did not finish; "
+                             "see failover status")
+        done.append(f"switchover {new_primary} -> {old} ok")
+    drill.scenario.teardown(drill)
+    return done
 
 
 def primary_now(drill: Drill) -> str:

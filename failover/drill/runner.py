@@ -21,13 +21,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from failover.drill import measure
+from failover.drill.abort import AbortLimits, AbortWatch, DrillAborted
 from failover.drill.controller import DrillController
 from failover.drill.failback import fail_back, primary_now
 from failover.drill.faults import FaultInjector, injector_for
 from failover.drill.losses import find_losses
 from failover.drill.probes import DnsWatcher
 from failover.drill.resolver import CachingResolver
-from failover.drill.results import DrillReport, Promise
+from failover.drill.results import DrillReport, Failback, Promise
 from failover.drill.scenarios import SCENARIOS, Scenario
 from failover.drill.workload import Workload, WorkloadLog, WorkloadSpec
 from failover.engine.deployment import Deployment, Topology
@@ -67,6 +68,7 @@ class DrillOptions:
     recovery_timeout: float = 120.0  # fault -> the move ended / first write at the new primary
     refusal_patience: float = 30.0  # how long a refused move by hand is asked again
     failback: bool = True
+    abort: AbortLimits | None = None  # the users' limits past which the drill gives up
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -82,10 +84,16 @@ def _elapsed(t0: float) -> str:
 
 
 class Drill:
-    """One drill on a deployment the drill has a fault injector for (the lab)."""
+    """One drill on a deployment the drill has a fault injector for (the lab).
+
+    ``controller``: one that runs already (a scheduled drill's), else the drill starts its
+    own; ``sites``: (from, standby, to) as recorded, to fail back a drill whose runner died.
+    """
 
     def __init__(self, deployment: Deployment, options: DrillOptions,
-                 progress: Progress = lambda _m: None, scenario: Scenario | None = None) -> None:
+                 progress: Progress = lambda _m: None, scenario: Scenario | None = None, *,
+                 controller: DrillController | None = None,
+                 sites: tuple[str, str, str] | None = None) -> None:
         self.deployment = deployment
         self.options = options
         # A scenario object instead of a named one: tests play faults of their own.
@@ -100,10 +108,12 @@ class Drill:
         self.refusals: list[str] = []
         self.archive_age: float | None = None  # a rebuild's: the archive's age at the fault
         self._stop = threading.Event()
-        self.from_site, self.standby_site = self._sites()
-        self.to_site = self.standby_site
+        self.abort = AbortWatch(options.abort, lambda why: self.note("drill", f"abort: {why}"))
+        self.failback: Failback | None = None  # once the drill has failed back
+        self.from_site, self.standby_site = sites[:2] if sites else self._sites()
+        self.to_site = sites[2] if sites else self.standby_site
         if self.scenario.rebuilds:  # the move's target is a spare, made from nothing
-            self.to_site = self._spare()
+            self.to_site = sites[2] if sites else self._spare()
             self.deployment = deployment = rebuild_deployment(deployment, self.to_site)
             # The users the workload makes as it starts must be in the archive before the
             # fault, or every later write of theirs would fail at the rebuilt site.
@@ -113,7 +123,7 @@ class Drill:
         if self.scenario.cuts and self.faults.controller_group() is None:
             raise DrillRefused(f"{self.scenario.name} cuts a site off from the controller with "
                                "nftables, which needs root; run the drill as root")
-        self.controller = DrillController(
+        self.controller = controller or DrillController(
             deployment, deployment.config.journal.parent / "logs" / "watch-drill.log")
 
     # -- DrillContext: what scenarios use -----------------------------------
@@ -177,11 +187,13 @@ class Drill:
     def signal(self, notice: Notice) -> str:
         """Deliver a notice to the controller by its signed webhook."""
         answer = self.controller.signal(notice)
-        return f"delivered by signed webhook (notice {answer['notice']['id']})"
+        return (f"delivered by {answer.get('via', 'signed webhook')} "
+                f"(notice {answer['notice']['id']})")
 
     def await_move(self, kinds: tuple[str, ...]) -> RunRecord | None:
         """Wait for the controller to detect the fault and finish its move."""
         run = self.controller.await_run(self.fault_at, kinds, self.options.recovery_timeout)
+        self.run_record = run  # the drill's move, even if the drill is aborted before act ends
         decision = self.controller.first_decision(self.fault_at)
         if decision is not None:
             self.detected_at = decision["at"]
@@ -202,7 +214,7 @@ class Drill:
         """Let the workload run until ``at`` (time.time())."""
         if at > time.time():
             self.say(f"waiting {at - time.time():.1f}s (until +{at - self.fault_at:.1f}s)")
-            self._stop.wait(at - time.time())
+        self.abort.wait(at - time.time())
 
     def primary_now(self) -> str:
         """The move's target if it answers as the primary now, else the old primary."""
@@ -303,10 +315,13 @@ class Drill:
         try:
             self._baseline(workload, watcher, ticker)
             self._fault(workload, to_address)
+        except DrillAborted as aborted:  # measured and failed back like any other
+            self.say(str(aborted))
         except BaseException as exc:  # stop the load, repair, then raise
             error = exc
         finally:
             self._stop.set()
+            self.abort.stop()
             if self.scenario.watched:  # before the fail back, which it must not fight
                 self.note("drill", self.controller.stop())
             log = workload.stop()
@@ -320,11 +335,16 @@ class Drill:
             if error is None:
                 report = measure.report(self._observed(log, watcher, started, ended, to_address))
         finally:  # whatever went wrong, the lab is put back
-            failback = fail_back(self)
+            self.failback = fail_back(self)
         if error is not None:
             raise error
         assert report is not None  # measured, since nothing went wrong
-        return replace(report, failback=failback)
+        return replace(report, failback=self.failback)
+
+    @property
+    def aborted(self) -> str | None:
+        """Why the drill was aborted (its users' limits passed), or None."""
+        return self.abort.reason
 
     def _baseline(self, workload: Workload, watcher: DnsWatcher,
                   ticker: threading.Thread) -> None:
@@ -333,6 +353,7 @@ class Drill:
             group = self.faults.controller_group() if self.scenario.cuts else None
             self.note("drill", self.controller.start(group=group))
         workload.start()
+        self.abort.start(workload.log)
         watcher.start()
         ticker.start()
         self.note("drill", f"workload started; baseline of {self.options.warmup_seconds:g}s")
@@ -343,7 +364,7 @@ class Drill:
                 f"no write was acknowledged in the 30 s before the fault, so there is "
                 f"nothing to measure: {exc}; see failover status"
             ) from exc
-        self._stop.wait(self.options.warmup_seconds)
+        self.abort.wait(self.options.warmup_seconds)
 
     def _archive_age(self) -> float | None:
         """How old the newest archived WAL is at the repository the rebuild will use first
@@ -367,6 +388,7 @@ class Drill:
         self.fault_at = time.time()
         self.note("drill", self.scenario.inject(self))
         self.run_record = self.scenario.act(self)
+        self.abort.check()
         self._await_first_ack(workload, to_address)
         self.wait_until(time.time() + self.options.settle_seconds)
 

@@ -30,6 +30,7 @@ from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_
 from failover.exceptions import FailoverError, UnsafePlan
 from failover.logs import log_event
 from failover.watch.backups import BackupKeeper
+from failover.watch.drills import DrillKeeper
 from failover.watch.guard import PrimaryGuard
 from failover.watch.metrics import WatchMetrics
 from failover.watch.notify import Notifier
@@ -95,6 +96,7 @@ class Controller:
         self.scheduler = ProbeScheduler(build_probes(deployment.config), self.hear)
         self.guard = PrimaryGuard(deployment, self._lease_holder)
         self.copies = BackupKeeper(deployment, self.metrics, lambda: self.primary)
+        self.drills = DrillKeeper(self, clock)
 
     # -- hearing -------------------------------------------------------------------
 
@@ -226,6 +228,7 @@ class Controller:
                 self.store.add_decision(snapshot.now, decision)
                 self.notifier.send({"event": "decision", **entry})
         self._act(decision)
+        self.drills.consider(snapshot)
         return decision
 
     def _act(self, decision: Decision) -> None:
@@ -433,4 +436,5 @@ class Controller:
             if self._worker is not None and not self._worker.done():
                 log_event(log, "watch.stop", detail="waiting for the run under way to end")
                 await self._worker
+            await asyncio.to_thread(self.drills.stop)  # aborted, then failed back
             await asyncio.to_thread(self.notifier.close)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import math
+from collections import Counter as Tally
+from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from failover.drill.history import DrillHistory
 from failover.engine.journal import RunRecord
+from failover.exceptions import FailoverError
 from failover.watch.signals import Observation
 
 # Probe latencies on loopback are milliseconds; a timeout is the probe's 1-5 s.
@@ -67,6 +75,60 @@ class WatchMetrics:
                 self.step_seconds.labels(record.plan.kind, step.action,
                                          step.outcome or "unknown").observe(step.seconds)
 
+    def drills_from(self, history: DrillHistory) -> None:
+        """Export the drills kept in ``history`` (read afresh at every scrape)."""
+        self.registry.register(DrillCollector(history))
+
     def text(self) -> bytes:
         """The exposition format."""
         return generate_latest(self.registry)
+
+
+class DrillCollector(Collector):
+    """The drill history as series: each scenario's last drill, its last success, counts.
+
+    Read from the history at every scrape, so a drill run by hand
+    (``failover drill``) counts as much as one the controller scheduled.
+    """
+
+    def __init__(self, history: DrillHistory) -> None:
+        self.history = history
+
+    def collect(self) -> Iterator[Metric]:
+        """The series, from every drill that ended (none when the history cannot be read:
+        the rest of /metrics still answers)."""
+        try:
+            entries = self.history.entries()
+        except FailoverError:
+            return
+        last = {e.scenario: e for e in entries}  # oldest first: the last one wins
+        success = GaugeMetricFamily(
+            "failover_drill_last_success_timestamp_seconds", "When the last drill of each "
+            "scenario that passed and failed back ended (Unix time)", labels=["scenario"])
+        for scenario in last:
+            passed = [e for e in entries if e.scenario == scenario and e.passed and e.failed_back]
+            if passed:
+                ended = passed[-1].ended or passed[-1].started
+                success.add_metric([scenario], ended.timestamp())
+        yield success
+        figures = (
+            ("failover_drill_rto_seconds", "RTO of each scenario's last drill (NaN: writes "
+             "never came back, or not measured)", "rto_seconds"),
+            ("failover_drill_write_unavailable_seconds", "The unluckiest user's time without "
+             "writes in each scenario's last drill", "write_unavailable_seconds"),
+            ("failover_drill_lost_writes", "Acknowledged writes lost in each scenario's last "
+             "drill", "lost_writes"),
+        )
+        for name, text, field in figures:
+            family = GaugeMetricFamily(name, text, labels=["scenario"])
+            for scenario, entry in last.items():
+                value = None if entry.error is not None else getattr(entry, field)
+                family.add_metric([scenario], math.nan if value is None else float(value))
+            yield family
+        total = CounterMetricFamily("failover_drills", "Drills that ended, by scenario and "
+                                    "outcome (passed, failed, aborted, error)",
+                                    labels=["scenario", "outcome"])
+        for (scenario, outcome), count in sorted(Tally((e.scenario, e.outcome)
+                                                       for e in entries).items()):
+            total.add_metric([scenario, outcome], count)
+        yield total

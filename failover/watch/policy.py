@@ -66,6 +66,7 @@ class Move:
     needs_approval: bool = False
     refused_at: float | None = None  # the engine refused its plan then
     refusal: str = ""
+    approved_by: str | None = None  # who ran `failover approve` (the evidence names them)
 
     @property
     def active(self) -> bool:

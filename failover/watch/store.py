@@ -161,14 +161,14 @@ class WatchStore:
                 self.save_move(replace(move, state="scheduled", run_id=None))
             # else: the journal holds it unfinished; the policy resumes it.
 
-    def approve(self, move_id: str) -> Move:
-        """Approve a proposed move (``failover approve``)."""
+    def approve(self, move_id: str, by: str | None = None) -> Move:
+        """Approve a proposed move (``failover approve``), naming who approved it."""
         move = self.move(move_id)
         if move is None:
             known = ", ".join(m.id for m in self.moves() if m.state == "proposed") or "none"
             raise NotApprovable(f"no move {move_id!r} is known to the controller; waiting for "
                                 f"approval: {known}")
-        approved = replace(move, state="approved", approved=time.time())
+        approved = replace(move, state="approved", approved=time.time(), approved_by=by)
         with self._db() as db:  # only if it is still proposed: the controller may have moved on
             cursor = db.execute("UPDATE moves SET state = 'approved', data = ? WHERE id = ? AND "
                                 "state = 'proposed'", (json.dumps(asdict(approved)), move_id))
