@@ -58,9 +58,12 @@ def app_db(lab: RunningLab, site: str) -> PgEndpoint:
 
 def assert_ran(report: dict[str, Any], kind: str) -> None:
     """The drill's run was of ``kind`` and ended ok; if not, say which step failed and why."""
-    failed = [(s["action"], s["error"]) for s in report["steps"] if s["outcome"] != "ok"]
-    assert (report["run"]["kind"], report["run"]["outcome"]) == (kind, "ok"), (
-        report["run"], failed, report["timeline"][-12:])
+    failed = [f"{s['action']} ({s['outcome']}): {s['error']}" for s in report["steps"]
+              if s["error"]]
+    # A string, not a tuple: pytest shortens the repr of a tuple, and the error is the point.
+    assert (report["run"]["kind"], report["run"]["outcome"]) == (kind, "ok"), "\n".join(
+        [f"run {report['run']}", *failed,
+         *(f"{e['at']:8.3f} {e['source']}: {e['event']}" for e in report["timeline"][-20:])])
 
 
 def assert_consistent(report: dict[str, Any]) -> None:
