@@ -31,6 +31,7 @@ log = logging.getLogger("failover.agent")
 Body = dict[str, Any]
 REWRITING = "rejoin.rewriting"  # journal: the data dir is being rewound or copied
 REWOUND_READY = 60.0  # seconds a rewound server gets to reach a consistent state
+NUDGE_EVERY = 2.0  # seconds between WAL records asked of an idle primary (see _wait_consistent)
 
 
 class Rejoining:
@@ -88,11 +89,9 @@ class Rejoining:
         self.supervisor.stop("postgres", timeout=min(30.0, left()))
         how, aside = self._rewrite_as_standby(primary, hba, left, say, rewind=True)
         try:
-            # A rewound server that never reaches a consistent state was seen under load
-            # (its log says why; not yet understood): a fresh base backup always does.
-            self.host.wait_ready(timeout=min(REWOUND_READY, left()) if how == rj.REWOUND
-                                 else left())
-        except WaitTimeout:
+            self._wait_consistent(primary, min(REWOUND_READY, left()) if how == rj.REWOUND
+                                  else left())
+        except WaitTimeout:  # the way out, should the nudges not do
             if how != rj.REWOUND:
                 raise
             say(f"the rewound server did not accept connections in {REWOUND_READY:g}s; "
@@ -100,12 +99,33 @@ class Rejoining:
             logs.log_event(log, "agent.rejoin.rewound_not_ready", seconds=REWOUND_READY)
             self.supervisor.stop("postgres", timeout=min(30.0, left()))
             how, aside = self._rewrite_as_standby(primary, hba, left, say, rewind=False)
-            self.host.wait_ready(timeout=left())
+            self._wait_consistent(primary, left())
         self.journal.set(REWRITING, None)
         rj.wait_following(self.host, primary, timeline, timeout=left())
         if aside is not None:
             shutil.rmtree(aside)  # the new data dir works: the old one can go
         return {"how": how}
+
+    def _wait_consistent(self, primary: PgEndpoint, timeout: float) -> None:
+        """Wait until the new standby accepts connections, nudging the primary meanwhile.
+
+        A rewound server is consistent once it has replayed past the position
+        pg_rewind took from the primary. When the primary had just switched to
+        a new WAL segment (archive_timeout) and then writes nothing, that
+        position is the segment's start, which no record ends past: the standby
+        would wait as long as the primary stays idle (seen in the lab: minutes).
+        A restore point is a WAL record: one every few seconds ends the wait.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.host.wait_ready(timeout=min(NUDGE_EVERY,
+                                                 max(0.5, deadline - time.monotonic())))
+                return
+            except WaitTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+            rj.nudge(primary)
 
     def _rewrite_as_standby(self, primary: PgEndpoint, hba: str | None,
                             left: Callable[[], float], say: Callable[[str], None], *,
