@@ -30,7 +30,7 @@ from tests.failover.engine.test_moves_in_lab import assert_whole, failover
 
 pytestmark = pytest.mark.lab
 
-QUICK = ("--notice", "20", "--settle", "1", "--rate", "20")  # a move takes ~9 s
+QUICK = ("--notice", "40", "--settle", "1", "--rate", "20")  # a move takes 9 to 32 s (see below)
 
 
 @pytest.fixture
@@ -101,7 +101,9 @@ def test_termination_notice_through_the_cli_loses_nothing_and_fails_back(
     assert {s["action"] for s in report["steps"]} >= {"fence", "promote", "switch_dns"}
     assert all(s["outcome"] == "ok" for s in report["steps"])
     deadline = next(v for v in report["verdicts"] if v["objective"] == "move_finished_seconds")
-    assert deadline["met"] and deadline["measured"] < 20
+    # The move ends with the old primary rejoined; its stop waits for its archiver to push
+    # the last WAL off-provider, which took up to 25 s in CI: a notice of 40 s, not 20.
+    assert deadline["met"] and deadline["measured"] < 40
     assert any("deadline" in e["event"] and "killed" in e["event"] for e in report["timeline"])
     assert_consistent(report)
     files = {p.name for p in (out / "report").iterdir()}
