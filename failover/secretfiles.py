@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from failover.exceptions import ConfigError
@@ -30,6 +31,26 @@ def write_private(path: Path, text: str, owner: tuple[int, int] | None = None) -
         os.write(fd, text.encode())
     finally:
         os.close(fd)
+
+
+def replace_file(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace ``path`` whole with a new file of ``mode`` (0600: only its owner reads it).
+
+    A reader sees the old file or the new one, never half of either, and a crash
+    leaves the old one: the text goes to a private file beside it, which then
+    takes its place. A link at ``path`` is replaced, never written through.
+    """
+    fd, aside = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # made 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(aside, mode)
+        os.replace(aside, path)
+    except BaseException:
+        Path(aside).unlink(missing_ok=True)
+        raise
 
 
 def read_private(path: Path, what: str = "secret file") -> str:

@@ -1,6 +1,5 @@
 """The failover project's Pulumi program: one site per stack (``Pulumi.<stack>.yaml``)."""
 
-from infra.components.program import export, site_stack
-from infra.components.settings import load_settings
+from infra.components.program import main
 
-export(site_stack(load_settings()))
+main()

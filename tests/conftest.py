@@ -100,6 +100,15 @@ class RunningLab:
             timeout=10,
         )
 
+    def log_tails(self, *parts: str, lines: int = 40) -> str:
+        """The last lines of the lab's logs of ``parts`` (e.g. ``postgres@aws``), for a failure."""
+        tails = []
+        for part in parts:
+            path = self.lab.paths.log(part)
+            text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+            tails.append(f"--- {part} ({path})\n" + "\n".join(text))
+        return "\n".join(tails)
+
     def endpoint(self, site: str, user: str = "postgres", dbname: str = "postgres") -> PgEndpoint:
         """A site's PostgreSQL server as ``user`` (password from the lab's pgpass)."""
         return PgEndpoint(self.layout.address(site), self.layout.postgres_port, user, dbname,

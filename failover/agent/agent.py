@@ -10,10 +10,8 @@ done) and reports any other interrupted operation as failed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
 import signal
 import threading
 import time
@@ -24,21 +22,19 @@ from typing import Any
 import psycopg
 
 from failover import logs
-from failover.agent import rejoin as rj
 from failover.agent.backup import Backups, PgBackRest, archive_settings
 from failover.agent.config import AgentConfig
 from failover.agent.journal import AgentJournal, Operation
 from failover.agent.lease import Lease
-from failover.agent.pghost import PROVIDER, PgHost
+from failover.agent.pghost import PgHost
 from failover.agent.protocol import agent_secret
+from failover.agent.rejoining import Rejoining
 from failover.agent.restore import Restorer
 from failover.agent.supervisor import Child, Supervisor
 from failover.data import fencing, postgres
 from failover.data.hba import is_fence
-from failover.data.postgres import PgEndpoint
-from failover.exceptions import FailoverError, ProviderError
+from failover.exceptions import FailoverError
 from failover.processes import send
-from failover.waiting import WaitTimeout
 
 log = logging.getLogger("failover.agent")
 VERSION = "1"
@@ -49,7 +45,6 @@ UNLOCKED = frozenset({"backup", "backup/info"})
 DATA_SIZE_EVERY = 60.0
 # "yes" from the moment a rejoin starts rewriting the data dir until the server has
 # started on the new files: a rejoin that finds it set copies afresh, never rewinds.
-REWRITING = "rejoin.rewriting"
 Body = dict[str, Any]
 
 
@@ -65,7 +60,7 @@ def _event(event: str, **fields: object) -> None:
     logs.log_event(log, event, **fields)
 
 
-class Agent:
+class Agent(Rejoining):
     """One site's agent (the HTTP server in ``server`` calls into this)."""
 
     def __init__(self, config: AgentConfig) -> None:
@@ -335,73 +330,6 @@ class Agent:
 
     def _stop_app(self, body: Body, say: Callable[[str], None]) -> Body:
         return {"outcome": self.supervisor.stop("app")}
-
-    def rejoin(self, body: Body, say: Callable[[str], None]) -> Body:
-        """Make this server a streaming standby of the primary at primary_host:primary_port."""
-        host, port, hba = rj.rejoin_params(body)
-        deadline = time.monotonic() + float(body.get("timeout", 300))
-
-        def left() -> float:
-            return max(1.0, deadline - time.monotonic())
-
-        spec = self.config.postgres
-        primary = PgEndpoint(host, port, spec.superuser, "postgres", passfile=str(spec.passfile))
-        if (host, port) == (spec.address, spec.port):
-            raise ProviderError("cannot make this server a standby of itself",
-                                provider=PROVIDER, code="same-site")
-        # A standby holds no lease: one kept from its days as a primary would fence it
-        # the moment it is promoted again.
-        self.lease.release()
-        self.journal.set("self_fenced", None)
-        timeline = rj.primary_timeline(primary)
-        running = self.supervisor.child("postgres").running()
-        if running and self.host.is_standby_dir() and not rj.following(self.host, primary,
-                                                                       timeline):
-            # A standby that has just started (its agent restarted it) connects in a
-            # moment: give it that before rewinding or copying anything.
-            with contextlib.suppress(WaitTimeout):
-                rj.wait_following(self.host, primary, timeline, timeout=min(5.0, left()))
-        if running and rj.following(self.host, primary, timeline):
-            self.journal.set(REWRITING, None)  # a server runs on the files: they are whole
-            if hba is not None and self.host.hba() != hba:
-                self.host.write_hba(hba)
-                self._reload()
-            return {"how": rj.ALREADY.format(primary=f"{host}:{port}")}
-        if running:
-            # A server still in crash recovery (just restarted after a kill) that is stopped
-            # now is "shut down in recovery" short of its WAL's end: pg_rewind would then
-            # find nothing to rewind, and it could never follow. Let recovery end first.
-            with contextlib.suppress(WaitTimeout):
-                self.host.wait_ready(timeout=min(30.0, left()))
-        rj.primary_timeline(primary, checkpoint=True)  # so that pg_rewind sees the fork
-        say("stopping postgres")
-        self.supervisor.stop("postgres", timeout=min(30.0, left()))
-        with self.host.rewriting(timeout=left()):  # waits for a killed agent's tool
-            interrupted = self.journal.setting(REWRITING) == "yes"
-            self.journal.set(REWRITING, "yes")
-            how, aside = rj.rewind_or_rebuild(self.host, primary, left, say,
-                                              rewind=not interrupted)
-        self.host.configure_standby(host, port)
-        if hba is not None:
-            self.host.write_hba(hba)
-        else:
-            self._drop_copied_fence()
-        say(f"{how}; starting postgres as a standby")
-        self.supervisor.start("postgres")
-        self.host.wait_ready(timeout=left())
-        self.journal.set(REWRITING, None)
-        rj.wait_following(self.host, primary, timeline, timeout=left())
-        if aside is not None:
-            shutil.rmtree(aside)  # the new data dir works: the old one can go
-        return {"how": how}
-
-    def _drop_copied_fence(self) -> None:
-        """pg_rewind and pg_basebackup copy the primary's pg_hba.conf: a fence there (its
-        sidecar comes along) must not lock this standby's own clients out once promoted."""
-        copied = self.host.hba()
-        if copied is not None and is_fence(copied) and self.host.sidecar.exists():
-            self.host.write_hba(self.host.unfenced_hba())
-            self.host.sidecar.unlink()
 
     def _data_bytes(self) -> int:
         """The data dir's size, walked at most once a minute (status is asked often)."""

@@ -8,6 +8,7 @@ and starting it again.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from collections.abc import Callable
@@ -114,6 +115,12 @@ def rewind_or_rebuild(host: PgHost, primary: PgEndpoint, left: Callable[[], floa
             aside.rename(pgdata)
         raise
     return REBUILT, aside
+
+
+def nudge(primary: PgEndpoint) -> None:
+    """Have the primary write one WAL record (a restore point); best effort."""
+    with contextlib.suppress(psycopg.Error), primary.connect(timeout=2) as conn:
+        conn.execute("SELECT pg_create_restore_point('failover-rejoin')")
 
 
 def wait_following(host: PgHost, primary: PgEndpoint, timeline: int, timeout: float) -> None:

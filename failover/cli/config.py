@@ -33,6 +33,8 @@ def config() -> None:
               help="Ask only this stack (repeatable) [default: every Pulumi.<stack>.yaml].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the configuration here [default: print it].")
+@click.option("--force", is_flag=True,
+              help="Replace the file and secret files already there (else refused).")
 @click.option("--secrets-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the secret files go (0600 each) [default: secrets/ beside --out, "
                    "else ./secrets].")
@@ -44,13 +46,14 @@ def config() -> None:
                    "with.")
 @state_dir_option
 def from_stacks(outputs_file: Path | None, stacks: tuple[str, ...], out: Path | None,
-                secrets_dir: Path | None, hcloud_token_file: Path | None,
+                force: bool, secrets_dir: Path | None, hcloud_token_file: Path | None,
                 passfile: Path | None, state_dir: Path | None) -> None:
     """Build failover.yaml from the stacks' outputs, check it, and write it.
 
     Secrets (agents' secrets, storage and API keys, the TSIG key) go to files in
     the secrets directory; the configuration names the files. Nothing is written
-    unless the configuration passes the same checks as any failover.yaml.
+    unless the configuration passes the same checks as any failover.yaml, nor
+    over a file already there unless --force.
     """
     if outputs_file is not None and stacks:
         raise UsageError("--stack asks stacks; --outputs-file already holds their outputs: "
@@ -63,7 +66,7 @@ def from_stacks(outputs_file: Path | None, stacks: tuple[str, ...], out: Path | 
     files = SecretFiles(directory, base)
     sources = Sources(hcloud_token_file=_absolute(hcloud_token_file),
                       passfile=_absolute(passfile))
-    text = write_config(build_config(outputs, files, sources), files, out)
+    text = write_config(build_config(outputs, files, sources), files, out, force=force)
     if out is None:
         click.echo(text, nl=False)
     else:
@@ -88,7 +91,8 @@ def _read(path: Path) -> dict[str, Any]:
 def _ask(stacks: tuple[str, ...], state_dir: Path | None) -> dict[str, Any]:
     """Each stack's outputs, secrets shown, through the Pulumi CLI."""
     # Here, not at the top: the Automation API is only needed when the stacks are asked.
-    from failover.stacks.workspace import PROJECT_DIR, known_stacks, stack_outputs
+    from failover.stacks.project import known_stacks
+    from failover.stacks.workspace import PROJECT_DIR, stack_outputs
 
     names = list(stacks) or known_stacks(PROJECT_DIR)
     if not names:

@@ -6,14 +6,13 @@ configuration is checked by the very models every ``failover.yaml`` is
 (``failover.config``) before anything is written. Secrets go to 0600 files in
 a 0700 directory, and the configuration names the files, as the lab's does:
 the agents' secrets, AWS shared-credentials files for buckets, repositories,
-EC2 and Route 53, and the TSIG key in BIND's format. The file is written
-whole or not at all.
+EC2 and Route 53, and the TSIG key in BIND's format. Each file is replaced
+whole (a reader sees the old one or the new one), and a file already there
+only with ``force``: it may hold edits, or another deployment's keys.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import yaml
 from failover.config import parse_config
 from failover.dns.tsig import TsigKey
 from failover.exceptions import ConfigError, UsageError
-from failover.secretfiles import check_trusted_dir, write_private
+from failover.secretfiles import check_trusted_dir, replace_file
 from failover.stacks.outputs import KeysOutput, StackOutputs, parse_outputs
 
 CONFIG_MODE = 0o644
@@ -176,31 +175,36 @@ def render(config: Mapping[str, Any]) -> str:
     return HEADER + yaml.safe_dump(dict(config), sort_keys=False)
 
 
-def write_config(config: Mapping[str, Any], files: SecretFiles, out: Path | None) -> str:
+def write_config(config: Mapping[str, Any], files: SecretFiles, out: Path | None, *,
+                 force: bool = False) -> str:
     """Check the configuration, then write its secret files and (with ``out``) the file.
 
-    Returns the file's text. Nothing is written unless the configuration loads.
+    Returns the file's text. Nothing is written unless the configuration loads,
+    nor over files already there unless ``force``. Each file is replaced whole.
     """
     text = render(config)
     parse_config(yaml.safe_load(text), str(out or "the configuration"),
                  files.base or files.directory)
     check_trusted_dir(files.directory, "secrets directory")
+    lost = would_replace(files, out)
+    if lost and not force:
+        raise UsageError(f"would overwrite {lost}, losing what is there now (edits made "
+                         "since, another deployment's keys); pass --force to replace")
     files.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     for path, contents in files.contents.items():
-        write_private(path, contents)
+        replace_file(path, contents)
     if out is not None:
-        _replace(out, text)
+        replace_file(out, text, CONFIG_MODE)  # it names secret files and holds none
     return text
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write ``path`` whole: a reader sees the old file or the new one, never half."""
-    fd, aside = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(aside, CONFIG_MODE)  # it names secret files and holds none
-        os.replace(aside, path)
-    except BaseException:
-        Path(aside).unlink(missing_ok=True)
-        raise
+def would_replace(files: SecretFiles, out: Path | None) -> str:
+    """What writing would replace, in words (``failover.yaml and 2 secret files in ...``);
+    empty when nothing is there yet."""
+    there = [path for path in files.contents if path.exists() or path.is_symlink()]
+    names = ", ".join(sorted(path.name for path in there))
+    said = [str(out)] if out is not None and (out.exists() or out.is_symlink()) else []
+    if there:
+        plural = "s" if len(there) > 1 else ""
+        said.append(f"{len(there)} secret file{plural} in {files.directory} ({names})")
+    return " and ".join(said)

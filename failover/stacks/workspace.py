@@ -12,8 +12,14 @@ with a passphrase: ``PULUMI_CONFIG_PASSPHRASE`` or ``PULUMI_CONFIG_PASSPHRASE_FI
 when given, else one generated once per state dir into a 0600 file beside the
 state. Its contents are never logged or printed.
 
-A stack is named after the site it deploys (``--site``): ``aws-primary``,
-``hetzner-standby``, ``spare``, one ``stacks/Pulumi.<site>.yaml`` each.
+A stack deploys one site, one ``stacks/Pulumi.<stack>.yaml`` each: stack
+``aws-primary`` deploys site ``aws`` (``failover.stacks.project`` says which stack a
+``--site`` means). The functions here take the stack's name.
+
+The default state dir is under the working directory: run from another folder,
+``up`` would find no stack there and create everything again. So a stack with
+nothing deployed is said to be so, naming the backend (``new_stack_notice``),
+and a stack missing from the backend names it, the state dir and how to give another.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from types import ModuleType
@@ -31,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 import failover
 from failover.config import default_state_dir
-from failover.exceptions import FailoverError, UsageError
+from failover.exceptions import FailoverError
 from failover.secretfiles import check_trusted_dir, read_private, write_private
+from failover.stacks.project import check_stack
 
 if TYPE_CHECKING:
     from pulumi.automation import OutputValue, Stack
@@ -63,23 +71,6 @@ class StackFailed(FailoverError):
     """A Pulumi command on a stack failed; the message carries Pulumi's own error line."""
 
 
-def known_stacks(project_dir: Path) -> list[str]:
-    """The stacks the project defines: one ``Pulumi.<stack>.yaml`` each, sorted."""
-    return sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-                  for path in project_dir.glob("Pulumi.*.yaml"))
-
-
-def check_stack(site: str, project_dir: Path) -> None:
-    """Refuse a project dir without a Pulumi project, and a site it has no stack for."""
-    if not (project_dir / "Pulumi.yaml").is_file():
-        raise UsageError(f"no Pulumi project in {project_dir} (no Pulumi.yaml there): "
-                         "give the project's folder with --project-dir")
-    stacks = known_stacks(project_dir)
-    if site not in stacks:
-        raise UsageError(f"no stack {site!r} in {project_dir} (no Pulumi.{site}.yaml); "
-                         f"stacks: {', '.join(stacks) or 'none'}")
-
-
 def pulumi_dir(state_dir: Path) -> Path:
     """Where the default file backend and its passphrase live in a state dir."""
     return state_dir / "pulumi"
@@ -88,6 +79,49 @@ def pulumi_dir(state_dir: Path) -> Path:
 def backend_url(state_dir: Path, environ: Mapping[str, str]) -> str:
     """The backend stacks are kept in: $PULUMI_BACKEND_URL, else a file backend in the state dir."""
     return environ.get(BACKEND_ENV) or pulumi_dir(state_dir).absolute().as_uri()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where the stacks are kept, and how it was chosen: to say how to choose another."""
+
+    url: str
+    state_dir: Path  # absolute; its backend is the default one
+    from_env: bool  # $PULUMI_BACKEND_URL named it, and the state dir plays no part
+
+    def __str__(self) -> str:
+        if self.from_env:
+            return f"{self.url} (${BACKEND_ENV})"
+        return f"{self.url} (state dir {self.state_dir})"
+
+    def elsewhere(self) -> str:
+        """How to name the backend a stack was deployed to, when it is not this one."""
+        if self.from_env:
+            return f"if it was deployed to another backend, name that one in ${BACKEND_ENV}"
+        return ("if it was deployed from another state dir, give that one with --state-dir "
+                "or FAILOVER_STATE_DIR (the default, .failover/lab, is under the current "
+                "folder)")
+
+
+def backend_of(state_dir: Path | None, environ: Mapping[str, str]) -> Backend:
+    """The backend stacks are kept in, for the state dir given (else the default one)."""
+    root = (state_dir or default_state_dir()).absolute()
+    return Backend(backend_url(root, environ), root, bool(environ.get(BACKEND_ENV)))
+
+
+def new_stack_notice(stack: str, backend: Backend, deployed: int) -> str | None:
+    """What ``preview`` and ``up`` say of a stack with nothing deployed (``deployed``
+    resources in its state) in the backend: None when something is."""
+    if deployed:
+        return None
+    return (f"stack {stack} has nothing deployed in {backend}: `up` would create every "
+            f"resource of it anew; {backend.elsewhere()}")
+
+
+def deployed_resources(stack: Stack) -> int:
+    """How many resources the stack's state in its backend holds (none: new or destroyed)."""
+    state = stack.export_stack().deployment or {}
+    return len(state.get("resources") or [])
 
 
 def workspace_env(state_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
@@ -137,18 +171,40 @@ def _automation() -> ModuleType:
 
 
 def error_line(error: Exception) -> str:
-    """Pulumi's own error line from a failed command: the first ``error:``, else its last words.
+    """Pulumi's own error line from a failed command: a Python traceback's last line, else
+    the first ``error:``, else its first words.
 
     A ``CommandError`` keeps the command's output only in its text
     (``code: ...  stdout: ...  stderr: ...``). The program's diagnostics (stdout)
     say more than the CLI's closing ``error: update failed`` (stderr), so they come first.
+    A program that raised is reported by Pulumi's Python host as ``error: Program failed
+    with an unhandled exception:`` and a traceback: the exception's own line says what.
     """
     head, _, stderr = str(error).partition("\n stderr: ")
     stdout = head.partition("\n stdout: ")[2]
-    lines = [line.strip() for line in (*stdout.splitlines(), *stderr.splitlines())]
+    raw = [*stdout.splitlines(), *stderr.splitlines()]
+    lines = [line.strip() for line in raw]
     errors = [line for line in lines if line.startswith("error:")]
     said = [line for line in lines if line]
-    return " ".join((errors or said or ["pulumi failed and said nothing"])[0].split())
+    found = _raised(raw) or (errors or said or ["pulumi failed and said nothing"])[0]
+    return " ".join(found.split())
+
+
+def _raised(lines: list[str]) -> str | None:
+    """The exception line of the last Python traceback in ``lines``, if there is one.
+
+    A traceback's frames are indented under its header; the exception's line
+    is the first one after them at the header's own indentation.
+    """
+    found = None
+    header: int | None = None
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        if line.strip() == "Traceback (most recent call last):":
+            header = indent
+        elif header is not None and line.strip() and indent <= header:
+            found, header = line.strip(), None
+    return found
 
 
 def _is_pulumi(program: object) -> bool:
@@ -156,7 +212,7 @@ def _is_pulumi(program: object) -> bool:
 
 
 @contextmanager
-def pulumi_errors(site: str, backend: str) -> Iterator[None]:
+def pulumi_errors(stack: str, backend: Backend) -> Iterator[None]:
     """Turn what Pulumi's Automation API raises into our errors, one line each."""
     auto = _automation()
     try:
@@ -175,35 +231,35 @@ def pulumi_errors(site: str, backend: str) -> Iterator[None]:
         raise PulumiMissing(f"the Pulumi CLI cannot be used: {' '.join(str(exc).split())}") \
             from None
     except auto.StackNotFoundError:
-        raise StackFailed(f"stack {site} has no state in {backend} yet: run `failover stack up "
-                          f"--site {site}` first") from None
+        raise StackFailed(f"stack {stack} has no state in {backend} yet: run `failover stack up "
+                          f"--site {stack}` first, or, {backend.elsewhere()}") from None
     except auto.ConcurrentUpdateError as exc:
-        raise StackFailed(f"stack {site} is being changed by another update (wait for it to "
+        raise StackFailed(f"stack {stack} is being changed by another update (wait for it to "
                           f"end): {error_line(exc)}") from None
     except auto.CommandError as exc:
-        raise StackFailed(f"pulumi failed on stack {site}: {error_line(exc)}") from None
+        raise StackFailed(f"pulumi failed on stack {stack}: {error_line(exc)}") from None
 
 
 @contextmanager
 def opened_stack(
-    site: str, state_dir: Path | None = None, project_dir: Path | None = None, *,
+    stack: str, state_dir: Path | None = None, project_dir: Path | None = None, *,
     create: bool = True, which: Which = shutil.which,
 ) -> Iterator[Stack]:
-    """The site's stack in a LocalWorkspace over the project, with Pulumi's errors translated.
+    """The stack in a LocalWorkspace over the project, with Pulumi's errors translated.
 
     ``create`` makes the stack in the backend when it has none yet (preview,
     up); without it, a stack never deployed is an error (outputs, destroy).
     Errors raised inside the ``with`` block are translated too.
     """
     project = project_dir or PROJECT_DIR
-    check_stack(site, project)
+    check_stack(stack, project)
     require_cli(which)
     auto = _automation()
-    root = state_dir or default_state_dir()
-    env = workspace_env(root, os.environ)
-    with pulumi_errors(site, backend_url(root, os.environ)):
+    backend = backend_of(state_dir, os.environ)
+    env = workspace_env(backend.state_dir, os.environ)
+    with pulumi_errors(stack, backend):
         open_stack = auto.create_or_select_stack if create else auto.select_stack
-        yield open_stack(stack_name=site, work_dir=str(project),
+        yield open_stack(stack_name=stack, work_dir=str(project),
                          opts=auto.LocalWorkspaceOptions(env_vars=env))
 
 
@@ -213,10 +269,10 @@ def plain_outputs(outputs: Mapping[str, OutputValue], *, show_secrets: bool) -> 
             for name, output in sorted(outputs.items())}
 
 
-def stack_outputs(site: str, state_dir: Path | None) -> dict[str, Any]:
-    """The outputs of the site's deployed stack, secrets included, as plain values."""
-    with opened_stack(site, state_dir, create=False) as stack:
-        return plain_outputs(stack.outputs(), show_secrets=True)
+def stack_outputs(stack: str, state_dir: Path | None) -> dict[str, Any]:
+    """The outputs of a deployed stack, secrets included, as plain values."""
+    with opened_stack(stack, state_dir, create=False) as opened:
+        return plain_outputs(opened.outputs(), show_secrets=True)
 
 
 def change_summary(changes: Mapping[Any, int] | None) -> str:

@@ -30,8 +30,13 @@ from infra.components.storage import (
 DEBIAN_ACCOUNT = "136693071363"  # Debian's own AMIs (wiki.debian.org/Cloud/AmazonEC2Image)
 DEBIAN_12 = "debian-12-amd64-*"
 # What `failover watch` asks EC2 (DescribeInstances): read-only, and nothing else.
+# DescribeInstanceAttribute is a Describe too, but it hands out an instance's user-data,
+# which carries the agent's secret: with it, the controller's key (kept on the machine
+# `failover watch` runs on) would open every agent. An explicit Deny wins over the Allow.
+USER_DATA_ACTION = "ec2:DescribeInstanceAttribute"
 CONTROLLER_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}]})
+    {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
+    {"Effect": "Deny", "Action": USER_DATA_ACTION, "Resource": "*"}]})
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,13 @@ class AwsSiteArgs:
     rules: Sequence[Ingress]
     bucket: str
     agent: AgentArgs
+    ssh_public_key: str | None = None  # the operators' key, for Debian's `admin` user
 
 
 class AwsSite(pulumi.ComponentResource):
     """A VPC and subnet, a security group, an EC2 host running the agent, an Elastic IP,
-    a versioned bucket, and IAM users for the controller and for the bucket."""
+    a versioned bucket, IAM users for the controller and for the bucket, and the
+    operators' SSH key when one is given."""
 
     def __init__(self, name: str, args: AwsSiteArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -60,16 +67,25 @@ class AwsSite(pulumi.ComponentResource):
             most_recent=True, owners=[DEBIAN_ACCOUNT],
             filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[DEBIAN_12])],
             opts=pulumi.InvokeOutputOptions(parent=self)).id
+        key = None if args.ssh_public_key is None else aws.ec2.KeyPair(
+            f"{name}-ssh", key_name=f"failover-{args.site}", public_key=args.ssh_public_key,
+            tags=tags, opts=child)
         self.instance = aws.ec2.Instance(
             f"{name}-host", ami=image, instance_type=args.host.instance_type,
             subnet_id=subnet.id, vpc_security_group_ids=[group.id],
+            # A route out from the first boot: cloud-init's apt and pip run before the
+            # Elastic IP is associated (it needs the instance first), and a host without a
+            # public address has no way out through the Internet gateway.
+            associate_public_ip_address=True,
             user_data=self.agent.user_data, tags=tags,
+            key_name=key.key_name if key is not None else None,
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 volume_size=args.host.disk_gb, volume_type="gp3", encrypted=True),
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(http_tokens="required"),
-            # The database lives on this host: a newer Debian AMI or a changed user-data
-            # must never replace it. A new host is `failover rebuild`'s business.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami", "user_data"]))
+            # The database lives on this host: a newer Debian AMI, a changed user-data or
+            # SSH key must never replace it. A new host is `failover rebuild`'s business.
+            opts=pulumi.ResourceOptions(parent=self,
+                                        ignore_changes=["ami", "user_data", "key_name"]))
         self.ip = aws.ec2.Eip(f"{name}-ip", domain="vpc", tags=tags, opts=child)
         aws.ec2.EipAssociation(f"{name}-ip-host", allocation_id=self.ip.allocation_id,
                                instance_id=self.instance.id, opts=child)
@@ -89,7 +105,8 @@ class AwsSite(pulumi.ComponentResource):
                           enable_dns_hostnames=True, enable_dns_support=True, tags=tags,
                           opts=child)
         subnet = aws.ec2.Subnet(f"{name}-subnet", vpc_id=vpc.id,
-                                cidr_block=args.host.subnet_cidr, tags=tags, opts=child)
+                                cidr_block=args.host.subnet_cidr, map_public_ip_on_launch=True,
+                                tags=tags, opts=child)
         gateway = aws.ec2.InternetGateway(f"{name}-gateway", vpc_id=vpc.id, tags=tags,
                                           opts=child)
         routes = aws.ec2.RouteTable(f"{name}-routes", vpc_id=vpc.id, tags=tags, routes=[

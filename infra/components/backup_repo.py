@@ -78,6 +78,9 @@ class BackupRepo(pulumi.ComponentResource):
                                                    bucket_policy([bucket.arn])), opts=child)
         return bucket, user.keys
 
-    def credentials_output(self) -> dict[str, pulumi.Output[dict[str, Any]]]:
-        """Each repository's keys, as the stack exports them (secrets)."""
-        return {name: keys_output(keys) for name, keys in self.credentials.items()}
+    def credentials_output(self) -> pulumi.Output[dict[str, Any]]:
+        """Each repository's keys by name, as the stack exports them: one secret mapping."""
+        # Secret as a whole: a plain mapping of secrets is exported with its keys in the
+        # clear, and `pulumi stack output` (so the Automation API) calls it not secret.
+        return pulumi.Output.secret({name: keys_output(keys)
+                                     for name, keys in self.credentials.items()})

@@ -45,11 +45,13 @@ class HetznerSiteArgs:
     bucket: str
     keys: KeyPair  # Hetzner's S3 keys, for the bucket
     agent: AgentArgs
+    ssh_public_key: str | None = None  # the operators' key, for root
 
 
 class HetznerSite(pulumi.ComponentResource):
     """A primary IP, a firewall, a private network, a server running the agent with its
-    PostgreSQL data on a volume, and a versioned bucket in Hetzner's object storage."""
+    PostgreSQL data on a volume (and the operators' SSH key when one is given), and a
+    versioned bucket in Hetzner's object storage."""
 
     def __init__(self, name: str, args: HetznerSiteArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -79,6 +81,10 @@ class HetznerSite(pulumi.ComponentResource):
                 lambda id_: f"/mnt/HC_Volume_{id_}/postgresql"))
         self.agent = SiteAgent(f"{name}-agent", agent, opts=child)
         if args.role != "spare":
+            # Made with the server only: a spare's host is `failover rebuild`'s.
+            key = None if args.ssh_public_key is None else hcloud.SshKey(
+                f"{name}-ssh", name=resource_name, public_key=args.ssh_public_key,
+                labels=labels, opts=child)
             self.server = hcloud.Server(
                 f"{name}-host", name=resource_name, server_type=host.server_type,
                 image=host.image, location=host.location, labels=labels,
@@ -86,9 +92,10 @@ class HetznerSite(pulumi.ComponentResource):
                 public_nets=[hcloud.ServerPublicNetArgs(
                     ipv4_enabled=True, ipv4=_int(self.ip.id), ipv6_enabled=False)],
                 networks=[hcloud.ServerNetworkArgs(network_id=_int(network.id))],
+                ssh_keys=[key.id] if key is not None else None,
                 # As at AWS: the database's host is never replaced by a plan.
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet],
-                                            ignore_changes=["image", "user_data"]))
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet], ignore_changes=[
+                    "image", "user_data", "ssh_keys"]))
             hcloud.VolumeAttachment(f"{name}-data-host", volume_id=_int(volume.id),
                                     server_id=_int(self.server.id), automount=True, opts=child)
         s3 = hetzner_s3(f"{name}-s3", host.location, args.keys, opts=child)

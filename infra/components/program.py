@@ -1,9 +1,10 @@
 """One site's stack, from its settings: the components, and the outputs they export.
 
-``stacks/__main__.py`` exports what ``site_stack`` returns. The outputs are a
-contract, written down as ``failover.stacks.outputs.StackOutputs``, from which
-``failover config from-stacks`` builds ``failover.yaml``; every secret among
-them (``SECRET_OUTPUTS`` there) is a Pulumi secret.
+``stacks/__main__.py`` runs ``main``, which exports what ``site_stack`` returns.
+The outputs are a contract, written down as ``failover.stacks.outputs.StackOutputs``,
+from which ``failover config from-stacks`` builds ``failover.yaml``; every secret
+among them (``SECRET_OUTPUTS`` there) is a Pulumi secret as a whole: `pulumi stack
+output` shows a mapping that merely holds secrets with its keys in the clear.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any
 
 import pulumi
 
+from failover.exceptions import FailoverError
 from infra.components.agent import APP_DATABASE, AgentArgs
 from infra.components.aws_site import AwsSite, AwsSiteArgs
 from infra.components.backup_repo import BackupRepo, BackupRepoArgs
 from infra.components.dns_zone import DnsZone, DnsZoneArgs
 from infra.components.hetzner_site import HetznerSite, HetznerSiteArgs
 from infra.components.rules import ingress_rules
-from infra.components.settings import KeyPair, SiteSettings
+from infra.components.settings import KeyPair, SiteSettings, load_settings
 from infra.components.storage import keys_output, s3_url
 
 HCLOUD_API = "https://api.hetzner.cloud/v1"
@@ -82,7 +84,7 @@ def _aws_site(settings: SiteSettings) -> tuple[AwsSite, str, KeyPair, dict[str, 
     site = AwsSite(settings.site, AwsSiteArgs(
         site=settings.site, host=settings.aws, bucket=settings.bucket,
         rules=ingress_rules(settings.ports, settings.access),
-        agent=_agent(settings, region)))
+        agent=_agent(settings, region), ssh_public_key=settings.ssh_public_key))
     extra = {"api": {"kind": "ec2", "region": region},
              "controller_credentials": keys_output(site.controller.keys)}
     return site, region, site.storage.keys, extra
@@ -95,7 +97,7 @@ def _hetzner_site(settings: SiteSettings) -> tuple[HetznerSite, str, KeyPair, di
     site = HetznerSite(settings.site, HetznerSiteArgs(
         site=settings.site, role=settings.role, host=host, bucket=settings.bucket,
         keys=settings.hetzner_keys, rules=ingress_rules(settings.ports, settings.access),
-        agent=_agent(settings, host.location)))
+        agent=_agent(settings, host.location), ssh_public_key=settings.ssh_public_key))
     extra: dict[str, Any] = {"api": {"kind": "hcloud", "endpoint": HCLOUD_API}}
     if settings.role == "spare":
         access = settings.access
@@ -108,6 +110,19 @@ def _hetzner_site(settings: SiteSettings) -> tuple[HetznerSite, str, KeyPair, di
 
 
 def export(outputs: dict[str, Any]) -> None:
-    """Export a stack's outputs (what ``stacks/__main__.py`` does)."""
+    """Export a stack's outputs."""
     for name, value in outputs.items():
         pulumi.export(name, value)
+
+
+def main() -> None:
+    """The program of the current stack (``stacks/__main__.py``): its settings, its site,
+    its outputs; wrong settings are Pulumi's one error, naming every problem."""
+    try:
+        settings = load_settings()
+    except FailoverError as exc:
+        # Pulumi's Python host prints a RunError's message as the program's error; anything
+        # else it prints as "Program failed with an unhandled exception:" and a traceback,
+        # whose first line is all `failover stack` would show.
+        raise pulumi.RunError(str(exc)) from None
+    export(site_stack(settings))

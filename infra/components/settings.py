@@ -28,8 +28,13 @@ Provider = Literal["aws", "hetzner"]
 Role = Literal["primary", "standby", "spare"]
 RecordType = Literal["A", "AAAA"]
 
+# Hetzner's object storage is in these locations only (its servers are in more).
+OBJECT_STORAGE_LOCATIONS = ("fsn1", "nbg1", "hel1")
 _SITE = re.compile(r"[a-z][a-z0-9-]{0,31}")  # as the agent's config wants it
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# An OpenSSH public key line: its type, its base64, a comment if any (never a private key).
+_SSH_KEY = re.compile(r"(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|"
+                      r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+=*( .*)?")
 _LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*|@")
 
 
@@ -140,6 +145,7 @@ class SiteSettings:
     hetzner_keys: KeyPair | None = None  # Hetzner's S3 keys: made in its console, not its API
     backups: tuple[RepositoryTarget, ...] = ()
     zone: ZoneSettings | None = None
+    ssh_public_key: str | None = None  # the operators' SSH key: `admin` at AWS, root at Hetzner
 
 
 def load_settings() -> SiteSettings:
@@ -168,6 +174,7 @@ def load_settings() -> SiteSettings:
         hetzner_keys=keys,
         backups=_each(RepositoryTarget, config.get_object("backups"), "backups", problems),
         zone=_zone(config.get_object("dns"), problems),
+        ssh_public_key=(config.get("sshPublicKey") or "").strip() or None,
     )
     problems += check(settings)
     if problems:
@@ -195,11 +202,21 @@ def check(settings: SiteSettings) -> list[str]:
     if needs_keys and settings.hetzner_keys is None:
         problems.append("hetznerS3AccessKey, hetznerS3SecretKey: Hetzner's object storage "
                         "needs its S3 keys (made in the Hetzner console), as secrets")
+    if settings.hetzner is not None and settings.hetzner.location not in OBJECT_STORAGE_LOCATIONS:
+        problems.append(f"hetzner.location: {settings.hetzner.location!r} has no Hetzner "
+                        "object storage for the site's bucket (it is at "
+                        f"{', '.join(OBJECT_STORAGE_LOCATIONS)})")
     for i, target in enumerate(settings.backups):
         if not _BUCKET.fullmatch(target.bucket):
             problems.append(f"backups.{i}.bucket: {target.bucket!r} is not a valid bucket name")
+        if target.provider == "hetzner" and target.region not in OBJECT_STORAGE_LOCATIONS:
+            problems.append(f"backups.{i}.region: {target.region!r} has no Hetzner object "
+                            f"storage (it is at {', '.join(OBJECT_STORAGE_LOCATIONS)})")
     if settings.zone is not None:
         problems += _check_zone(settings.zone, settings.role)
+    if settings.ssh_public_key is not None and not _SSH_KEY.fullmatch(settings.ssh_public_key):
+        problems.append("sshPublicKey: expected one OpenSSH public key line "
+                        "(ssh-ed25519 AAAA... you@host), as in ~/.ssh/id_ed25519.pub")
     return problems
 
 
@@ -268,9 +285,20 @@ def _access(values: Mapping[str, Any], problems: list[str]) -> Access:
     unknown = set(values) - {"peers", "controller", "admin"}
     if unknown:
         problems.append(f"access: unknown keys {', '.join(sorted(unknown))}")
-    return Access(peers=dict(values.get("peers") or {}),
-                  controller=tuple(values.get("controller") or ()),
-                  admin=tuple(values.get("admin") or ()))
+    peers = values.get("peers") or {}
+    if not isinstance(peers, Mapping):
+        problems.append("access.peers: expected a mapping of the other sites' names to "
+                        "their addresses")
+        peers = {}
+    lists = {}
+    for key in ("controller", "admin"):
+        lists[key] = values.get(key) or []
+        if not isinstance(lists[key], list):
+            problems.append(f"access.{key}: expected a list of addresses")
+            lists[key] = []
+    return Access(peers={str(name): str(address) for name, address in peers.items()},
+                  controller=tuple(map(str, lists["controller"])),
+                  admin=tuple(map(str, lists["admin"])))
 
 
 def _zone(values: Any, problems: list[str]) -> ZoneSettings | None:

@@ -6,7 +6,7 @@ cloud-init or systemd, so it reads the ``#cloud-config`` document that
 this machine:
 
 - every ``write_files`` entry under the fake's root (the lab's state dir) is
-  written there with its permissions (0600 ones through ``write_private``);
+  written there with its permissions (each replaced whole: ``replace_file``);
   ``owner`` is not applied (the lab runs as one user);
 - entries for the host's own setup are left alone: the systemd unit (read for
   its ``ExecStart=``, never installed) and PostgreSQL's packaging defaults;
@@ -47,7 +47,7 @@ from failover.agent.install import UNIT_DIR, UNIT_NAME
 from failover.agent.supervisor import read_children
 from failover.configpaths import resolve_paths
 from failover.processes import ProcessRecord, is_alive, spawn, stop
-from failover.secretfiles import write_private
+from failover.secretfiles import replace_file
 from infra.lab import refapp
 from infra.lab.paths import LabPaths
 
@@ -220,10 +220,9 @@ def write_files(plan: BootPlan) -> None:
     for file in plan.files:
         # 0755 as cloud-init makes them: the server's postgres user may have to pass.
         file.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        if file.mode == 0o600:
-            write_private(file.path, file.content)
-        else:
-            _write(file)
+        # Whole or not at all: in the lab the controller reads the same files (the
+        # spare's agent secret), and a file truncated before it is written reads empty.
+        replace_file(file.path, file.content, file.mode)
 
 
 def boot(plan: BootPlan, root: Path, server: dict[str, Any],
@@ -241,15 +240,6 @@ def boot(plan: BootPlan, root: Path, server: dict[str, Any],
         stop(agent)  # never leave a process that nothing records
         raise
     return agent
-
-
-def _write(file: FileToWrite) -> None:
-    fd = os.open(file.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, file.mode)
-    try:
-        os.fchmod(fd, file.mode)  # whatever the umask
-        os.write(fd, file.content.encode())
-    finally:
-        os.close(fd)
 
 
 def _record_file(root: Path, server_name: str) -> Path:

@@ -15,18 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from failover.cli import cli
-from failover.stacks.workspace import PROJECT_DIR, known_stacks
-
-STACKS = ("aws-primary", "hetzner-standby", "spare")
-
-
-def pulumi_project(root: Path) -> Path:
-    """A Pulumi project folder with the three sites' stack files."""
-    root.mkdir(parents=True)
-    (root / "Pulumi.yaml").write_text("name: failover\nruntime: python\n")
-    for name in STACKS:
-        (root / f"Pulumi.{name}.yaml").write_text("config: {}\n")
-    return root
+from failover.stacks.project import known_stacks
+from failover.stacks.workspace import PROJECT_DIR
+from tests.stacks.projects import SITES, pulumi_project
 
 
 def without_pulumi(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -66,19 +57,31 @@ def test_without_the_pulumi_cli_every_other_command_says_so_too(
 
 
 def test_the_repositorys_own_stacks_meet_the_missing_cli_too(tmp_path: Path) -> None:
-    assert set(STACKS) <= set(known_stacks(PROJECT_DIR))
+    assert set(SITES) <= set(known_stacks(PROJECT_DIR))
     done = without_pulumi(tmp_path, "stack", "preview", "--site", "aws-primary",
                           "--state-dir", str(tmp_path / "lab"))
     assert_no_cli_said(done.returncode, done.stdout, done.stderr)
 
 
-def test_an_unknown_site_names_the_stacks_there_are(tmp_path: Path) -> None:
+def test_an_unknown_site_names_the_sites_and_their_stacks(tmp_path: Path) -> None:
     project = pulumi_project(tmp_path / "stacks")
-    result = CliRunner().invoke(cli, ["stack", "outputs", "--site", "aws", "--project-dir",
+    result = CliRunner().invoke(cli, ["stack", "outputs", "--site", "gcp", "--project-dir",
                                       str(project), "--state-dir", str(tmp_path / "lab")])
     assert result.exit_code == 2
-    assert result.stderr == (f"failover: error: no stack 'aws' in {project} (no "
-                             "Pulumi.aws.yaml); stacks: aws-primary, hetzner-standby, spare\n")
+    assert result.stderr == (f"failover: error: --site gcp: no site or stack of that name in "
+                             f"{project} (site -> stack: aws -> aws-primary, hetzner -> "
+                             "hetzner-standby, spare -> spare)\n")
+
+
+@pytest.mark.parametrize("site", ["aws", "aws-primary"])
+def test_site_takes_the_site_s_name_as_every_other_site_option_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: str) -> None:
+    # Taken: the command goes on to look for the Pulumi CLI, which is missing here.
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    project = pulumi_project(tmp_path / "stacks")
+    result = CliRunner().invoke(cli, ["stack", "preview", "--site", site, "--project-dir",
+                                      str(project), "--state-dir", str(tmp_path / "lab")])
+    assert_no_cli_said(result.exit_code, result.stdout, result.stderr)
 
 
 def test_the_help_says_what_the_commands_need() -> None:
@@ -87,3 +90,5 @@ def test_the_help_says_what_the_commands_need() -> None:
     said = " ".join(result.output.split())
     assert "Pulumi CLI on PATH" in said and "HCLOUD_TOKEN" in said and "AWS_" in said
     assert "PULUMI_BACKEND_URL" in said
+    assert "--state-dir or FAILOVER_STATE_DIR" in said  # the default is under the folder
+    assert "The site (its failover:site, e.g. aws) or its stack's name" in said

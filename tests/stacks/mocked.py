@@ -32,6 +32,8 @@ import pulumi_aws
 import yaml
 from pulumi.runtime.mocks import MockMonitor
 
+from tests.stacks.projects import SITES
+
 # pulumi-aws loads its modules lazily, and loading one warns (Python's warnings) about the
 # deprecated classes it defines (s3.BucketV2, ...), used or not: loaded here, quietly. What
 # a stack itself uses that is deprecated, the SDK tells the engine (Deployed.warnings).
@@ -46,7 +48,6 @@ PROJECT_DIR = Path(__file__).resolve().parents[2] / "stacks"
 # The sites' addresses as the mocked providers hand them out (documentation ranges).
 ADDRESSES = {"aws-primary": "203.0.113.10", "hetzner-standby": "203.0.113.20",
              "spare": "203.0.113.30"}
-SITES = {"aws-primary": "aws", "hetzner-standby": "hetzner", "spare": "spare"}
 CONTROLLER = "198.51.100.7"
 ADMIN = "192.0.2.0/24"
 HETZNER_KEYS = {"failover:hetznerS3AccessKey": "MOCKHETZNERACCESSKEY",
@@ -212,10 +213,15 @@ def _open_loop() -> None:
 
 
 async def _resolved(outputs: Mapping[str, Any]) -> dict[str, tuple[Any, bool]]:
+    """Each output's plain value, and whether the engine would call the output secret."""
     resolved = {}
     for name, value in outputs.items():
-        output = pulumi.Output.from_input(value)
-        resolved[name] = (await output.future(), await output.is_secret())
+        # from_input would call a mapping secret when anything inside it is; the engine
+        # keeps such secrets where they are, and `pulumi stack output` (so the Automation
+        # API) calls an output secret only when its whole value is: only a secret Output
+        # at the top counts.
+        secret = isinstance(value, pulumi.Output) and await value.is_secret()
+        resolved[name] = (await pulumi.Output.from_input(value).future(), secret)
     return resolved
 
 

@@ -7,7 +7,9 @@ Pulumi policy pack would at preview time.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +20,15 @@ from failover.provision.network import cidr
 from failover.stacks.outputs import SECRET_OUTPUTS
 from tests.stacks.mocked import Deployed, Made, is_secret, plain
 
-DATABASE_PORT = 5432
 SG_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+SG_OLD_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"  # ingress or egress, in one
 SG = "aws:ec2/securityGroup:SecurityGroup"
 HCLOUD_FIREWALL = "hcloud:index/firewall:Firewall"
 BUCKET = "aws:s3/bucket:Bucket"
 VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 HOSTS = ("aws:ec2/instance:Instance", "hcloud:index/server:Server")
+USER_POLICY = "aws:iam/userPolicy:UserPolicy"
+USER_DATA_ACTION = "ec2:DescribeInstanceAttribute"  # what hands out a host's user-data
 
 
 @dataclass(frozen=True)
@@ -55,23 +59,34 @@ def _ports(text: Any) -> tuple[int, int]:
     return int(low), int(high or low)
 
 
+def _range(rule: Mapping[str, Any], protocol: str) -> tuple[int, int]:
+    """An AWS rule's ports: every port for protocol -1 (or "all"), else from..to."""
+    if str(_get(rule, protocol)).lower() in ("-1", "all"):
+        return 0, 65535
+    low = int(_get(rule, "fromPort") or 0)
+    return low, int(_get(rule, "toPort") or low)
+
+
 def openings(made: Iterable[Made]) -> list[Opening]:
-    """Every inbound opening of every security group rule and Hetzner firewall rule."""
+    """Every inbound opening of every security group rule (the VPC resource, the older
+    EC2 one, or inline in a group) and Hetzner firewall rule."""
     found = []
     for resource in made:
         inputs = plain(resource.inputs)
         if resource.type == SG_RULE:
-            every = str(inputs.get("ipProtocol")) == "-1"
-            low = 0 if every else int(inputs.get("fromPort", 0))
-            high = 65535 if every else int(inputs.get("toPort", low))
+            low, high = _range(inputs, "ipProtocol")
             for source in (inputs.get("cidrIpv4"), inputs.get("cidrIpv6")):
                 if source:
                     found.append(Opening(resource.name, low, high, source))
+        elif resource.type == SG_OLD_RULE and inputs.get("type") == "ingress":
+            low, high = _range(inputs, "protocol")
+            found += [Opening(resource.name, low, high, s) for s in
+                      (inputs.get("cidrBlocks") or []) + (inputs.get("ipv6CidrBlocks") or [])]
         elif resource.type == SG:  # rules written inline in the group, if anyone does
             for rule in inputs.get("ingress") or []:
+                low, high = _range(rule, "protocol")
                 sources = (_get(rule, "cidrBlocks") or []) + (_get(rule, "ipv6CidrBlocks") or [])
-                found += [Opening(resource.name, int(_get(rule, "fromPort")),
-                                  int(_get(rule, "toPort")), s) for s in sources]
+                found += [Opening(resource.name, low, high, s) for s in sources]
         elif resource.type == HCLOUD_FIREWALL:
             for rule in inputs.get("rules") or []:
                 if rule.get("direction") == "in":
@@ -81,24 +96,31 @@ def openings(made: Iterable[Made]) -> list[Opening]:
     return found
 
 
-def database_open_to_world(made: Iterable[Made], port: int = DATABASE_PORT) -> list[str]:
-    """Rules that let anyone at all reach the database port."""
-    return [f"{o.resource}: port {port} is open to {o.source}" for o in openings(made)
+def database_port(deployed: Deployed) -> int:
+    """The port the stack's PostgreSQL listens on, as its ``database`` output says."""
+    return int(deployed.outputs["database"]["port"])
+
+
+def database_open_to_world(deployed: Deployed) -> list[str]:
+    """Rules that let anyone at all reach the stack's database port."""
+    port = database_port(deployed)
+    return [f"{o.resource}: port {port} is open to {o.source}" for o in openings(deployed.made)
             if o.covers(port) and ipaddress.ip_network(o.source, strict=False).prefixlen == 0]
 
 
-def replication_beyond_sites(made: Iterable[Made], sites: Sequence[str],
-                             controller: Sequence[str], port: int = DATABASE_PORT) -> list[str]:
+def replication_beyond_sites(deployed: Deployed, sites: Sequence[str],
+                             controller: Sequence[str]) -> list[str]:
     """Database-port sources that are neither another site's address nor the controller's."""
+    port = database_port(deployed)
     allowed = {cidr(address) for address in (*sites, *controller)}
     return [f"{o.resource}: port {port} is open to {o.source}, which is no site's address"
-            for o in openings(made) if o.covers(port) and o.source not in allowed]
+            for o in openings(deployed.made) if o.covers(port) and o.source not in allowed]
 
 
-def unreachable_peers(made: Iterable[Made], peers: Sequence[str],
-                      port: int = DATABASE_PORT) -> list[str]:
+def unreachable_peers(deployed: Deployed, peers: Sequence[str]) -> list[str]:
     """Peers that cannot reach the database port: replication between them would fail."""
-    reach = {o.source for o in openings(made) if o.covers(port)}
+    port = database_port(deployed)
+    reach = {o.source for o in openings(deployed.made) if o.covers(port)}
     return [f"site {p} cannot reach port {port}" for p in peers if cidr(p) not in reach]
 
 
@@ -109,6 +131,26 @@ def unversioned_buckets(made: Sequence[Made]) -> list[str]:
                  == "Enabled"}
     return [f"bucket {plain(b.inputs.get('bucket'))} ({b.name}) is not versioned"
             for b in made if b.type == BUCKET and b.id not in versioned]
+
+
+def _names(action: str, patterns: Any) -> bool:
+    """Whether an IAM statement's Action (a pattern or a list of them) covers ``action``."""
+    listed = [patterns] if isinstance(patterns, str) else list(patterns or [])
+    return any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in listed)
+
+
+def _may(document: Mapping[str, Any], action: str) -> bool:
+    """Whether an IAM policy document allows ``action`` and no statement of it denies it."""
+    statements = document.get("Statement") or []
+    effects = {s.get("Effect") for s in statements if _names(action, s.get("Action"))}
+    return "Allow" in effects and "Deny" not in effects
+
+
+def user_data_readers(made: Iterable[Made]) -> list[str]:
+    """IAM users that may read a host's user-data, where the agent's secret is."""
+    return [f"{policy.name}: allows {USER_DATA_ACTION}, which hands out a host's user-data "
+            "(the agent's secret)" for policy in made if policy.type == USER_POLICY
+            and _may(json.loads(plain(policy.inputs["policy"])), USER_DATA_ACTION)]
 
 
 def secret_strings(outputs: Mapping[str, Any], names: Iterable[str] = SECRET_OUTPUTS

@@ -26,6 +26,7 @@ from tests.stacks.mocked import (
 from tests.stacks.policies import SG_RULE, openings
 
 STACKS = ("aws-primary", "hetzner-standby", "spare")
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockMockMockMockMockMockMockMockMockMockMo op@desk"
 AWS, HETZNER, SPARE = (ADDRESSES[s] for s in STACKS)
 
 
@@ -96,6 +97,14 @@ def test_an_aws_site_has_a_network_of_its_own_with_a_route_out(
         subnet.id, routes.id)
 
 
+def test_an_aws_site_s_host_has_a_public_address_from_its_first_boot(
+        deployed: dict[str, Deployed]) -> None:
+    # cloud-init installs packages before the Elastic IP can be associated.
+    aws = deployed["aws-primary"]
+    assert aws.one("aws:ec2/subnet:Subnet").inputs["mapPublicIpOnLaunch"] is True
+    assert aws.one("aws:ec2/instance:Instance").inputs["associatePublicIpAddress"] is True
+
+
 def test_an_aws_site_s_host_boots_debian_with_secret_user_data_behind_an_elastic_ip(
         deployed: dict[str, Deployed]) -> None:
     aws = deployed["aws-primary"]
@@ -114,6 +123,20 @@ def test_an_aws_site_s_host_boots_debian_with_secret_user_data_behind_an_elastic
     assert aws.outputs["address"] == AWS
 
 
+def test_an_aws_host_gets_the_operators_ssh_key_when_one_is_given() -> None:
+    aws = deploy_site("aws-primary", failover_sshPublicKey=SSH_KEY)
+    key = aws.one("aws:ec2/keyPair:KeyPair")
+    assert (key.inputs["keyName"], key.inputs["publicKey"]) == ("failover-aws", SSH_KEY)
+    assert aws.one("aws:ec2/instance:Instance").inputs["keyName"] == "failover-aws"
+
+
+def test_an_aws_host_without_an_ssh_key_setting_has_no_key(
+        deployed: dict[str, Deployed]) -> None:
+    aws = deployed["aws-primary"]
+    assert not aws.of_type("aws:ec2/keyPair:KeyPair")
+    assert "keyName" not in aws.one("aws:ec2/instance:Instance").inputs
+
+
 def test_an_aws_site_opens_the_app_to_all_and_the_rest_to_named_addresses(
         deployed: dict[str, Deployed]) -> None:
     aws = deployed["aws-primary"]
@@ -126,7 +149,8 @@ def test_the_controller_may_describe_ec2_and_nothing_more(
         deployed: dict[str, Deployed]) -> None:
     aws = deployed["aws-primary"]
     assert _policy(aws, "aws-controller-policy") == {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}]}
+        {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "ec2:DescribeInstanceAttribute", "Resource": "*"}]}
     assert aws.one_named("aws-controller-key").inputs["user"] == "failover-aws-controller"
     assert aws.outputs["controller_credentials"]["access_key_id"] == "aws-controller-key-id"
 
@@ -171,6 +195,23 @@ def test_a_hetzner_server_has_its_address_firewall_network_and_data_volume(
     data_dir = _agent_config(plain(server.inputs["userData"])).postgres.data_dir
     assert str(data_dir) == f"/mnt/HC_Volume_{volume.id}/postgresql"
     assert made.outputs["address"] == HETZNER
+
+
+def test_a_hetzner_server_gets_the_operators_ssh_key_when_one_is_given() -> None:
+    made = deploy_site("hetzner-standby", failover_sshPublicKey=SSH_KEY)
+    key = made.one("hcloud:index/sshKey:SshKey")
+    assert (key.inputs["name"], key.inputs["publicKey"]) == ("failover-hetzner", SSH_KEY)
+    assert made.one("hcloud:index/server:Server").inputs["sshKeys"] == [key.id]
+    # A spare has no server to put it on: `failover rebuild` makes that.
+    assert not deploy_site("spare", failover_sshPublicKey=SSH_KEY).of_type(
+        "hcloud:index/sshKey:SshKey")
+
+
+def test_a_hetzner_server_without_an_ssh_key_setting_has_no_key(
+        deployed: dict[str, Deployed]) -> None:
+    made = deployed["hetzner-standby"]
+    assert not made.of_type("hcloud:index/sshKey:SshKey")
+    assert "sshKeys" not in made.one("hcloud:index/server:Server").inputs
 
 
 def test_a_hetzner_firewall_opens_the_app_to_all_and_the_rest_to_named_addresses(

@@ -164,6 +164,49 @@ def test_a_config_the_models_refuse_is_not_written(
     assert not out.exists() and not (tmp_path / "secrets").exists()
 
 
+def test_a_file_already_there_is_not_overwritten_without_force(
+        tmp_path: Path, outputs: Outputs, token: Path) -> None:
+    out = tmp_path / "failover.yaml"
+    out.write_text("# edited by hand\n")
+    result = from_stacks(tmp_path, outputs, "--out", str(out), "--hcloud-token-file", str(token))
+    assert (result.exit_code, result.stderr) == (2, (
+        f"failover: error: would overwrite {out}, losing what is there now (edits made since, "
+        "another deployment's keys); pass --force to replace\n"))
+    assert out.read_text() == "# edited by hand\n"
+    assert not (tmp_path / "secrets").exists()  # refused before anything was written
+
+
+def test_secret_files_already_there_are_named_and_not_overwritten_without_force(
+        tmp_path: Path, outputs: Outputs, token: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    write_private(keys / "tsig.key", "an older deployment's key\n")
+    write_private(keys / "aws-agent.secret", "an older agent's secret\n")
+    result = from_stacks(tmp_path, outputs, "--secrets-dir", str(keys),
+                         "--hcloud-token-file", str(token))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(
+        f"failover: error: would overwrite 2 secret files in {keys} (aws-agent.secret, "
+        "tsig.key), losing")
+    assert sorted(p.name for p in keys.iterdir()) == ["aws-agent.secret", "tsig.key"]
+
+
+def test_with_force_the_files_are_replaced_whole(
+        tmp_path: Path, outputs: Outputs, token: Path) -> None:
+    out = tmp_path / "failover.yaml"
+    args = ("--out", str(out), "--hcloud-token-file", str(token))
+    assert from_stacks(tmp_path, outputs, *args).exit_code == 0
+    secret = tmp_path / "secrets" / "aws-agent.secret"
+    write_private(secret, "an older agent's secret\n")
+    with secret.open() as reader:  # a controller reading it as it is replaced
+        result = from_stacks(tmp_path, outputs, *args, "--force")
+        assert result.exit_code == 0, result.output
+        assert reader.read() == "an older agent's secret\n"  # replaced, not truncated
+    assert secret.read_text() == outputs["aws-primary"]["agent_secret"] + "\n"
+    assert mode(secret) == 0o600 and mode(out) == 0o644
+    assert load_config(out).sites["aws"].address is not None
+
+
 def test_the_file_s_folder_must_exist(tmp_path: Path, outputs: Outputs) -> None:
     result = from_stacks(tmp_path, outputs, "--out", str(tmp_path / "no" / "failover.yaml"))
     assert (result.exit_code, result.stderr) == (

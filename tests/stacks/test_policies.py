@@ -3,6 +3,7 @@ purpose (the same function judges both)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from infra.components import program
+from infra.components import aws_site, program
 from infra.components.agent import AgentArgs, SiteAgent
 from infra.components.rules import WORLD, Ingress, ingress_rules
 from infra.components.settings import Ports, load_settings
@@ -34,6 +35,7 @@ from tests.stacks.policies import (
     replication_beyond_sites,
     unreachable_peers,
     unversioned_buckets,
+    user_data_readers,
 )
 
 STRANGER = "198.51.100.99"
@@ -64,7 +66,7 @@ def _with(stack: str, add: Any) -> Deployed:
 # -- No database port open to the world -------------------------------------------------
 
 def test_no_stack_opens_a_database_port_to_the_world(sites: list[Deployed]) -> None:
-    assert [problem for d in sites for problem in database_open_to_world(d.made)] == []
+    assert [problem for d in sites for problem in database_open_to_world(d)] == []
 
 
 @pytest.fixture
@@ -80,11 +82,19 @@ def a_rule_too_many(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("stack", ["aws-primary", "hetzner-standby"])
+@pytest.mark.parametrize("port", [5432, 6543])
 @pytest.mark.usefixtures("a_rule_too_many")
-def test_a_database_port_open_to_the_world_is_caught(stack: str) -> None:
-    broken = deploy_site(stack)
-    assert len(database_open_to_world(broken.made)) == 2  # IPv4 and IPv6
-    assert all("port 5432 is open to" in p for p in database_open_to_world(broken.made))
+def test_a_database_port_open_to_the_world_is_caught(stack: str, port: int) -> None:
+    broken = deploy_site(stack, failover_ports={"database": port})
+    assert len(database_open_to_world(broken)) == 2  # IPv4 and IPv6
+    assert all(f"port {port} is open to" in p for p in database_open_to_world(broken))
+
+
+def test_an_older_ec2_security_group_rule_open_to_the_world_is_caught() -> None:
+    broken = _with("aws-primary", lambda outputs: aws.ec2.SecurityGroupRule(
+        "debugging", type="ingress", security_group_id="sg-0mock", protocol="tcp",
+        from_port=5000, to_port=6000, cidr_blocks=["0.0.0.0/0"]))
+    assert database_open_to_world(broken) == ["debugging: port 5432 is open to 0.0.0.0/0"]
 
 
 # -- Replication only between the sites ---------------------------------------------------
@@ -92,15 +102,15 @@ def test_a_database_port_open_to_the_world_is_caught(stack: str) -> None:
 def test_the_database_port_is_open_to_the_other_sites_and_the_controller_only(
         sites: list[Deployed]) -> None:
     for deployed in sites:
-        assert replication_beyond_sites(deployed.made, _others(deployed), [CONTROLLER]) == []
-        assert unreachable_peers(deployed.made, _others(deployed)) == []
+        assert replication_beyond_sites(deployed, _others(deployed), [CONTROLLER]) == []
+        assert unreachable_peers(deployed, _others(deployed)) == []
 
 
 def test_a_database_port_open_to_an_address_that_is_no_site_is_caught() -> None:
     peers = {SITES[s]: a for s, a in ADDRESSES.items() if s != "hetzner-standby"}
     broken = deploy_site("hetzner-standby", failover_access={
         "peers": {**peers, "old-office": STRANGER}, "controller": [CONTROLLER]})
-    assert replication_beyond_sites(broken.made, _others(broken), [CONTROLLER]) == [
+    assert replication_beyond_sites(broken, _others(broken), [CONTROLLER]) == [
         f"hetzner-firewall: port 5432 is open to {STRANGER}/32, which is no site's address"]
 
 
@@ -136,8 +146,15 @@ def _secret_in_a_plain_output(outputs: dict[str, Any]) -> None:
         lambda secret: f"the agent's secret is {secret}")
 
 
+def _secrets_in_a_plain_mapping(outputs: dict[str, Any]) -> None:
+    # What the stacks once exported: a mapping whose values alone are secret, which
+    # `pulumi stack output` prints with its keys and the Automation API calls not secret.
+    outputs["repository_credentials"] = {"aws": outputs["objects_credentials"]}
+
+
 @pytest.mark.parametrize(("change", "problem"), [
     (_unsecret_agent_secret, "output agent_secret is not a Pulumi secret"),
+    (_secrets_in_a_plain_mapping, "output repository_credentials is not a Pulumi secret"),
     (_secret_in_a_plain_output, "output motd carries a secret's value in the clear"),
 ])
 def test_a_secret_in_the_clear_is_caught(change: Any, problem: str) -> None:
@@ -157,6 +174,24 @@ def test_a_user_data_in_the_clear_is_caught() -> None:
     problems = plain_secrets(deploy(leaky, stack="aws-primary"))
     assert problems[0] == "leaky: its user-data (with the agent's secret) is not a Pulumi secret"
     assert "leaky.userData carries a secret's value in the clear" in problems
+
+
+# -- No API key reads a host's user-data ---------------------------------------------------
+
+def test_no_api_user_may_read_a_host_s_user_data(sites: list[Deployed]) -> None:
+    assert sum(len(d.of_type("aws:iam/userPolicy:UserPolicy")) for d in sites) == 4
+    assert [problem for d in sites for problem in user_data_readers(d.made)] == []
+
+
+def test_a_controller_that_may_read_user_data_is_caught(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The controller's policy as it was: every Describe, DescribeInstanceAttribute among them.
+    monkeypatch.setattr(aws_site, "CONTROLLER_POLICY", json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}]}))
+    assert user_data_readers(deploy_site("aws-primary").made) == [
+        "aws-controller-policy: allows ec2:DescribeInstanceAttribute, which hands out a "
+        "host's user-data (the agent's secret)"]
 
 
 # -- The same app version on every site ---------------------------------------------------

@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
 from failover.exceptions import ConfigError
+from infra.components import program
 from infra.components.settings import SiteSettings, load_settings
 from tests.stacks.mocked import (
     ADDRESSES,
@@ -116,6 +118,58 @@ def test_an_aws_site_needs_its_region_and_the_app_s_version() -> None:
         "aws:region: an AWS site needs its region",
         "requirement: the app's version as pip installs it is required, e.g. "
         "failover==0.1.0"]
+
+
+def test_hetzner_buckets_only_where_hetzner_has_object_storage() -> None:
+    config = site_config("hetzner-standby", failover_hetzner={"location": "ash"},
+                         failover_backups=[{"name": "b", "provider": "hetzner",
+                                            "region": "hil", "bucket": "b-hil"}])
+    assert problems_of("hetzner-standby", config) == [
+        "hetzner.location: 'ash' has no Hetzner object storage for the site's bucket (it is "
+        "at fsn1, nbg1, hel1)",
+        "backups.0.region: 'hil' has no Hetzner object storage (it is at fsn1, nbg1, hel1)"]
+
+
+@pytest.mark.parametrize(("access", "problem"), [
+    ({"peers": ["203.0.113.10"]}, "access.peers: expected a mapping of the other sites' "
+                                  "names to their addresses"),
+    ({"controller": "198.51.100.7"}, "access.controller: expected a list of addresses"),
+    ({"admin": {"office": "192.0.2.0/24"}}, "access.admin: expected a list of addresses"),
+])
+def test_access_of_the_wrong_shape_is_a_problem_line(access: dict[str, Any],
+                                                     problem: str) -> None:
+    assert problems_of("aws-primary", site_config("aws-primary", failover_access=access)) == [
+        problem]
+
+
+def test_an_ssh_key_setting_must_be_a_public_key_line() -> None:
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockMockMock op@desk"
+    assert settings_of("spare", site_config("spare", failover_sshPublicKey=f" {key}\n")
+                       ).ssh_public_key == key
+    assert problems_of("spare", site_config(
+        "spare", failover_sshPublicKey="-----BEGIN OPENSSH PRIVATE KEY-----")) == [
+        "sshPublicKey: expected one OpenSSH public key line (ssh-ed25519 AAAA... you@host), "
+        "as in ~/.ssh/id_ed25519.pub"]
+    assert settings_of("spare", site_config("spare")).ssh_public_key is None
+
+
+def test_the_program_says_wrong_settings_as_pulumis_error_without_a_traceback() -> None:
+    # A RunError's message is what Pulumi's Python host prints as the program's error; any
+    # other exception it prints as a traceback under "Program failed with an unhandled
+    # exception:".
+    use_config(site_config("aws-primary", failover_role="leader", failover_bucket="B"))
+    with pytest.raises(pulumi.RunError) as refused:
+        deploy(lambda: program.main() or {}, stack="aws-primary")
+    assert str(refused.value) == (
+        "stack aws-primary: role: 'leader' must be one of primary, standby, spare; "
+        "bucket: 'B' is not a valid bucket name")
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+def test_the_program_makes_the_site_from_good_settings() -> None:
+    use_config(site_config("spare"))
+    made = deploy(lambda: program.main() or {}, stack="spare")
+    assert made.one("hcloud:index/primaryIp:PrimaryIp").inputs["name"] == "failover-spare"
 
 
 def test_the_controller_s_address_is_what_the_stacks_let_in() -> None:

@@ -16,33 +16,26 @@ import pytest
 from pulumi.automation import CommandResult, OpType, OutputValue
 from pulumi.automation.errors import create_command_error
 
-from failover.exceptions import ConfigError, UsageError
+from failover.exceptions import ConfigError
 from failover.stacks.workspace import (
     INSTALL_CLI,
     PASSPHRASE_FILE_ENV,
     PulumiMissing,
     StackFailed,
+    backend_of,
     change_summary,
-    check_stack,
     error_line,
-    known_stacks,
+    new_stack_notice,
     opened_stack,
     plain_outputs,
     pulumi_errors,
     require_cli,
     workspace_env,
 )
+from tests.stacks.projects import pulumi_project
 
-BACKEND = "file:///srv/pulumi-state"
-
-
-def pulumi_project(root: Path, *stacks: str) -> Path:
-    """A Pulumi project folder with one stack config file per name."""
-    root.mkdir(parents=True)
-    (root / "Pulumi.yaml").write_text("name: failover\nruntime: python\n")
-    for name in stacks:
-        (root / f"Pulumi.{name}.yaml").write_text("config: {}\n")
-    return root
+BACKEND = backend_of(Path("/srv/lab"), {})  # the state dir's own: file:///srv/lab/pulumi
+THEIR_BACKEND = backend_of(Path("/srv/lab"), {"PULUMI_BACKEND_URL": "s3://their-state"})
 
 
 def mode(path: Path) -> int:
@@ -104,23 +97,6 @@ def test_a_passphrase_file_others_can_read_is_refused(tmp_path: Path) -> None:
         workspace_env(tmp_path, {})
 
 
-# -- Which stacks ----------------------------------------------------------------------
-
-
-def test_the_stacks_are_the_projects_stack_files(tmp_path: Path) -> None:
-    project = pulumi_project(tmp_path / "stacks", "spare", "aws-primary", "hetzner-standby")
-    assert known_stacks(project) == ["aws-primary", "hetzner-standby", "spare"]
-    check_stack("spare", project)
-    with pytest.raises(UsageError, match=r"no stack 'aws' .*stacks: aws-primary, "
-                       r"hetzner-standby, spare$"):
-        check_stack("aws", project)
-
-
-def test_a_folder_without_pulumi_yaml_is_no_project(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"no Pulumi project in .*--project-dir"):
-        check_stack("aws-primary", tmp_path)
-
-
 # -- No Pulumi CLI ---------------------------------------------------------------------
 
 
@@ -135,7 +111,7 @@ def test_the_automation_apis_missing_cli_error_is_translated(
     # The look-up up front is told there is a pulumi: the real LocalWorkspace then
     # runs `pulumi version` on an empty PATH and raises FileNotFoundError itself.
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    project = pulumi_project(tmp_path / "stacks", "aws-primary")
+    project = pulumi_project(tmp_path / "stacks")
     with pytest.raises(PulumiMissing) as refused, opened_stack(
             "aws-primary", tmp_path / "lab", project, which=lambda name: f"/opt/{name}"):
         pytest.fail("the stack opened without a Pulumi CLI")
@@ -151,11 +127,48 @@ def test_a_missing_file_other_than_pulumi_is_not_called_a_missing_cli() -> None:
 # -- Pulumi's errors in one line -------------------------------------------------------
 
 
-def test_a_stack_never_deployed_says_to_run_up_first() -> None:
+def test_a_stack_never_deployed_says_where_it_looked_and_how_to_look_elsewhere() -> None:
     with pytest.raises(StackFailed) as refused, pulumi_errors("spare", BACKEND):
         raise failed(stderr="error: no stack named 'spare' found")
-    assert str(refused.value) == (f"stack spare has no state in {BACKEND} yet: run "
-                                  "`failover stack up --site spare` first")
+    assert str(refused.value) == (
+        "stack spare has no state in file:///srv/lab/pulumi (state dir /srv/lab) yet: run "
+        "`failover stack up --site spare` first, or, if it was deployed from another state "
+        "dir, give that one with --state-dir or FAILOVER_STATE_DIR (the default, "
+        ".failover/lab, is under the current folder)")
+    with pytest.raises(StackFailed) as refused, pulumi_errors("spare", THEIR_BACKEND):
+        raise failed(stderr="error: no stack named 'spare' found")
+    assert str(refused.value).endswith(
+        "no state in s3://their-state ($PULUMI_BACKEND_URL) yet: run `failover stack up "
+        "--site spare` first, or, if it was deployed to another backend, name that one in "
+        "$PULUMI_BACKEND_URL")
+
+
+# -- A stack with nothing deployed -----------------------------------------------------
+
+
+def test_a_stack_with_nothing_deployed_is_said_to_be_new_naming_the_backend() -> None:
+    assert new_stack_notice("aws-primary", BACKEND, deployed=0) == (
+        "stack aws-primary has nothing deployed in file:///srv/lab/pulumi (state dir "
+        "/srv/lab): `up` would create every resource of it anew; if it was deployed from "
+        "another state dir, give that one with --state-dir or FAILOVER_STATE_DIR (the "
+        "default, .failover/lab, is under the current folder)")
+    assert new_stack_notice("aws-primary", THEIR_BACKEND, deployed=0) == (
+        "stack aws-primary has nothing deployed in s3://their-state ($PULUMI_BACKEND_URL): "
+        "`up` would create every resource of it anew; if it was deployed to another "
+        "backend, name that one in $PULUMI_BACKEND_URL")
+
+
+def test_a_deployed_stack_needs_no_notice() -> None:
+    assert new_stack_notice("aws-primary", BACKEND, deployed=23) is None
+
+
+def test_the_default_backend_follows_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAILOVER_STATE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert backend_of(None, {}).url == f"file://{tmp_path}/.failover/lab/pulumi"
+    monkeypatch.setenv("FAILOVER_STATE_DIR", "/srv/lab")
+    assert backend_of(None, {}) == BACKEND
 
 
 def test_a_locked_stack_says_another_update_holds_it() -> None:
@@ -176,6 +189,51 @@ def test_a_failed_update_says_the_programs_error_before_the_clis_summary() -> No
     assert str(refused.value) == ("pulumi failed on stack aws-primary: error: creating EC2 "
                                   "Instance: operation error EC2: RunInstances,")
     assert "\n" not in str(refused.value)
+
+
+# What `pulumi up` prints when the program raised, as Pulumi's Python host reports it.
+UNHANDLED = """\
+Updating (aws-primary):
+
+ +  pulumi:pulumi:Stack failover-aws-primary creating (0s) error: Program failed with an \
+unhandled exception:
+ +  pulumi:pulumi:Stack failover-aws-primary **creating failed** 1 error
+Diagnostics:
+  pulumi:pulumi:Stack (failover-aws-primary):
+    error: Program failed with an unhandled exception:
+    Traceback (most recent call last):
+      File "/srv/failover/stacks/__main__.py", line 6, in <module>
+        export(site_stack(load_settings()))
+                          ^^^^^^^^^^^^^^^
+      File "/srv/failover/infra/components/settings.py", line 170, in load_settings
+        raise ConfigError(f"stack {stack}: " + "; ".join(problems))
+    failover.exceptions.ConfigError: stack aws-primary: role: 'leader' must be one of \
+primary, standby, spare; bucket: 'Not_A_Bucket' is not a valid bucket name
+
+Resources:
+    + 1 created
+
+Duration: 1s
+"""
+
+
+def test_a_program_that_raised_is_told_by_its_exception_not_by_pulumis_preamble() -> None:
+    with pytest.raises(StackFailed) as refused, pulumi_errors("aws-primary", BACKEND):
+        raise failed(stdout=UNHANDLED, stderr="error: update failed\n")
+    assert str(refused.value) == (
+        "pulumi failed on stack aws-primary: failover.exceptions.ConfigError: stack "
+        "aws-primary: role: 'leader' must be one of primary, standby, spare; bucket: "
+        "'Not_A_Bucket' is not a valid bucket name")
+
+
+def test_of_chained_tracebacks_the_last_exception_is_told() -> None:
+    stdout = ("    error: Program failed with an unhandled exception:\n"
+              "    Traceback (most recent call last):\n      File \"a.py\", line 1\n"
+              "    KeyError: 'region'\n\n"
+              "    During handling of the above exception, another exception occurred:\n\n"
+              "    Traceback (most recent call last):\n      File \"b.py\", line 2\n"
+              "    ValueError: no region\n")
+    assert error_line(failed(stdout=stdout)) == "ValueError: no region"
 
 
 @pytest.mark.parametrize(("stdout", "stderr", "line"), [

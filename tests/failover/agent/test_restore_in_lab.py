@@ -88,7 +88,8 @@ def archived(c: RunningLab) -> dict[str, Any]:
         return dict(repo) if done else None
 
     try:
-        return wait_for(spare_repo, timeout=40, interval=0.5, retry_on=(),
+        # A bound, not a pace: under load the first full backup queues behind another.
+        return wait_for(spare_repo, timeout=120, interval=0.5, retry_on=(),
                         what=f"{segment} and a full backup in the spare repository")
     finally:
         aws.close()

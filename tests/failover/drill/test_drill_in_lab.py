@@ -30,7 +30,7 @@ from tests.failover.engine.test_moves_in_lab import assert_whole, failover
 
 pytestmark = pytest.mark.lab
 
-QUICK = ("--notice", "20", "--settle", "1", "--rate", "20")  # a move takes ~9 s
+QUICK = ("--notice", "40", "--settle", "1", "--rate", "20")  # a move takes 9 to 32 s (see below)
 
 
 @pytest.fixture
@@ -56,11 +56,17 @@ def app_db(lab: RunningLab, site: str) -> PgEndpoint:
     return lab.endpoint(site, dbname="social")
 
 
-def assert_ran(report: dict[str, Any], kind: str) -> None:
-    """The drill's run was of ``kind`` and ended ok; if not, say which step failed and why."""
-    failed = [(s["action"], s["error"]) for s in report["steps"] if s["outcome"] != "ok"]
-    assert (report["run"]["kind"], report["run"]["outcome"]) == (kind, "ok"), (
-        report["run"], failed, report["timeline"][-12:])
+def assert_ran(lab: RunningLab, report: dict[str, Any], kind: str) -> None:
+    """The drill's run was of ``kind`` and ended ok; if not, say which step failed and why
+    (with what the hosts of the move logged)."""
+    failed = [f"{s['action']} ({s['outcome']}): {s['error']}" for s in report["steps"]
+              if s["error"]]
+    # A string, not a tuple: pytest shortens the repr of a tuple, and the error is the point.
+    assert (report["run"]["kind"], report["run"]["outcome"]) == (kind, "ok"), "\n".join(
+        [f"run {report['run']}", *failed,
+         *(f"{e['at']:8.3f} {e['source']}: {e['event']}" for e in report["timeline"][-20:]),
+         lab.log_tails(*(f"{part}@{site}" for site in (report["from_site"], report["to_site"])
+                         for part in ("agent", "postgres", "hcloud")))])
 
 
 def assert_consistent(report: dict[str, Any]) -> None:
@@ -95,7 +101,9 @@ def test_termination_notice_through_the_cli_loses_nothing_and_fails_back(
     assert {s["action"] for s in report["steps"]} >= {"fence", "promote", "switch_dns"}
     assert all(s["outcome"] == "ok" for s in report["steps"])
     deadline = next(v for v in report["verdicts"] if v["objective"] == "move_finished_seconds")
-    assert deadline["met"] and deadline["measured"] < 20
+    # The move ends with the old primary rejoined; its stop waits for its archiver to push
+    # the last WAL off-provider, which took up to 25 s in CI: a notice of 40 s, not 20.
+    assert deadline["met"] and deadline["measured"] < 40
     assert any("deadline" in e["event"] and "killed" in e["event"] for e in report["timeline"])
     assert_consistent(report)
     files = {p.name for p in (out / "report").iterdir()}
@@ -108,7 +116,7 @@ def test_termination_notice_through_the_cli_loses_nothing_and_fails_back(
 
 def test_provider_blackout_is_detected_promoted_and_rolled_back(lab: RunningLab) -> None:
     report = run_drill(lab, options("provider-blackout"))
-    assert_ran(report, "promote")
+    assert_ran(lab, report, "promote")
     assert report["detection_seconds"] is not None and report["detection_seconds"] > 0
     assert report["rto_seconds"] is not None
     assert report["rto_seconds"] > report["detection_seconds"]
@@ -135,7 +143,7 @@ def test_total_loss_is_rebuilt_at_the_spare_from_its_backups_and_put_back(
         lab: RunningLab) -> None:
     report = run_drill(lab, options("total-loss"))
     assert (report["from_site"], report["to_site"]) == ("aws", "spare")
-    assert_ran(report, "rebuild")
+    assert_ran(lab, report, "rebuild")
     assert report["objectives_met"], report["verdicts"]
     assert [s["action"] for s in report["steps"]][:3] == [
         "check_rebuild", "provision", "restore_database"]
@@ -163,7 +171,7 @@ def test_total_loss_is_rebuilt_at_the_spare_from_its_backups_and_put_back(
                     reason="a partition needs root and nftables (apt-get install nftables)")
 def test_a_partitioned_primary_fences_itself_and_loses_nothing(lab: RunningLab) -> None:
     report = run_drill(lab, options("partition"))
-    assert_ran(report, "promote")
+    assert_ran(lab, report, "promote")
     # Clients still reached aws throughout; its lease lapsed before the promote, it
     # fenced itself, and the standby, still streaming from it, had all it acknowledged.
     assert report["split_brain_writes"] == 0, report["split_brain_write_ids"]
@@ -178,7 +186,7 @@ def test_a_partitioned_primary_fences_itself_and_loses_nothing(lab: RunningLab) 
 
 def test_db_primary_crash_is_detected_promoted_and_rolled_back(lab: RunningLab) -> None:
     report = run_drill(lab, options("db-primary-crash"))
-    assert_ran(report, "promote")
+    assert_ran(lab, report, "promote")
     assert report["rto_seconds"] is not None and report["detection_seconds"] is not None
     # Replication is asynchronous: a post acknowledged in the crash's last
     # milliseconds may not have reached the standby (seen once in CI: 1 post).
@@ -195,7 +203,7 @@ def test_db_primary_crash_is_detected_promoted_and_rolled_back(lab: RunningLab) 
 
 def test_revoked_credentials_are_a_termination_the_controller_acts_on(lab: RunningLab) -> None:
     report = run_drill(lab, options("credentials-revoked"))
-    assert_ran(report, "switchover")
+    assert_ran(lab, report, "switchover")
     controller = [e["event"] for e in report["timeline"] if e["source"] == "controller"]
     assert any("api notice: aws ends service" in e for e in controller), controller
     assert report["detection_seconds"] is not None and report["detection_seconds"] > 0

@@ -73,8 +73,10 @@ def failover(lab: RunningLab, *args: str, env: dict[str, str] | None = None,
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGABRT)
             stdout, stderr = process.communicate()
+            hosts = lab.log_tails(*(f"{part}@{site}" for site in OTHER
+                                    for part in ("agent", "postgres")))
             pytest.fail(f"{' '.join(args)} did not end in {timeout:g}s; "
-                        f"its output:\n{stdout[-2000:]}\n{stderr[-6000:]}")
+                        f"its output:\n{stdout[-2000:]}\n{stderr[-6000:]}\n{hosts}")
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
