@@ -39,6 +39,19 @@ class ProviderError(FailoverError):
         self.request_id = request_id
 
 
+class StaleToken(FailoverError):
+    """A leader's fencing token older than the newest one seen: its sender was deposed.
+
+    Nothing was done. Not a failure to retry: the sender stops acting.
+    """
+
+    def __init__(self, token: int, newest: int, holder: str) -> None:
+        super().__init__(f"token {token} is older than {newest}, the newest {holder} has "
+                         "seen: a deposed leader's request; nothing was done")
+        self.token = token
+        self.newest = newest
+
+
 class UnsafePlan(FailoverError):
     """A plan was refused by a safety check before anything was touched."""
 

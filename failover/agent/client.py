@@ -3,6 +3,11 @@
 An operation keeps its id across retries: when an answer is lost (a timeout,
 a reset connection) the same request goes again, signed afresh, and the agent
 answers with what the first one did instead of doing it twice.
+
+A client of an elected controller carries its token (``token``, asked at each
+request): an agent that has seen a newer leader's refuses what would change
+something, and the client raises StaleToken, which nothing retries (the
+sender is deposed and stops).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from failover.agent.protocol import (
     sign_request,
 )
 from failover.data.postgres import PgEndpoint
-from failover.exceptions import ProviderError
+from failover.exceptions import ProviderError, StaleToken
+from failover.leadertoken import TokenSource, no_token
 from failover.watch.webhook import SIGNATURE_HEADER
 
 PROVIDER = "agent"
@@ -37,9 +43,11 @@ class AgentClient:
     """One site's agent, reached over HTTP with its secret."""
 
     def __init__(self, url: str, secret: bytes, *, site: str = "?", timeout: float = 5.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 token: TokenSource = no_token) -> None:
         self.url = url.rstrip("/")
         self.site = site
+        self.token = token  # the sender's fencing token now (None: not an elected leader)
         self._secret = secret
         self._timeout = timeout
         self._http = httpx.Client(transport=transport, timeout=timeout)
@@ -54,9 +62,11 @@ class AgentClient:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
                 op: str | None = None, timeout: float | None = None) -> tuple[int, Any]:
-        """One signed request; returns (status, JSON answer). Raises on a forged answer."""
+        """One signed request; returns (status, JSON answer). Raises on a forged answer, and
+        StaleToken when the agent has seen a newer leader's token than ours."""
         data = b"" if body is None else json.dumps(body).encode()
-        headers = sign_request(self._secret, method, path, data, op)
+        token = self.token()
+        headers = sign_request(self._secret, method, path, data, op, token)
         headers["Content-Type"] = "application/json"
         try:
             answer = self._http.request(method, self.url + path, content=data, headers=headers,
@@ -75,6 +85,10 @@ class AgentClient:
             raise self._fail(f"HTTP {answer.status_code} answer is not JSON", "malformed") \
                 from None
         if answer.status_code >= 400:
+            newest = payload.get("newest")
+            if payload.get("error") == "stale-token" and token is not None \
+                    and isinstance(newest, int):
+                raise StaleToken(token, newest, f"the agent of {self.site} ({self.url})")
             raise self._fail(str(payload.get("message", payload)),
                              str(payload.get("error", answer.status_code)))
         return answer.status_code, payload

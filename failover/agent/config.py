@@ -111,6 +111,9 @@ class AgentConfig(_Strict):
     backup: BackupSpec | None = None
     objects: ObjectsSpec | None = None
     max_signature_age: float = Field(30.0, gt=0, le=300)
+    require_token: bool = Field(False, description="refuse a request that would change "
+                                "something without a leader's fencing token (every "
+                                "controller is elected)")
 
     @field_validator("site")
     @classmethod

@@ -3,7 +3,8 @@
 An operation is recorded before it runs, under the id its sender chose, so
 that the same id sent again returns the first answer and never runs twice,
 and an agent that restarts finds what it was doing. Settings are what must
-survive a restart: what should run (the database, the app) and the lease.
+survive a restart: what should run (the database, the app), the lease, and
+the newest leader's fencing token seen (``failover.agent.tokens``).
 """
 
 from __future__ import annotations
@@ -142,6 +143,22 @@ class AgentJournal:
             else:
                 db.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def newest_token(self, offered: int | None = None) -> int | None:
+        """The newest leader's token seen, ``offered`` counted: kept if it is newer.
+
+        One transaction: two leaders' requests at once cannot both find
+        themselves the newest.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = 'token.newest'").fetchone()
+            newest = None if row is None else int(row[0])
+            if offered is not None and (newest is None or offered > newest):
+                db.execute("INSERT INTO settings (key, value) VALUES ('token.newest', ?) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                           (str(offered),))
+                newest = offered
+        return newest
 
     # -- signatures ----------------------------------------------------------------
 

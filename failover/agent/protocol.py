@@ -6,8 +6,11 @@ the body, so that a captured ``POST /v1/lease`` cannot be replayed as a
 ``POST /v1/unfence``, and over a random nonce of the sender's
 (``X-Failover-Nonce``): the timestamp is whole seconds, and two equal
 requests in one second (a status asked twice, a poll, a retry under the same
-operation id) must be two signatures, not one request and its replay. An
-answer is signed too, over the request's own signature and the answer's
+operation id) must be two signatures, not one request and its replay. A
+leader's fencing token (``X-Failover-Token``, see ``failover.leadertoken``) is
+signed too: raised in transit, a deposed leader's request would pass for the
+new leader's; a request without one is signed as it always was. An answer is
+signed too, over the request's own signature and the answer's
 body: a forged "fenced" from something between the two would let the
 controller promote beside a live primary.
 
@@ -33,18 +36,24 @@ from failover.watch.webhook import SCHEME, SIGNATURE_HEADER, TIMESTAMP_HEADER, s
 
 OPERATION_HEADER = "X-Failover-Operation"
 NONCE_HEADER = "X-Failover-Nonce"  # two identical requests in one second differ by it
+TOKEN_HEADER = "X-Failover-Token"  # the sending leader's fencing token, when it has one
 OPERATION_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 MAX_BODY_BYTES = 256 * 1024  # an hba file is the largest thing sent
 MIN_SECRET_CHARS = 16
 
 
-def signed_request(method: str, path: str, body: bytes, *, nonce: str, op: str = "") -> bytes:
-    """The bytes a request's signature covers: method, path, nonce, operation id, body.
+def signed_request(method: str, path: str, body: bytes, *, nonce: str, op: str = "",
+                   token: str = "") -> bytes:
+    """The bytes a request's signature covers: method, path, nonce, operation id, token, body.
 
     The operation id is signed too: swapped for an older one's, it would make
     the agent answer (signed, for this request) what that older operation did.
+    Without a token the bytes are what they were before tokens (an agent or a
+    controller of the release before still understands a tokenless request).
     """
-    return f"{method.upper()} {path} {nonce} {op}\n".encode() + body
+    # No field before it may hold "=" or a space (an id is [A-Za-z0-9._-]): unambiguous.
+    fenced = f" token={token}" if token else ""
+    return f"{method.upper()} {path} {nonce} {op}{fenced}\n".encode() + body
 
 
 def signed_answer(request_signature: str, body: bytes) -> bytes:
@@ -53,13 +62,17 @@ def signed_answer(request_signature: str, body: bytes) -> bytes:
 
 
 def sign_request(secret: bytes, method: str, path: str, body: bytes,
-                 op: str | None = None) -> dict[str, str]:
-    """The headers that sign a request now, with a fresh nonce (and its operation id)."""
+                 op: str | None = None, token: int | None = None) -> dict[str, str]:
+    """The headers that sign a request now, with a fresh nonce (its operation id, its token)."""
     nonce = secrets.token_hex(16)
-    headers = {**sign(secret, signed_request(method, path, body, nonce=nonce, op=op or "")),
+    sent = "" if token is None else str(token)
+    headers = {**sign(secret, signed_request(method, path, body, nonce=nonce, op=op or "",
+                                             token=sent)),
                NONCE_HEADER: nonce}
     if op is not None:
         headers[OPERATION_HEADER] = op
+    if token is not None:
+        headers[TOKEN_HEADER] = sent
     return headers
 
 

@@ -5,7 +5,9 @@
 carries an operation id. A POST answers 200 with the operation's record when
 it ended within its ``wait`` (default 5 s), else 202 with the record so far:
 poll ``/v1/operations/<id>``. Errors are one line of JSON: ``{"error":
-code, "message": ...}``.
+code, "message": ...}``. A request may carry its leader's fencing token; a
+deposed leader's that would change something is refused with 409
+``stale-token`` (``tokens``).
 """
 
 from __future__ import annotations
@@ -26,22 +28,26 @@ from failover.agent.protocol import (
     NONCE_HEADER,
     OPERATION_HEADER,
     OPERATION_ID,
+    TOKEN_HEADER,
     sign_answer,
     signed_request,
 )
+from failover.agent.tokens import BadToken, TokenFloor, TokenRequired
+from failover.exceptions import StaleToken
 from failover.waiting import WaitTimeout, wait_for
 from failover.watch.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignalRefused, verify
 
 log = logging.getLogger("failover.agent")
 MAX_WAIT = 30.0
 READ_TIMEOUT = 10.0  # seconds a connection may sit idle or trickle a request
-_SIGNED_HEADERS = (SIGNATURE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, OPERATION_HEADER)
+_SIGNED_HEADERS = (SIGNATURE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, OPERATION_HEADER,
+                   TOKEN_HEADER)
 
 
 class _Refused(Exception):
-    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
+    def __init__(self, status: HTTPStatus, code: str, message: str, **more: Any) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.more = status, code, message, more
 
 
 class AgentServer(ThreadingHTTPServer):
@@ -51,6 +57,8 @@ class AgentServer(ThreadingHTTPServer):
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        self.tokens = TokenFloor(agent.journal, required=agent.config.require_token,
+                                 site=agent.config.site)
         super().__init__(agent.config.address, _Handler)
 
 
@@ -75,9 +83,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._body()
             op = self._verify(method, body)
+            self._admit(method)
             status, answer = self._route(method, body, op)
         except _Refused as exc:
-            status, answer = exc.status, {"error": exc.code, "message": exc.message}
+            status, answer = exc.status, {"error": exc.code, "message": exc.message, **exc.more}
             logs.log_event(log, "agent.refused", method=method, path=self.path, code=exc.code)
         except Exception as exc:  # a bug: say so in one line, keep serving
             status = HTTPStatus.INTERNAL_SERVER_ERROR
@@ -106,7 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
             verify(agent.secret, dict(self.headers.items()),
                    signed_request(method, self.path, body,
                                   nonce=self.headers.get(NONCE_HEADER, ""),
-                                  op=self.headers.get(OPERATION_HEADER, "")), now=time.time(),
+                                  op=self.headers.get(OPERATION_HEADER, ""),
+                                  token=self.headers.get(TOKEN_HEADER, "")), now=time.time(),
                    max_age=agent.config.max_signature_age, guard=agent.journal,
                    whose=f"agent {agent.config.site}'s")
         except SignalRefused as exc:
@@ -117,11 +127,24 @@ class _Handler(BaseHTTPRequestHandler):
                            f"every POST carries {OPERATION_HEADER}: 8 to 64 of A-Z a-z 0-9 . _ -")
         return op
 
+    def _admit(self, method: str) -> None:
+        """The request's fencing token against the newest seen (after its signature held)."""
+        try:
+            self.server.tokens.admit(self.headers.get(TOKEN_HEADER), method, self.path)
+        except StaleToken as exc:
+            raise _Refused(HTTPStatus.CONFLICT, "stale-token", str(exc),
+                           newest=exc.newest) from None
+        except TokenRequired as exc:
+            raise _Refused(HTTPStatus.PRECONDITION_REQUIRED, "token-required", str(exc)) \
+                from None
+        except BadToken as exc:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", str(exc)) from None
+
     def _route(self, method: str, body: bytes, op: str | None) -> tuple[HTTPStatus, Any]:
         agent = self.server.agent
         path = self.path.split("?", 1)[0]
         if method == "GET" and path == "/v1/status":
-            return HTTPStatus.OK, agent.status()
+            return HTTPStatus.OK, {**agent.status(), "newest_token": self.server.tokens.newest()}
         if method == "GET" and path.startswith("/v1/operations/"):
             record = agent.journal.get(path.removeprefix("/v1/operations/"))
             if record is None:

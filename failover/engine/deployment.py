@@ -40,6 +40,7 @@ from failover.dns.records import Record
 from failover.dns.registry import build_providers
 from failover.engine.journal import Journal
 from failover.exceptions import ConfigError
+from failover.leadertoken import TokenSource, no_token
 from failover.lease import LeaseBook
 from failover.secretfiles import check_trusted_dir
 
@@ -126,6 +127,16 @@ class Deployment:
         self._agents: dict[str, AgentClient] = {}
         self._agents_lock = threading.Lock()
         self._dark: dict[str, float] = {}  # site -> time.monotonic() until it counts as dark
+        self._token: TokenSource = no_token
+
+    def use_token(self, source: TokenSource) -> None:
+        """Carry ``source``'s fencing token from now on (a controller that leads), in every
+        request to an agent and every write to the journal, clients made before included."""
+        self._token = source
+
+    def fencing_token(self) -> int | None:
+        """The token requests and journal writes carry now (None: not an elected leader's)."""
+        return self._token()
 
     def endpoint(self, site: str) -> PgEndpoint:
         """How the engine reaches a site's database (as a superuser)."""
@@ -171,7 +182,8 @@ class Deployment:
         with self._agents_lock:  # the controller's threads share the clients
             if site not in self._agents:
                 self._agents[site] = AgentClient(spec.url, agent_secret(spec.secret_file),
-                                                 site=site, timeout=spec.timeout)
+                                                 site=site, timeout=spec.timeout,
+                                                 token=self.fencing_token)
             return self._agents[site]
 
     def compute(self, site: str) -> Compute | None:
@@ -187,7 +199,7 @@ class Deployment:
     @cached_property
     def journal(self) -> Journal:
         """The run journal."""
-        return Journal(self.config.journal)
+        return Journal(self.config.journal, token=self.fencing_token)
 
     def site_of_host(self, host: str) -> str | None:
         """The site whose database or address is ``host``."""

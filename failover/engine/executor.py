@@ -31,7 +31,7 @@ from failover.engine.deployment import Deployment
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan, Step
 from failover.engine.steps import ACTIONS, StepContext
-from failover.exceptions import FailoverError, ProviderError, StepFailed
+from failover.exceptions import FailoverError, ProviderError, StaleToken, StepFailed
 from failover.waiting import WaitTimeout
 
 Progress = Callable[[str], None]
@@ -47,8 +47,8 @@ RETRYABLE_PROVIDER_CODES = frozenset({"UNREACHABLE", "TIMEOUT", "Throttling", "S
 
 def transient(exc: BaseException) -> bool:
     """Whether another try may succeed: the network blinked, not a refusal or a judgement."""
-    if isinstance(exc, WaitTimeout | StepFailed):
-        return False  # a wait already used its time; a judgement stands
+    if isinstance(exc, WaitTimeout | StepFailed | StaleToken):
+        return False  # a wait already used its time; a judgement stands; a deposed leader stops
     if isinstance(exc, ProviderError):
         return exc.code in RETRYABLE_PROVIDER_CODES
     return isinstance(exc, TRANSIENT)
@@ -131,7 +131,9 @@ def execute(
     drill injects its second fault there (a DNS provider lost mid-move).
 
     Raises StepFailed naming the step when one fails; the journal then holds
-    everything needed to resume.
+    everything needed to resume. Raises StaleToken, not retried, when an agent
+    or the journal has seen a newer leader's token: this one was deposed and
+    stops, and the new leader resumes the run.
     """
     journal = deployment.journal
     if resume is not None:
@@ -174,8 +176,11 @@ def _one(
         result = _run_step(ctx, progress)
     except Exception as exc:
         error = one_line(exc)
+        # Refused (StaleToken, nothing written) once the new leader has written.
         journal.step_ended(run_id, index, step.action, "failed", error=error)
         journal.ended(run_id, "failed", f"step {label} failed: {error}")
+        if isinstance(exc, StaleToken):
+            raise  # deposed: the caller stops acting (a StepFailed would read as "fix, resume")
         raise StepFailed(
             f"step {label} failed after {time.monotonic() - started:.1f}s: {error} "
             f"(run {run_id}; fix the cause and run the same command again to resume)"

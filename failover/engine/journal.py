@@ -5,6 +5,18 @@ one, and drills read step durations from it. Rows are only ever inserted
 (triggers refuse UPDATE and DELETE), so the journal is also an audit trail:
 what ran, when, and how it ended. SQLite's WAL mode with ``synchronous=FULL``
 makes each row durable before the step it describes goes on.
+
+A writer may carry its leader's fencing token (``failover.leadertoken``). The
+journal keeps each newer token it sees (the ``tokens`` table, append-only as
+well: it shows when each leader first wrote) and refuses a write whose token
+is older than the newest, with StaleToken, in the transaction that would
+have written it: nothing is written. A deposed leader's late step result
+cannot then land after the new leader's. One floor for the whole journal,
+not one per run: a leader leads the whole deployment, so once the new one
+has written anything, the deposed one may neither end its run nor begin
+another. A write without a token goes through as before (a lone controller).
+A journal kept in etcd makes the same check in its transaction (compare the
+newest token, then put it and the row).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from typing import Any, Literal
 
 from failover.engine.plan import Plan
 from failover.exceptions import ConfigError
+from failover.leadertoken import TokenSource, no_token, refuse_older
 from failover.privatedb import private_db
 
 SCHEMA = """
@@ -45,6 +58,14 @@ CREATE TABLE IF NOT EXISTS events (
     result TEXT                -- JSON: what the step found or made
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, seq);
+CREATE TABLE IF NOT EXISTS tokens (
+    token INTEGER NOT NULL,    -- a leader's fencing token, newer than any before it
+    at REAL NOT NULL           -- when that leader first wrote
+);
+CREATE TRIGGER IF NOT EXISTS tokens_append_only_u BEFORE UPDATE ON tokens
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS tokens_append_only_d BEFORE DELETE ON tokens
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS runs_append_only_u BEFORE UPDATE ON runs
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS runs_append_only_d BEFORE DELETE ON runs
@@ -194,10 +215,15 @@ class RunRecord:
 
 
 class Journal:
-    """One journal file; every method opens its own short connection."""
+    """One journal file; every method opens its own short connection.
 
-    def __init__(self, path: Path) -> None:
+    ``token`` is asked at each write: the writer's fencing token (None: a lone
+    controller's, not checked).
+    """
+
+    def __init__(self, path: Path, token: TokenSource = no_token) -> None:
         self.path = path
+        self._token = token
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -205,16 +231,42 @@ class Journal:
         with private_db(self.path, SCHEMA, "the journal", synchronous="FULL") as conn:
             yield conn
 
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, refused whole (StaleToken) when the writer's token is stale."""
+        token = self._token()
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")  # the token's check and the write, with no one between
+            try:
+                if token is not None:
+                    newest = db.execute("SELECT MAX(token) FROM tokens").fetchone()[0]
+                    refuse_older(token, newest, f"the journal {self.path}")
+                    if newest is None or token > newest:
+                        db.execute("INSERT INTO tokens VALUES (?, ?)", (token, time.time()))
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def newest_token(self) -> int | None:
+        """The newest leader's token a write carried (None: never one)."""
+        if not self.path.exists():
+            return None
+        with self._db() as db:
+            newest = db.execute("SELECT MAX(token) FROM tokens").fetchone()[0]
+        return None if newest is None else int(newest)
+
     def begin(self, plan: Plan) -> str:
         """Record a new run of ``plan``; returns its id."""
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        with self._db() as db:
+        with self._writing() as db:
             db.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (run_id, plan.kind, plan.from_site, plan.to_site, plan.checksum(),
                  json.dumps(plan.to_dict()), time.time()),
             )
-        self._event(run_id, None, RUN, "start")
+            self._insert(db, run_id, None, RUN, "start")
         return run_id
 
     def _event(
@@ -222,13 +274,21 @@ class Journal:
         outcome: Outcome | None = None, error: str | None = None,
         result: dict[str, Any] | None = None,
     ) -> None:
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO events (run_id, step, action, event, outcome, at, error, result) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, step, action, event, outcome, time.time(), error,
-                 json.dumps(result) if result is not None else None),
-            )
+        with self._writing() as db:
+            self._insert(db, run_id, step, action, event, outcome, error, result)
+
+    @staticmethod
+    def _insert(
+        db: sqlite3.Connection, run_id: str, step: int | None, action: str, event: str,
+        outcome: Outcome | None = None, error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (run_id, step, action, event, outcome, at, error, result) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, step, action, event, outcome, time.time(), error,
+             json.dumps(result) if result is not None else None),
+        )
 
     def resumed(self, run_id: str) -> None:
         """Record that a run is being attempted again."""

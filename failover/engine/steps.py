@@ -19,7 +19,7 @@ from failover.dns.publish import PublishResult, publish
 from failover.engine import checks
 from failover.engine.deployment import ASK_TIMEOUT, Deployment
 from failover.engine.plan import Plan, Step
-from failover.exceptions import FailoverError, StepFailed
+from failover.exceptions import FailoverError, StaleToken, StepFailed
 from failover.waiting import WaitTimeout, wait_for
 
 Progress = Callable[[str], None]
@@ -280,6 +280,8 @@ def _fence_by_agent(ctx: StepContext, site: str) -> dict[str, Any] | None:
     try:
         done = agent.fence(f"{ctx.plan.kind} to {ctx.plan.to_site}",
                            timeout=min(ctx.deployment.ask_timeout(site), ctx.remaining()))
+    except StaleToken:
+        raise  # deposed: not a fence that failed, an order to stop
     except FailoverError:
         return None
     return {"fenced": True, "by": "agent", "lsn": done.get("lsn"),
@@ -367,6 +369,8 @@ def _release_lease(ctx: StepContext, site: str) -> None:
         return
     try:
         agent.release_lease(timeout=min(2.0, ctx.remaining()))
+    except StaleToken:
+        raise  # deposed: the promote that follows must not happen
     except FailoverError as exc:
         ctx.progress(f"warning: {site}'s agent did not clear its lease: {exc}")
 
