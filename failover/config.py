@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from failover.cluster.config import ClusterConfig
 from failover.configpaths import resolve_paths
 from failover.dns.registry import DnsSettings
 from failover.exceptions import ConfigError
@@ -226,6 +227,9 @@ class WatchConfig(_Strict):
                                     "schedule (failover.watch.drillconfig)")
     freeze_windows: list[FreezeWindow] = Field(default_factory=list, description="times no "
                                                "scheduled drill starts")
+    cluster: ClusterConfig | None = Field(
+        None, description="the etcd cluster on which one controller per site elects the "
+        "leader (failover.cluster.config); without it one controller runs alone")
 
     @model_validator(mode="after")
     def _lease(self) -> WatchConfig:

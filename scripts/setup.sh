@@ -14,6 +14,8 @@ for bin in /usr/lib/postgresql/*/bin; do
   fi
 done
 [ "$pg_ok" = yes ] || need+=(postgresql)
+# The controllers' shared state and their leader election: etcd, a member at each lab site.
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 # The databases' backups: pgBackRest, into each site's S3 store (behind TLS).
 command -v pgbackrest >/dev/null 2>&1 || [ -x /usr/bin/pgbackrest ] || need+=(pgbackrest)
 # The runbooks' manual steps (and the test that runs them): nsupdate and dig, and jq.
@@ -37,6 +39,10 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${need[@]}" >/dev/null
+    # The package may start a system etcd (on systemd hosts): the lab runs its own members.
+    if [[ " ${need[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
   else
     echo "setup: missing Debian packages: ${need[*]}; install them with:" >&2
     echo "  sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2

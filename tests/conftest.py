@@ -147,7 +147,7 @@ def running_lab(subnet: str, prefix: str = "failover-test-lab-") -> Iterator[Run
 #    dovecot fixtures out of `-m "not lab"` even when a test module forgets.
 # 2. While a test without the marker is set up and runs, starting a server raises:
 #    a lab (Lab.up), an in-process uvicorn, or a process of a server program
-#    (postgres, named, dovecot, moto, uvicorn, the app, the controller), seen in
+#    (postgres, named, dovecot, etcd, moto, uvicorn, the app, the controller), seen in
 #    Popen's argv at its lowest level so that subprocess.run, spawn and asyncio's
 #    subprocesses are all caught. This catches servers a fixture name cannot show:
 #    a module's own fixture, or a server started inside a test.
@@ -156,7 +156,7 @@ def running_lab(subnet: str, prefix: str = "failover-test-lab-") -> Iterator[Run
 # installed. Teardown is not guarded: stopping a lab is always allowed.
 
 SERVER_PROGRAMS = frozenset({"postgres", "pg_ctl", "named", "dovecot", "moto_server",
-                             "uvicorn"})
+                             "uvicorn", "etcd"})
 SERVER_MODULES = frozenset({"moto.server", "uvicorn", "infra.refapp",
                             "infra.lab.hcloud_fake", "infra.lab.tls_terminator"})
 SERVER_COMMANDS = (("lab", "up"), ("watch",))  # of the failover CLI: a lab, the controller

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from failover.config import CONFIG_FILE_NAME, JOURNAL_FILE_NAME
-from infra.lab import stores
+from infra.lab import etcd, stores
 from infra.lab.agents import agent_dir, agent_url, spare_template
 from infra.lab.agents import secret_file as agent_secret_file
 from infra.lab.layout import (
@@ -81,6 +81,11 @@ def _watch(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
         # itself, so an emergency promote need not wait for it.
         "lease_seconds": LEASE_SECONDS,
         "lease_renew_every": LEASE_SECONDS / 4,
+        # The etcd cluster across the three sites, on which one controller per site elects
+        # the leader (infra.lab.etcd says why these times).
+        "cluster": {"endpoints": etcd.endpoints(layout), "name": etcd.CLUSTER_NAME,
+                    "ttl": etcd.TTL, "loop_wait": etcd.LOOP_WAIT,
+                    "retry_timeout": etcd.RETRY_TIMEOUT},
     }
 
 

@@ -27,7 +27,7 @@ from failover.exceptions import FailoverError
 from failover.processes import ProcessRecord, is_alive, log_tail, stop
 from failover.secretfiles import check_trusted_dir
 from failover.waiting import WaitTimeout, wait_for
-from infra.lab import agents, bind, ec2, hcloud_api, hcloud_boot, moto, refapp, tls
+from infra.lab import agents, bind, ec2, etcd, hcloud_api, hcloud_boot, moto, refapp, tls
 from infra.lab.config import write_lab_config
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.layout import (
@@ -274,6 +274,7 @@ class Lab:
             say(f"started {record.name} (pid {record.pid}) on {where}")
 
         bindir, named = postgres_bindir(), named_binary()
+        etcd.binary()  # a missing server is named before anything starts
         pg_user, dns_user = RunAs.service("postgres"), RunAs.service("bind")
         self._preflight(layout, pg_user, dns_user)
         paths.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -286,6 +287,9 @@ class Lab:
         write_lab_config(layout, paths)
         pg = LabPostgres(layout, paths, secrets, bindir, pg_user)
 
+        token = etcd.cluster_token(paths, state.started_at)  # etcd first: up in half a second
+        for site in layout.sites:
+            started(etcd.start(layout, paths, site, token), layout.etcd_endpoint(site))
         motos = [*(f"moto@{site}" for site in layout.sites), ROUTE53_PART]
         for part in motos:
             started(moto.start(layout, paths, part), moto.endpoint(layout, part))
@@ -344,6 +348,9 @@ class Lab:
             say(f"created the controller's IAM key and instance {seeding.result()} "
                 f"({ec2.INSTANCE_NAME}) at {EC2_PART}; IAM enforced")
 
+        for site in layout.sites:
+            self._await(state, etcd.part(site), partial(etcd.wait_ready, layout, site))
+        say(f"etcd serves at {', '.join(etcd.endpoints(layout))}")
         self._await(state, HCLOUD_PART, partial(hcloud_api.wait_ready, layout, secrets))
         say(f"{HCLOUD_PART} (a fake) serves a project with server {hcloud_api.server_name()}")
         self._await(state, HCLOUD_SPARE_PART,
@@ -415,7 +422,8 @@ class Lab:
 
     def _wipe(self) -> None:
         for path in (self.paths.root / "sites", self.paths.root / "agents", self.paths.dns,
-                     self.paths.secrets, self.paths.root / hcloud_boot.SERVERS_DIR):
+                     self.paths.root / "etcd", self.paths.secrets,
+                     self.paths.root / hcloud_boot.SERVERS_DIR):
             shutil.rmtree(path, ignore_errors=True)
         self.paths.state_file.unlink(missing_ok=True)
         (self.paths.root / CONFIG_FILE_NAME).unlink(missing_ok=True)

@@ -15,6 +15,8 @@ app and an agent; the spare site has only its store: the backups kept off
 both providers, and the object store of a site rebuilt there. And its
 provider's API (``hcloud@spare``, a fake with no server yet): a rebuild makes
 the site's server there, which starts the site's agent, database and app.
+Every site also runs a member of the etcd cluster (``etcd@<site>``) on which
+the controllers elect their leader.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class LabLayout:
     ec2_port: int = 5003
     s3_tls_port: int = 5443  # tls@<site>: HTTPS in front of the site's moto (pgBackRest)
     agent_port: int = 7070
+    etcd_port: int = 2379  # etcd@<site>: the member's clients (the controllers)
+    etcd_peer_port: int = 2380  # and its peers, the other sites' members
     watch_port: int = 8470
     zone: str = "lab.failover.test."
     app_label: str = "app"
@@ -83,7 +87,8 @@ class LabLayout:
         if not ipaddress.ip_address(self.dns_address).is_loopback:
             problems.append(f"DNS address {self.dns_address} is not a loopback address")
         site_ports = ("postgres_port", "app_port", "moto_port", "route53_port",
-                      "hcloud_port", "ec2_port", "agent_port", "s3_tls_port")
+                      "hcloud_port", "ec2_port", "agent_port", "s3_tls_port", "etcd_port",
+                      "etcd_peer_port")
         for name in ("dns_port", "watch_port", *site_ports):
             port = getattr(self, name)
             if not 1 <= port <= 65535:
@@ -140,6 +145,14 @@ class LabLayout:
         """The base URL of the spare site's fake Hetzner Cloud API (as hcloud's api_endpoint)."""
         return f"http://{self.address(SPARE_SITE)}:{self.hcloud_port}/v1"
 
+    def etcd_endpoint(self, site: str) -> str:
+        """The client URL of a site's etcd member."""
+        return f"http://{self.address(site)}:{self.etcd_port}"
+
+    def etcd_peer_url(self, site: str) -> str:
+        """The URL a site's etcd member is reached at by its peers."""
+        return f"http://{self.address(site)}:{self.etcd_peer_port}"
+
     @property
     def watch_address(self) -> str:
         """Where the controller listens: ``<subnet>.0.1`` (127.0.0.1 for the default lab)."""
@@ -172,10 +185,13 @@ class LabLayout:
                 out.append((HCLOUD_PART, address, self.hcloud_port))
             if site == SPARE_SITE:
                 out.append((HCLOUD_SPARE_PART, address, self.hcloud_port))
+            # Every site has a member of the etcd cluster: its clients' port, then its peers'.
+            out += [(f"etcd@{site}", address, self.etcd_port),
+                    (f"etcd@{site}", address, self.etcd_peer_port)]
         return out
 
     def listener(self, part: str) -> tuple[str, int]:
-        """The (address, port) one part listens on, e.g. ``moto@aws``."""
+        """The (address, port) one part listens on, e.g. ``moto@aws`` (etcd: its clients')."""
         for name, address, port in self.listeners():
             if name == part:
                 return address, port

@@ -15,7 +15,7 @@ import httpx
 from failover.data.postgres import PgEndpoint, server_state, standby_lags
 from failover.processes import ProcessRecord, is_alive, tree_memory, uptime
 from failover.watch.providers import Ec2ApiConfig, HcloudApiConfig, check_api
-from infra.lab import bind, hcloud_api, moto, refapp, tls
+from infra.lab import bind, etcd, hcloud_api, moto, refapp, tls
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
@@ -76,6 +76,10 @@ def _probe_part(
             part["detail"] = _api_detail(record.name, layout, paths, secrets)
         elif kind == "bind9":
             bind.wait_ready(layout, timeout=PROBE_TIMEOUT)
+        elif kind == "etcd":
+            member = etcd.member_status(layout, site, PROBE_TIMEOUT)
+            part.update(role=member["role"], detail=f"raft term {member['raft_term']}, "
+                        f"{member['db_bytes'] / 2**20:.1f} MiB of data")
         part["health"] = "ok"
     except Exception as exc:  # a probe reports, it never raises
         part.update(health="failing", detail=str(exc).splitlines()[0][:200] if str(exc) else

@@ -13,7 +13,7 @@ from pathlib import Path
 from infra.lab.exceptions import MissingBinary, PortTaken
 
 MIN_POSTGRES = 15
-DEBIAN_PACKAGES = "bind9 postgresql"
+DEBIAN_PACKAGES = "bind9 postgresql etcd-server"
 
 
 def install_command() -> str:

@@ -31,7 +31,7 @@ from failover.engine.rebuild import host_of
 from failover.exceptions import FailoverError, ProviderError
 from failover.processes import ProcessRecord, is_alive, log_tail, signal_tree, stop
 from failover.waiting import WaitTimeout, wait_for
-from infra.lab import agents, ec2, hcloud_api, moto, partition, refapp, tls
+from infra.lab import agents, ec2, etcd, hcloud_api, moto, partition, refapp, tls
 from infra.lab.exceptions import LabNotRunning
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
@@ -235,7 +235,8 @@ class LabFaults:
         When ``primary`` is the site itself (a drill whose move never
         happened), its database is only started again.
 
-        Whatever of the site no longer runs is started again: its object store
+        Whatever of the site no longer runs is started again: its etcd member
+        (over its data: it rejoins the cluster), its object store
         (empty, as a new account's would be; the buckets are created) and the
         TLS terminator in front of it, its
         Route 53 server when the site has one (empty too; the zone is
@@ -252,6 +253,12 @@ class LabFaults:
         secrets = LabSecrets.load(paths)
         done = []
         self.thaw_site(site)
+        token = etcd.cluster_token(paths, state.started_at)  # ignored: its data dir is there
+        record = self._restart(state, etcd.part(site), partial(etcd.start, layout, paths, site,
+                                                                token),
+                               partial(etcd.wait_ready, layout, site), "serve")
+        if record is not None:
+            done.append(f"{record.name} started (pid {record.pid}), back in the etcd cluster")
         if (record := self._restart_moto(state, f"moto@{site}")) is not None:
             buckets = moto.create_buckets(layout, secrets, site)
             done.append(f"moto@{site} started (pid {record.pid}), buckets {', '.join(buckets)} "

@@ -39,17 +39,18 @@ def test_route53_has_a_port_of_its_own_at_the_aws_site() -> None:
     assert len({(address, port) for _, address, port in listeners}) == len(listeners)
     assert [part for part, _, _ in listeners if part.endswith("@aws")] == [
         "agent@aws", "postgres@aws", "app@aws", "moto@aws", "tls@aws", "route53@aws", "ec2@aws",
+        "etcd@aws", "etcd@aws",
     ]
     assert [part for part, _, _ in listeners if part.endswith("@hetzner")] == [
         "agent@hetzner", "postgres@hetzner", "app@hetzner", "moto@hetzner", "tls@hetzner",
-        "hcloud@hetzner",
+        "hcloud@hetzner", "etcd@hetzner", "etcd@hetzner",
     ]
 
 
 def test_every_site_has_an_object_store_with_tls_in_front_and_spare_an_empty_api() -> None:
     layout = LabLayout(subnet="127.77")
     assert [part for part, _, _ in layout.listeners() if part.endswith("@spare")] == [
-        "moto@spare", "tls@spare", "hcloud@spare",
+        "moto@spare", "tls@spare", "hcloud@spare", "etcd@spare", "etcd@spare",
     ]
     assert layout.listener("hcloud@spare") == ("127.77.30.1", 5002)
     assert layout.hcloud_spare_endpoint == "http://127.77.30.1:5002/v1"
@@ -108,3 +109,16 @@ def test_a_rebuilt_sites_agent_database_and_app_are_found_where_a_site_has_them(
     for unknown in ("agent@nowhere", "moto@nowhere", "bind8"):
         with pytest.raises(KeyError):
             layout.where(unknown)
+
+
+def test_every_site_has_an_etcd_member_with_a_port_for_clients_and_one_for_peers() -> None:
+    layout = LabLayout(subnet="127.77")
+    members = [(part, address, port) for part, address, port in layout.listeners()
+               if part.startswith("etcd@")]
+    assert members == [(f"etcd@{site}", layout.address(site), port)
+                       for site in ("aws", "hetzner", "spare") for port in (2379, 2380)]
+    assert layout.listener("etcd@hetzner") == ("127.77.20.1", 2379)  # its clients' port
+    assert layout.etcd_endpoint("spare") == "http://127.77.30.1:2379"
+    assert layout.etcd_peer_url("aws") == "http://127.77.10.1:2380"
+    with pytest.raises(ConfigError, match="etcd_peer_port 2379 is etcd_port too"):
+        LabLayout(etcd_peer_port=2379)

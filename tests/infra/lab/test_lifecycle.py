@@ -101,6 +101,7 @@ def test_up_is_idempotent_and_down_leaves_no_process(
         "moto@aws": None, "moto@hetzner": None, "moto@spare": None, "route53@aws": None,
         "tls@aws": None, "tls@hetzner": None, "tls@spare": None, "ec2@aws": None,
         "hcloud@hetzner": None, "hcloud@spare": None, "bind9": None, "agent@aws": None,
+        "etcd@aws": None, "etcd@hetzner": None, "etcd@spare": None,
         "agent@hetzner": None,
         "postgres@aws": "agent@aws", "app@aws": "agent@aws",
         "postgres@hetzner": "agent@hetzner", "app@hetzner": "agent@hetzner",
@@ -136,6 +137,7 @@ def test_up_is_idempotent_and_down_leaves_no_process(
     assert not lab.paths.state_file.exists()
     assert not lab.paths.secrets.exists()
     assert not (lab.paths.root / hcloud_boot.SERVERS_DIR).exists()
+    assert not (lab.paths.root / "etcd").exists()  # the members' data
     assert lab.down() == []  # nothing running: still fine
 
 
@@ -175,7 +177,7 @@ def test_a_failure_half_way_stops_everything_already_started(
     monkeypatch.setattr(agents, "start", second_agent_fails)
     with pytest.raises(LabError, match="lab up failed: RuntimeError: injected failure"):
         Lab(state_dir).up(LabLayout(subnet=SUBNET, dns_port=free_port()))
-    assert {p.name for p in recorded} >= {"postgres-init@aws", "agent@aws", "bind9"}
+    assert {p.name for p in recorded} >= {"postgres-init@aws", "agent@aws", "bind9", "etcd@aws"}
     assert {p.name for p in children} == {f"{part}@aws" for part in SITE_PARTS}
     assert all(_gone(p) for p in [*recorded, *children])
     assert not Lab(state_dir).paths.state_file.exists()
