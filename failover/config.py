@@ -8,7 +8,6 @@ key files) are taken relative to the file itself.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +24,7 @@ from pydantic import (
 )
 
 from failover.cluster.config import ClusterConfig
+from failover.configpaths import default_state_dir as default_state_dir  # its old home
 from failover.configpaths import resolve_paths
 from failover.dns.registry import DnsSettings
 from failover.exceptions import ConfigError
@@ -366,14 +366,6 @@ class FailoverConfig(_Strict):
             raise ConfigError(
                 f"no site {name!r} in the configuration; sites: {', '.join(self.sites)}"
             ) from None
-
-
-DEFAULT_STATE_DIR = Path(".failover") / "lab"
-
-
-def default_state_dir() -> Path:
-    """$FAILOVER_STATE_DIR, or .failover/lab under the working directory."""
-    return Path(os.environ.get("FAILOVER_STATE_DIR") or DEFAULT_STATE_DIR).absolute()
 
 
 def parse_config(data: Any, source: str, base: Path) -> FailoverConfig:

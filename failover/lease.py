@@ -9,7 +9,12 @@ possibly have. An emergency promote waits until that time has passed (plus a
 margin for the clocks) unless it positively fenced the old primary: from then
 on the old primary has fenced itself, and two primaries cannot both take writes.
 
-``LeaseBook`` is the small interface a later etcd-backed lease replaces.
+Moves see the lease through ``PrimaryLeases``: withhold it from a primary
+being replaced, know when that primary has certainly fenced itself, allow
+it to the site being promoted. ``LeaseBook`` is that seam for a
+controller's renewals (``LeaseKeeper``); when the agents hold the lease in
+etcd themselves, ``failover.cluster.primarylease.EtcdLeases`` is
+(``Deployment.primary_leases`` chooses).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from failover import logs
 from failover.exceptions import FailoverError
@@ -34,6 +40,20 @@ SUSPECT_AFTER = 2
 
 class LeaseWithheld(FailoverError):
     """A renewal refused by the book: a promote is replacing that site."""
+
+
+class PrimaryLeases(Protocol):
+    """The primary's lease as moves see it, wherever it is kept."""
+
+    def withhold(self, site: str) -> None:
+        """No more renewals for ``site``: a promote replaces it (until ``allow``)."""
+
+    def lapsed_by(self, site: str) -> float | None:
+        """When (Unix seconds) the site's lease has certainly lapsed, as far as known now;
+        None: it never held one. A time ahead may move on: ask again once it has come."""
+
+    def allow(self, site: str) -> None:
+        """``site`` is being promoted: it may hold the lease."""
 
 
 class LeaseBook:
@@ -110,8 +130,6 @@ class LeaseBook:
         """When the site's lease has certainly lapsed (its end plus the clocks' margin)."""
         ends = self.ends_at(site)
         return None if ends is None else ends + CLOCK_MARGIN
-
-
 
 
 class LeaseKeeper:

@@ -157,7 +157,7 @@ def running_lab(subnet: str, prefix: str = "failover-test-lab-") -> Iterator[Run
 
 SERVER_PROGRAMS = frozenset({"postgres", "pg_ctl", "named", "dovecot", "moto_server",
                              "uvicorn", "etcd"})
-SERVER_MODULES = frozenset({"moto.server", "uvicorn", "infra.refapp",
+SERVER_MODULES = frozenset({"moto.server", "infra.lab.moto_server", "uvicorn", "infra.refapp",
                             "infra.lab.hcloud_fake", "infra.lab.tls_terminator"})
 SERVER_COMMANDS = (("lab", "up"), ("watch",))  # of the failover CLI: a lab, the controller
 STARTS_SERVERS = "_starts_servers"

@@ -25,6 +25,8 @@ REFUSED = "in a test without the lab marker"
     (["/usr/sbin/named", "-g", "-c", "/tmp/x/named.conf", "-u", "bind"], "named"),
     (["/usr/sbin/dovecot", "-F", "-c", "/tmp/x/dovecot.conf"], "dovecot"),
     ([sys.executable, "-m", "moto.server", "-H", "127.66.10.1", "-p", "5000"], "moto.server"),
+    ([sys.executable, "-m", "infra.lab.moto_server", "--region", "eu-central-1", "-p", "5003"],
+     "infra.lab.moto_server"),
     ([sys.executable, "-m", "infra.refapp", "--host", "127.66.10.1"], "infra.refapp"),
     ([sys.executable, "-m", "infra.lab.hcloud_fake", "--port", "5002"], "infra.lab.hcloud_fake"),
     ([".venv/bin/uvicorn", "app:app"], "uvicorn"),

@@ -24,6 +24,7 @@ import psycopg
 from failover import logs
 from failover.agent.backup import Backups, PgBackRest, archive_settings
 from failover.agent.config import AgentConfig
+from failover.agent.failsafe import WITHHOLD_KIND, not_kept
 from failover.agent.journal import AgentJournal, Operation
 from failover.agent.lease import Lease
 from failover.agent.pghost import PgHost
@@ -40,8 +41,8 @@ log = logging.getLogger("failover.agent")
 VERSION = "1"
 WATCH_LEASE_EVERY = 0.1  # seconds: a lapsed lease is acted on within this (plus the fence)
 RESUMABLE = frozenset({"rejoin", "restore"})
-QUICK = frozenset({"lease", "lease/release", "fence", "unfence", "backup/info"})
-UNLOCKED = frozenset({"backup", "backup/info"})
+QUICK = frozenset({"lease", "lease/release", "fence", "unfence", "backup/info", WITHHOLD_KIND})
+UNLOCKED = frozenset({"backup", "backup/info", WITHHOLD_KIND})
 DATA_SIZE_EVERY = 60.0
 # "yes" from the moment a rejoin starts rewriting the data dir until the server has
 # started on the new files: a rejoin that finds it set copies afresh, never rewinds.
@@ -96,6 +97,10 @@ class Agent(Rejoining):
                                          f"wanted.{kind}", "yes" if wanted else "no"))
         self.restores = Restorer(self.backups, self.supervisor, self.journal,
                                  self._drop_copied_fence)
+        self.cluster = None
+        if config.cluster is not None:  # etcd's and the peers' clients only when used
+            from failover.agent.cluster import AgentCluster
+            self.cluster = AgentCluster(self, config.cluster)
 
     # -- children --------------------------------------------------------------------
 
@@ -126,6 +131,9 @@ class Agent(Rejoining):
         """Start the children and the lease's watch; resume what a restart interrupted."""
         if self.backups is not None:
             self.backups.tool.write_configs()  # archive_command needs them from the start
+        if self.cluster is not None:  # a lease regained at once: the server starts unfenced
+            self.cluster.lease.step()
+            self._thread(partial(self.cluster.lease.loop, self._stopping), "agent-cluster")
         self.supervisor.begin()
         self._thread(self._watch_lease, "agent-lease")
         if self.backups is not None:
@@ -148,6 +156,8 @@ class Agent(Rejoining):
         self.supervisor.shutdown()
         if self.replicator is not None:
             self.replicator.close()
+        if self.cluster is not None:
+            self.cluster.close()
         self.journal.close()
 
     def _thread(self, target: Callable[[], None], name: str) -> None:
@@ -270,6 +280,7 @@ class Agent(Rejoining):
             # pgBackRest's: never under the server's lock, so that a fence never waits.
             "backup": partial(self._backups, "backup"),
             "backup/info": partial(self._backups, "report"),
+            **({WITHHOLD_KIND: not_kept} if self.cluster is None else self.cluster.handlers()),
         }
 
     def _backups(self, method: str, body: Body, say: Callable[[str], None]) -> Body:
@@ -353,6 +364,8 @@ class Agent(Rejoining):
                                   for c in self.supervisor.children.values()},
                      "lease": self.lease.view().to_dict(),
                      "versions": {"agent": VERSION}}
+        if self.cluster is not None:
+            out["cluster"] = self.cluster.status()
         if self.replicator is not None:
             out["objects"] = {"targets": {name: state.to_dict() for name, state
                                           in self.replicator.status().items()}}

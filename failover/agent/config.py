@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from failover.cluster.config import MARGIN, ClusterConfig
 from failover.configpaths import resolve_paths
 from failover.exceptions import ConfigError
 from failover.stores import ObjectStoreConfig, RepositoryConfig
@@ -97,6 +98,83 @@ class ObjectsSpec(_Strict):
                 if r.provider != provider}
 
 
+def lease_timing_problems(ttl: int, retry_timeout: float, failsafe_timeout: float) -> list[str]:
+    """What is wrong with the primary's lease's timing (none: it is sound).
+
+    The agent renews every ``ttl / 3`` seconds and is sure of its lease until
+    ``ttl - MARGIN`` after a renewal was sent. The cycle after it may find etcd
+    slow (two requests of ``retry_timeout``) or gone (one request's
+    ``retry_timeout``, then the peers' failsafe round of ``failsafe_timeout``),
+    and must still end before that window closes.
+    """
+    cycle = 2 * retry_timeout + failsafe_timeout
+    if ttl / 3 + cycle + MARGIN > ttl:
+        return [f"ttl / 3 ({ttl / 3:.3g}s) + 2 * retry_timeout ({retry_timeout:g}s) + "
+                f"failsafe_timeout ({failsafe_timeout:g}s) + {MARGIN:g}s must be at most ttl "
+                f"({ttl}s): a renewal that finds etcd slow or gone must end before the lease "
+                "would"]
+    return []
+
+
+class ClusterSpec(_Strict):
+    """The etcd cluster in which this agent holds the primary's lease, and its failsafe.
+
+    See ``failover.agent.clusterlease`` (the lease) and ``failover.agent.failsafe``
+    (what a primary does when etcd is out of its reach).
+    """
+
+    endpoints: list[str] = Field(min_length=1, description="the etcd members' client URLs, "
+                                 "as in the deployment's watch.cluster.endpoints")
+    name: str = Field("default", pattern=r"^[A-Za-z0-9_-]{1,63}$", description="the "
+                      "deployment's keys live under /failover/<name>/ (watch.cluster.name)")
+    ttl: int = Field(10, ge=3, le=300, description="seconds the primary's lease outlives its "
+                     "agent's last renewal (every ttl / 3); its server is fenced at its end")
+    retry_timeout: float = Field(1.5, gt=0, le=60, description="seconds one request to etcd "
+                                 "may take, all endpoints tried")
+    failsafe: bool = Field(True, description="while etcd is out of reach, the primary stays "
+                           "unfenced as long as every peer's agent vouches that it is no "
+                           "primary (Patroni's failsafe_mode); false: it fences at the lease's "
+                           "end")
+    failsafe_timeout: float = Field(1.5, gt=0, le=60, description="seconds the peers' agents "
+                                    "have to answer a failsafe round")
+    peers: dict[str, str] = Field(default_factory=dict, description="the other sites' agents "
+                                  "by site (their URLs): every site that can become a primary; "
+                                  "each of them lists this one (a promote relies on it)")
+    peer_secret_file: Path | None = Field(None, description="the secret the sites' agents "
+                                          "share for failsafe rounds (0600), not the "
+                                          "controller's: it lets an agent ask, not command")
+
+    @field_validator("endpoints")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        try:  # the controllers' rules for the members' URLs
+            return ClusterConfig(endpoints=value).endpoints
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: dict[str, str]) -> dict[str, str]:
+        for site, url in value.items():
+            if not _SITE.fullmatch(site):
+                raise ValueError(f"{site!r}: a site's name is lower-case letters, digits and "
+                                 "dashes")
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{site}: {url!r} must be http(s)://host:port")
+        return {site: url.rstrip("/") for site, url in value.items()}
+
+    @model_validator(mode="after")
+    def _timing(self) -> ClusterSpec:
+        problems = lease_timing_problems(self.ttl, self.retry_timeout,
+                                         self.failsafe_timeout if self.failsafe else 0.0)
+        if self.failsafe and self.peers and self.peer_secret_file is None:
+            problems.append("failsafe with peers needs peer_secret_file: the peers' agents "
+                            "answer only a round signed with it")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class AgentConfig(_Strict):
     """One agent: where it listens, its secret, its state, what it supervises."""
 
@@ -114,6 +192,9 @@ class AgentConfig(_Strict):
     require_token: bool = Field(False, description="refuse a request that would change "
                                 "something without a leader's fencing token (every "
                                 "controller is elected)")
+    cluster: ClusterSpec | None = Field(None, description="hold the primary's lease in etcd "
+                                        "(failover.agent.clusterlease); without it a "
+                                        "controller renews it")
 
     @field_validator("site")
     @classmethod
@@ -144,6 +225,9 @@ class AgentConfig(_Strict):
             if not spec.used(self.provider):
                 raise ValueError(f"{section}: every store is at {self.provider}, this host's "
                                  "own provider: copies must live at another")
+        if self.cluster is not None and self.site in self.cluster.peers:
+            raise ValueError(f"cluster.peers names this agent's own site ({self.site}): peers "
+                             "are the other sites")
         return self
 
     @property

@@ -14,6 +14,10 @@ The lease is kept in the journal (wall clock, so it survives a restart) and
 in ``lease.json`` for the app: ``{"state": "held", "monotonic_expires": T}``
 or ``{"state": "off"}``. Off means no controller keeps leases (moves by hand
 only) or this site is a standby; then nothing is fenced for want of one.
+
+With ``cluster`` in its config the agent renews this lease itself, from the
+hold it keeps in etcd (``failover.agent.clusterlease``), through the same
+``Agent.renew_lease``; a controller's renewal is then refused.
 """
 
 from __future__ import annotations
@@ -90,6 +94,13 @@ class Lease:
             self._journal.set(_SETTING, json.dumps({"expires_at": expires_at}))
             self._write_file()
         return self.view()
+
+    def end(self) -> None:
+        """The lease ends now (its holder lost it): lapsed, and acted on as any lapse."""
+        with self._lock:
+            if self._expires is not None:
+                self._expires = min(self._expires, time.monotonic())
+                self._write_file()
 
     def release(self) -> None:
         """Leases off: this site is no longer a primary that a controller keeps."""

@@ -7,7 +7,9 @@ it ended within its ``wait`` (default 5 s), else 202 with the record so far:
 poll ``/v1/operations/<id>``. Errors are one line of JSON: ``{"error":
 code, "message": ...}``. A request may carry its leader's fencing token; a
 deposed leader's that would change something is refused with 409
-``stale-token`` (``tokens``).
+``stale-token`` (``tokens``). ``POST /v1/failsafe`` is another primary's
+agent asking this one to vouch (``failsafe``): signed with the secret the
+agents share, not the controller's, it carries no operation id and no token.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from failover import logs
 from failover.agent.agent import Agent, BadRequest, OperationConflict
+from failover.agent.failsafe import FAILSAFE_PATH, BadVouchRequest
 from failover.agent.journal import Operation
 from failover.agent.protocol import (
     MAX_BODY_BYTES,
@@ -80,11 +83,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         # Refusals are signed too, so that the sender can trust (and show) why.
         signature = self.headers.get(SIGNATURE_HEADER, "")
+        agent = self.server.agent
+        peer = self.path.split("?", 1)[0] == FAILSAFE_PATH  # another agent's failsafe round
+        secret = agent.cluster.peer_secret if peer and agent.cluster is not None else None
         try:
             body = self._body()
-            op = self._verify(method, body)
-            self._admit(method)
-            status, answer = self._route(method, body, op)
+            if peer:
+                status, answer = self._round(method, body, secret)
+            else:
+                op = self._verify(method, body, agent.secret)
+                self._admit(method)
+                status, answer = self._route(method, body, op)
         except _Refused as exc:
             status, answer = exc.status, {"error": exc.code, "message": exc.message, **exc.more}
             logs.log_event(log, "agent.refused", method=method, path=self.path, code=exc.code)
@@ -92,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             answer = {"error": "internal", "message": f"{type(exc).__name__}: {exc}"}
             log.exception("agent request failed")
-        self._answer(status, answer, signature)
+        self._answer(status, answer, signature, secret or agent.secret)
 
     def _body(self) -> bytes:
         try:
@@ -106,13 +115,14 @@ class _Handler(BaseHTTPRequestHandler):
                            f"a request body is at most {MAX_BODY_BYTES} bytes")
         return self.rfile.read(length) if length else b""
 
-    def _verify(self, method: str, body: bytes) -> str | None:
+    def _verify(self, method: str, body: bytes, secret: bytes, *,
+                needs_op: bool = True) -> str | None:
         agent = self.server.agent
         for name in _SIGNED_HEADERS:  # one of each: the one checked is the one answered
             if len(self.headers.get_all(name) or []) > 1:
                 raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", f"more than one {name}")
         try:
-            verify(agent.secret, dict(self.headers.items()),
+            verify(secret, dict(self.headers.items()),
                    signed_request(method, self.path, body,
                                   nonce=self.headers.get(NONCE_HEADER, ""),
                                   op=self.headers.get(OPERATION_HEADER, ""),
@@ -122,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         except SignalRefused as exc:
             raise _Refused(HTTPStatus.UNAUTHORIZED, exc.reason, str(exc)) from None
         op = self.headers.get(OPERATION_HEADER)
-        if method == "POST" and (op is None or not OPERATION_ID.fullmatch(op)):
+        if method == "POST" and needs_op and (op is None or not OPERATION_ID.fullmatch(op)):
             raise _Refused(HTTPStatus.BAD_REQUEST, "no-operation-id",
                            f"every POST carries {OPERATION_HEADER}: 8 to 64 of A-Z a-z 0-9 . _ -")
         return op
@@ -153,12 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
         kind = path.removeprefix("/v1/")
         if method != "POST" or not path.startswith("/v1/") or kind not in agent.handlers():
             raise _Refused(HTTPStatus.NOT_FOUND, "not-found", f"no {method} {path}")
-        try:
-            params = json.loads(body or b"{}")
-        except ValueError:
-            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", "the body is not JSON") from None
-        if not isinstance(params, dict):
-            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", "the body is a JSON object")
+        params = _params(body)
         wait = params.pop("wait", 5.0)
         if not isinstance(wait, int | float) or not 0 <= wait <= MAX_WAIT:
             raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", f"wait is 0 to {MAX_WAIT:g} s")
@@ -181,15 +186,38 @@ class _Handler(BaseHTTPRequestHandler):
         return (HTTPStatus.ACCEPTED if record.state == "running" else HTTPStatus.OK,
                 record.to_dict())
 
-    def _answer(self, status: HTTPStatus, answer: Any, signature: str) -> None:
+    def _round(self, method: str, body: bytes, secret: bytes | None) -> tuple[HTTPStatus, Any]:
+        """Another primary's failsafe round: vouch for it, or say why not."""
+        cluster = self.server.agent.cluster
+        if cluster is None or secret is None or method != "POST":
+            raise _Refused(HTTPStatus.NOT_FOUND, "not-found", "this agent answers no failsafe "
+                           "round (its config has no cluster.peer_secret_file)")
+        self._verify(method, body, secret, needs_op=False)
+        try:
+            return HTTPStatus.OK, cluster.answer(_params(body))
+        except BadVouchRequest as exc:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", str(exc)) from None
+
+    def _answer(self, status: HTTPStatus, answer: Any, signature: str, secret: bytes) -> None:
         data = json.dumps(answer).encode() + b"\n"
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         if signature:
-            for name, value in sign_answer(self.server.agent.secret, signature, data).items():
+            for name, value in sign_answer(secret, signature, data).items():
                 self.send_header(name, value)
         self.end_headers()
         # The sender may have stopped waiting (its timeout); what was done is journaled.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(data)
+
+
+def _params(body: bytes) -> dict[str, Any]:
+    """A POST's body: one JSON object."""
+    try:
+        params = json.loads(body or b"{}")
+    except ValueError:
+        raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", "the body is not JSON") from None
+    if not isinstance(params, dict):
+        raise _Refused(HTTPStatus.BAD_REQUEST, "malformed", "the body is a JSON object")
+    return params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,27 @@ def confirm(question: str, yes: bool) -> None:
 
 
 class FailoverGroup(click.Group):
-    """A command group that turns our errors into one line and an exit code."""
+    """A command group that turns our errors into one line and an exit code.
+
+    Commands may also be named lazily (``lazy[name] = "module:attribute"``): the
+    module is imported when the command runs or help lists it, so that one
+    command's process does not carry every other command's imports.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, the lazy ones' too."""
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A command by its name, importing its module the first time when it is lazy."""
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -16,10 +16,10 @@ import click
 from failover.cli.base import config_option, json_option, state_dir_option
 from failover.engine.deployment import open_deployment
 from failover.logs import log_event
+from failover.state import open_store
 from failover.watch.api import listening_socket, make_app, server
 from failover.watch.controller import Controller
 from failover.watch.mailbox import MailboxPoller
-from failover.watch.store import WatchStore, store_path
 from failover.watch.webhook import load_notify_secret, load_secret
 
 log = logging.getLogger("failover.watch")
@@ -103,7 +103,7 @@ def approve(move_id: str, by: str, config: Path | None, state_dir: Path | None,
     controller's store, so it counts even while the controller restarts.
     """
     deployment = open_deployment(config, state_dir)
-    move = WatchStore(store_path(deployment.config.journal)).approve(move_id, by=by)
+    move = open_store(deployment.config).approve(move_id, by=by)
     if as_json:
         click.echo(json.dumps(move.__dict__, indent=2))
     else:

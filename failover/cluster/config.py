@@ -54,6 +54,10 @@ class ClusterConfig(BaseModel):
                              "controller: the leader renews its key, a follower looks at it")
     retry_timeout: float = Field(10.0, gt=0, le=600, description="seconds one request to "
                                  "etcd may take, all endpoints tried, before the cycle gives up")
+    agent_leases: bool = Field(False, description="the primary's agent holds the primary's "
+                               "lease in etcd itself (its config's cluster section) and a "
+                               "promote waits on etcd for it (failover.cluster.primarylease); "
+                               "false: the controller renews it through the agent")
 
     @field_validator("endpoints")
     @classmethod

@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -53,6 +53,7 @@ from etcd3gw.lease import Lease
 
 from failover.cluster.config import DEFAULT_PORT, ClusterConfig
 from failover.cluster.exceptions import ClusterUnavailable, LeaseNotFound
+from failover.cluster.ops import Compare, Delete, Put, TxnResult
 
 T = TypeVar("T")
 API_PATH = "/v3/"  # etcd >= 3.4; /v3beta/ is deprecated there and /v3alpha/ gone
@@ -87,6 +88,11 @@ class Outcome:
 
     succeeded: bool
     entry: Entry | None
+
+
+def _after(prefix: bytes) -> bytes:
+    """The first key after every key that starts with ``prefix`` (a range's end)."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])  # our prefixes are ASCII: never 0xff
 
 
 def _b64(data: bytes) -> str:
@@ -204,13 +210,38 @@ class EtcdCluster:
         value, kv = found[0]
         return self._entry(dict(kv), value.decode())
 
-    def range(self, prefix: str = "") -> list[Entry]:
-        """Every key that starts with ``prefix`` (relative to the deployment's), by key."""
+    def range(self, prefix: str = "", *, start: str | None = None, limit: int = 0,
+              newest_first: bool = False, by: Literal["key", "create"] = "key",
+              keys_only: bool = False) -> list[Entry]:
+        """Every key that starts with ``prefix`` (relative to the deployment's), by key.
+
+        ``start``: only keys from this one on (it starts with ``prefix``); ``by``:
+        ordered by key or by creation (create_revision); ``newest_first``: the
+        other way round; ``limit``: at most that many (0: all); ``keys_only``:
+        values left out (as "").
+        """
+        request = self._span(prefix, start)
+        request.update(sort_order="DESCEND" if newest_first else "ASCEND",
+                       sort_target=by.upper(), limit=limit, keys_only=keys_only)
+        answer = self._call(f"range {prefix or '(all)'}",
+                            lambda c: c.post(c.get_url("/kv/range"), json=request))
+        return [self._entry(kv) for kv in answer.get("kvs", [])]
+
+    def count(self, prefix: str = "") -> int:
+        """How many keys start with ``prefix``."""
+        request = {**self._span(prefix), "count_only": True}
+        answer = self._call(f"count {prefix or '(all)'}",
+                            lambda c: c.post(c.get_url("/kv/range"), json=request))
+        return int(answer.get("count", 0))
+
+    def _span(self, prefix: str, start: str | None = None) -> dict[str, Any]:
+        """A range request's key and range_end: the keys under ``prefix`` (from ``start``)."""
         if not (self.prefix + prefix).isascii():
             raise ValueError(f"a range's prefix must be ASCII: {prefix!r}")
-        found = self._call(f"range {prefix or '(all)'}", lambda c: c.get_prefix(
-            self._key(prefix), sort_order="ascend", sort_target="key"))
-        return [self._entry(dict(kv), value.decode()) for value, kv in found]
+        if start is not None and not start.startswith(prefix):
+            raise ValueError(f"a range's start {start!r} must start with its prefix {prefix!r}")
+        return {"key": _b64(self._key(start if start is not None else prefix)),
+                "range_end": _b64(_after(self._key(prefix)))}
 
     def put(self, key: str, value: str, lease: int | None = None) -> int:
         """Write the key (bound to ``lease``: it goes when the lease does); returns the revision."""
@@ -249,6 +280,57 @@ class EtcdCluster:
         # proto3 JSON leaves a false `succeeded` out
         return Outcome(bool(answer.get("succeeded", False)),
                        self._entry(kvs[0]) if kvs else None)
+
+    def txn(self, compares: Sequence[Compare], success: Sequence[Put | Delete],
+            failure: Sequence[Put | Delete] = ()) -> TxnResult:
+        """One transaction: if every condition holds, the ``success`` ops, else ``failure``'s.
+
+        All or nothing, at one revision. etcd refuses a transaction that writes
+        one key twice. Retried after a first try that etcd applied but whose
+        answer was lost, its conditions usually fail: a caller that must know
+        reads back what it wrote (see the module's retry policy).
+        """
+        request = {"compare": [self._compare(c) for c in compares],
+                   "success": [self._op(op) for op in success],
+                   "failure": [self._op(op) for op in failure]}
+        keys = ", ".join(sorted({op.key for op in success})) or "nothing"
+        answer: dict[str, Any] = dict(self._call(f"a transaction writing {keys}",
+                                                 lambda c: c.transaction(request)))
+        # proto3 JSON leaves a false `succeeded` out
+        return TxnResult(bool(answer.get("succeeded", False)),
+                         int(answer["header"]["revision"]))
+
+    def holds(self, puts: Sequence[Put]) -> bool:
+        """Whether each key holds what its put writes: a transaction whose answer was lost
+        (or that a retry found already applied) did land."""
+        return all((entry := self.get(put.key)) is not None and entry.value == put.value
+                   for put in puts)
+
+    def _compare(self, compare: Compare) -> dict[str, Any]:
+        field = {"VALUE": "value", "VERSION": "version", "CREATE": "create_revision",
+                 "MOD": "mod_revision"}[compare.target]
+        against = compare.against
+        request: dict[str, Any] = {
+            "key": _b64(self._key(compare.key)), "result": compare.result,
+            "target": compare.target,
+            field: _b64(str(against).encode()) if compare.target == "VALUE" else int(against)}
+        if compare.prefix:
+            request["range_end"] = self._span(compare.key)["range_end"]
+        return request
+
+    def _op(self, op: Put | Delete) -> dict[str, Any]:
+        if isinstance(op, Put):
+            put: dict[str, Any] = {"key": _b64(self._key(op.key)),
+                                   "value": _b64(op.value.encode())}
+            if op.lease:
+                put["lease"] = op.lease
+            return {"request_put": put}
+        delete = {"key": _b64(self._key(op.key))}
+        if op.prefix:
+            delete["range_end"] = self._span(op.key)["range_end"]
+        elif op.end is not None:
+            delete["range_end"] = _b64(self._key(op.end))
+        return {"request_delete_range": delete}
 
     def revision(self) -> int:
         """The cluster's current revision (a linearizable read: no member's stale view)."""

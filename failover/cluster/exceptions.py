@@ -11,3 +11,7 @@ class ClusterUnavailable(FailoverError):
 
 class LeaseNotFound(FailoverError):
     """A write named a lease that etcd no longer has (it expired or was revoked)."""
+
+
+class Contended(FailoverError):
+    """A conditional write found what it read changed by another writer, every time it tried."""

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.exceptions
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from failover.aws import load_credentials
+from failover.awssession import session
 from failover.exceptions import ConfigError, FailoverError, ProviderError
 from failover.stores import ObjectStoreConfig
 
@@ -67,7 +67,7 @@ class ObjectInfo:
 def s3_client(store: ObjectStoreConfig, *, max_connections: int = 10) -> S3Client:
     """A boto3 S3 client for a site's store, with keys from its credentials file."""
     keys = load_credentials(store.credentials_file) if store.credentials_file else {}
-    session = boto3.session.Session(
+    made = session(  # botocore's data read once per process (failover.awssession says why)
         aws_access_key_id=keys.get("aws_access_key_id"),
         aws_secret_access_key=keys.get("aws_secret_access_key"),
         aws_session_token=keys.get("aws_session_token"),
@@ -78,7 +78,7 @@ def s3_client(store: ObjectStoreConfig, *, max_connections: int = 10) -> S3Clien
         retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         max_pool_connections=max_connections,
     )
-    return session.client("s3", endpoint_url=store.endpoint_url, config=config)
+    return made.client("s3", endpoint_url=store.endpoint_url, config=config)
 
 
 def _translate(

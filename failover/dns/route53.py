@@ -30,7 +30,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-import boto3
 import botocore.exceptions
 import dns.exception
 import dns.resolver
@@ -38,6 +37,7 @@ from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from failover.aws import load_credentials
+from failover.awssession import session
 from failover.dns import authoritative
 from failover.dns.base import DnsProvider, Reader, log_event
 from failover.dns.exceptions import PrerequisiteFailed, ProviderUnreachable
@@ -173,13 +173,12 @@ class Route53Provider(DnsProvider):
         config = Config(
             connect_timeout=s.timeout, read_timeout=s.timeout, retries={"max_attempts": 2},
         )
-        session = boto3.session.Session(
+        return session(  # botocore's data read once per process (failover.awssession says why)
             aws_access_key_id=creds.get("aws_access_key_id"),
             aws_secret_access_key=creds.get("aws_secret_access_key"),
             aws_session_token=creds.get("aws_session_token"),
             region_name=s.region,
-        )
-        return session.client("route53", endpoint_url=s.endpoint_url, config=config)
+        ).client("route53", endpoint_url=s.endpoint_url, config=config)
 
     @property
     def endpoint(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from failover.engine.deployment import Deployment, Topology
+from failover.exceptions import FailoverError
 
 MAX_LAG_BYTES = 16 * 1024 * 1024  # a switchover to a standby further behind is refused
 
@@ -58,7 +59,10 @@ def _lease_lapsed(deployment: Deployment, site: str) -> bool:
     fenced it, it takes no more writes, and what it wrote has reached the
     standby, which may then be promoted.
     """
-    lapsed_by = deployment.lease_book.lapsed_by(site)
+    try:
+        lapsed_by = deployment.primary_leases.lapsed_by(site)
+    except FailoverError:  # etcd out of reach: not known to have lapsed
+        return False
     return lapsed_by is not None and time.time() >= lapsed_by
 
 

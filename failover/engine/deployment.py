@@ -38,11 +38,11 @@ from failover.data.postgres import (
 from failover.dns.base import DnsProvider
 from failover.dns.records import Record
 from failover.dns.registry import build_providers
-from failover.engine.journal import Journal
 from failover.exceptions import ConfigError
 from failover.leadertoken import TokenSource, no_token
-from failover.lease import LeaseBook
+from failover.lease import LeaseBook, PrimaryLeases
 from failover.secretfiles import check_trusted_dir
+from failover.state import RunJournal, open_journal
 
 # How long a database server may take to answer the protocol's first message
 # before it counts as unreachable for this look. A live server answers in a
@@ -197,9 +197,22 @@ class Deployment:
         return LeaseBook(self.config.journal.with_name("leases.sqlite"))
 
     @cached_property
-    def journal(self) -> Journal:
-        """The run journal."""
-        return Journal(self.config.journal, token=self.fencing_token)
+    def primary_leases(self) -> PrimaryLeases:
+        """The primary's lease as moves see it: in etcd when the agents hold it there
+        (``watch.cluster.agent_leases``), else the controller's lease book."""
+        cluster = self.config.watch.cluster
+        if cluster is None or not cluster.agent_leases:
+            return self.lease_book
+        from failover.cluster.etcd import EtcdCluster  # etcd's client only when used
+        from failover.cluster.primarylease import EtcdLeases
+
+        return EtcdLeases(EtcdCluster.from_config(cluster), lambda: {
+            name: agent for name in self.config.sites if (agent := self.agent(name)) is not None})
+
+    @cached_property
+    def journal(self) -> RunJournal:
+        """The run journal (in etcd with ``watch.cluster``, else the file)."""
+        return open_journal(self.config, token=self.fencing_token)
 
     def site_of_host(self, host: str) -> str | None:
         """The site whose database or address is ``host``."""

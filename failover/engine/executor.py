@@ -4,17 +4,17 @@ Resuming is running the same command again: the executor finds the run that
 did not finish, checks that it is the same move, and carries on from the
 first step that did not end well, with the plan it started with. Steps are
 idempotent, so the one that was cut short simply runs again. Only one run at
-a time: a lock beside the journal keeps a second one out.
+a time: the run lock (``failover.state.run_lock``: beside the journal, or in
+etcd with ``watch.cluster``) keeps a second one out.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -32,6 +32,9 @@ from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan, Step
 from failover.engine.steps import ACTIONS, StepContext
 from failover.exceptions import FailoverError, ProviderError, StaleToken, StepFailed
+from failover.state import RunBusy as RunBusy
+from failover.state import run_lock as state_run_lock
+from failover.state import run_lock_held as state_run_lock_held
 from failover.waiting import WaitTimeout
 
 Progress = Callable[[str], None]
@@ -64,33 +67,14 @@ def _quiet(_: str) -> None:
     pass
 
 
-class RunBusy(FailoverError):
-    """Another run holds the journal's lock."""
-
-
-@contextmanager
-def run_lock(deployment: Deployment) -> Iterator[None]:
-    """Hold the deployment's run lock (one run at a time), or fail at once."""
-    path = deployment.journal.path.with_suffix(".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunBusy(
-                f"another failover run is in progress for {deployment.source} "
-                f"(lock {path}); wait for it, or see `failover status`"
-            ) from None
-        yield
+def run_lock(deployment: Deployment) -> AbstractContextManager[None]:
+    """Hold the deployment's run lock (one run at a time), or fail at once (RunBusy)."""
+    return state_run_lock(deployment.config, deployment.source)
 
 
 def run_lock_held(deployment: Deployment) -> bool:
     """Whether a run holds the deployment's run lock now (this process's or another's)."""
-    try:
-        with run_lock(deployment):
-            return False
-    except RunBusy:
-        return True
+    return state_run_lock_held(deployment.config, deployment.source)
 
 
 def unfinished_run(deployment: Deployment) -> RunRecord | None:

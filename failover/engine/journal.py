@@ -214,6 +214,11 @@ class RunRecord:
         }
 
 
+def new_run_id() -> str:
+    """A new run's id: when it began, and six random hex digits (``20260101-120000-3f2a1b``)."""
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
 class Journal:
     """One journal file; every method opens its own short connection.
 
@@ -224,6 +229,11 @@ class Journal:
     def __init__(self, path: Path, token: TokenSource = no_token) -> None:
         self.path = path
         self._token = token
+
+    @property
+    def where(self) -> str:
+        """Where the journal is kept, for messages: its file."""
+        return str(self.path)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -259,7 +269,7 @@ class Journal:
 
     def begin(self, plan: Plan) -> str:
         """Record a new run of ``plan``; returns its id."""
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        run_id = new_run_id()
         with self._writing() as db:
             db.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",

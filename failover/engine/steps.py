@@ -25,6 +25,7 @@ from failover.waiting import WaitTimeout, wait_for
 Progress = Callable[[str], None]
 DARK_STORE_TIMEOUT = 1.0  # seconds per request to the object store of a site seen dark
 RPO_REPLAY_WAIT = 5.0  # seconds a standby gets to replay what it received before promotion
+LEASE_POLL = 0.5  # seconds between two looks at an old primary's lease (its hold may go early)
 
 
 @dataclass(frozen=True)
@@ -294,16 +295,18 @@ def await_lease(ctx: StepContext) -> dict[str, Any]:
     """Before promoting, let the old primary's lease lapse, unless it was positively fenced.
 
     Its agent fences it the moment its lease lapses, so once this returns the
-    old primary takes no more writes, whether it answers or not.
+    old primary takes no more writes, whether it answers or not. With the
+    lease in etcd, the end is known only once its hold is gone: asked again
+    every LEASE_POLL seconds.
     """
     site = ctx.param("site")
     if ctx.results.get("fence", {}).get("fenced"):
         return {"waited": 0.0, "why": f"{site} was fenced"}
-    book = ctx.deployment.lease_book
-    book.withhold(site)  # from now on no renewal can extend what is waited for
+    leases = ctx.deployment.primary_leases
+    leases.withhold(site)  # from now on no renewal can extend what is waited for
     waited = 0.0
     while True:
-        lapsed_by = book.lapsed_by(site)
+        lapsed_by = leases.lapsed_by(site)
         if lapsed_by is None:
             return {"waited": 0.0, "why": f"{site} never held a lease (no controller keeps "
                     "them)"}
@@ -313,8 +316,8 @@ def await_lease(ctx: StepContext) -> dict[str, Any]:
         if wait > ctx.remaining():
             raise StepFailed(f"{site}'s lease ends in {wait:.1f}s, after this step's deadline")
         ctx.progress(f"waiting {wait:.1f}s for {site}'s lease to lapse (it then fences itself)")
-        time.sleep(wait)
-        waited += wait
+        time.sleep(min(wait, LEASE_POLL))
+        waited += min(wait, LEASE_POLL)
 
 
 @action("catch_up")
@@ -361,9 +364,11 @@ def _release_lease(ctx: StepContext, site: str) -> None:
     """Clear a lease the site may keep from its days as a primary before promoting it.
 
     A lapsed one would fence the new primary the next time its agent starts the
-    server; a controller that runs renews the new primary's lease at once.
+    server; a controller that runs renews the new primary's lease at once (in
+    etcd: the decision names the site, and its agent takes the lease; without
+    etcd no promote goes on).
     """
-    ctx.deployment.lease_book.allow(site)
+    ctx.deployment.primary_leases.allow(site)
     agent = ctx.deployment.agent(site)
     if agent is None:
         return

@@ -17,7 +17,7 @@ from pathlib import Path
 from failover.config import FailoverConfig
 from failover.drill.history import DrillHistory, HistoryEntry, history_path
 from failover.drill.scenarios import SCENARIOS
-from failover.watch.store import WatchStore, store_path
+from failover.state import existing_store
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def gather(config: FailoverConfig, source: str, *, since: datetime, runbooks_dir
         rto_seconds=config.objectives.rto_seconds, rpo_writes=config.objectives.rpo_writes,
         drills=drills, coverage=coverage(drills, every), runbooks_dir=runbooks_dir,
         runbooks=runbook_sums(runbooks_dir),
-        approvals=approvals(config.journal, since, until),
+        approvals=approvals(config, since, until),
     )
 
 
@@ -142,13 +142,13 @@ def runbook_sums(directory: Path) -> tuple[RunbookSum, ...]:
     return tuple(sums)
 
 
-def approvals(journal: Path, since: datetime, until: datetime) -> tuple[Approval, ...]:
+def approvals(config: FailoverConfig, since: datetime, until: datetime) -> tuple[Approval, ...]:
     """The moves approved in the period (``failover approve``), oldest first."""
-    path = store_path(journal)
-    if not path.exists():  # no controller has run here: reading must not create its store
+    store = existing_store(config)
+    if store is None:  # no controller has run here: reading must not create its store
         return ()
     found = []
-    for move in WatchStore(path).moves(active=False):
+    for move in store.moves(active=False):
         if move.approved is None:
             continue
         approved = datetime.fromtimestamp(move.approved, UTC)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from failover.engine.journal import Journal
 from failover.engine.plan import Step
+from failover.state import RunJournal
 
 RECENT_RUNS = 50
 
@@ -24,7 +24,7 @@ class Durations:
     journal: str | None = None  # where they were read; None: rendered without a journal
 
     @classmethod
-    def read(cls, journal: Journal | None, runs: int = RECENT_RUNS) -> Durations:
+    def read(cls, journal: RunJournal | None, runs: int = RECENT_RUNS) -> Durations:
         """The durations of the last ``runs`` runs in ``journal`` (none without one)."""
         if journal is None:
             return cls()
@@ -33,7 +33,7 @@ class Durations:
             for step in run.steps():
                 if step.outcome == "ok" and step.seconds is not None:
                     seconds.setdefault(step.action, []).append(step.seconds)
-        return cls(seconds, str(journal.path))
+        return cls(seconds, journal.where)
 
     def typical(self, step: Step) -> str:
         """One sentence: how long the step kind takes, as far as the journal knows."""

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import failover
 from failover.config import CONFIG_FILE_NAME, FailoverConfig, load_config, parse_config
-from failover.engine.journal import Journal
 from failover.exceptions import ConfigError
 from failover.runbooks.durations import Durations
 from failover.runbooks.hosts import HostFacts, Shown, lab_hosts, real_hosts
 from failover.runbooks.moves import PaperDeployment, moves
 from failover.runbooks.render import Context, render_index, render_move
 from failover.runbooks.shell import Shell
+from failover.state import RunJournal, existing_journal
 from infra.lab.config import lab_config
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
@@ -40,7 +40,7 @@ class Source:
     path: str  # its configuration file, as printed
     hosts: dict[str, HostFacts]
     shown: Shown
-    journal: Journal | None  # where typical durations come from; None: rendered without
+    journal: RunJournal | None  # where typical durations come from; None: rendered without
     deployment: str  # the deployment in words
     where: str  # where the manual commands run from
 
@@ -65,8 +65,8 @@ def default_lab() -> Source:
                   "servers as the postgres user)")
 
 
-def _journal(config: FailoverConfig) -> Journal | None:
-    return Journal(config.journal) if config.journal.exists() else None
+def _journal(config: FailoverConfig) -> RunJournal | None:
+    return existing_journal(config)
 
 
 def lab_at(state_dir: Path) -> Source:

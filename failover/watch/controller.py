@@ -29,6 +29,7 @@ from failover.engine.plan import Plan
 from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_switchover
 from failover.exceptions import FailoverError, UnsafePlan
 from failover.logs import log_event
+from failover.state import open_store
 from failover.watch.backups import BackupKeeper
 from failover.watch.drills import DrillKeeper
 from failover.watch.guard import PrimaryGuard
@@ -45,7 +46,6 @@ from failover.watch.policy import (
 )
 from failover.watch.probes import ProbeScheduler, build_probes
 from failover.watch.signals import Notice, NoticeRefused, Observation, ProbeKind
-from failover.watch.store import WatchStore, store_path
 
 log = logging.getLogger("failover.watch")
 HISTORY = 10  # looks kept per probe: more than any sane `failures`
@@ -74,7 +74,7 @@ class Controller:
         if mode is not None:
             self.config = self.config.model_copy(update={"mode": mode})
         self.clock = clock
-        self.store = WatchStore(store_path(deployment.config.journal))
+        self.store = open_store(deployment.config)  # etcd with watch.cluster: every site's
         self.metrics = WatchMetrics()
         # Notifications have a secret of their own: never the webhook's (see notify.py).
         self.notifier = Notifier(self.config.notify_url, notify_secret)

@@ -33,13 +33,13 @@ from failover.engine.executor import one_line
 from failover.engine.journal import RunRecord
 from failover.exceptions import FailoverError
 from failover.logs import log_event
+from failover.state import ControllerStore
 from failover.watch.drillconfig import DrillSchedule
 from failover.watch.drillpolicy import DrillState, decide
 from failover.watch.metrics import WatchMetrics
 from failover.watch.notify import Notifier
 from failover.watch.policy import Snapshot
 from failover.watch.signals import Notice
-from failover.watch.store import WatchStore
 
 log = logging.getLogger("failover.watch")
 CHECK_EVERY = 5.0  # seconds between asking the guard rails
@@ -51,7 +51,7 @@ class Watching(Protocol):
     """What the keeper needs of the controller (``Controller`` is one)."""
 
     deployment: Deployment
-    store: WatchStore
+    store: ControllerStore
     metrics: WatchMetrics
     notifier: Notifier
 

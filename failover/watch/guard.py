@@ -32,7 +32,8 @@ class PrimaryGuard:
         self.deployment = deployment
         config = deployment.config.watch
         self.leases: LeaseKeeper | None = None
-        if config.lease_seconds:
+        # Agents that hold the lease in etcd need no controller's renewals.
+        if config.lease_seconds and not (config.cluster and config.cluster.agent_leases):
             self.leases = LeaseKeeper(deployment.lease_book, self._renew, self._answers, holder,
                                       seconds=config.lease_seconds,
                                       every=config.lease_renew_every)

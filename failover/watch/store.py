@@ -8,6 +8,11 @@ promise to act (scheduled, prepared, proposed, approved, started, done);
 controller restarts. Decisions are appended for ``/v1/status`` and the drill.
 The signatures of accepted webhook requests are kept while they are fresh, so
 a captured request replayed after a restart is still refused.
+
+This is a lone controller's store. With ``watch.cluster`` the controllers at
+every site share one in etcd (``failover.cluster.store``) under the same
+contract (``failover.state.ControllerStore``); ``failover.state.open_store``
+opens the one the configuration names.
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from failover.engine.journal import Journal
 from failover.exceptions import FailoverError
 from failover.privatedb import private_db
 from failover.watch.policy import ACTIVE, Decision, Move
-from failover.watch.signals import Notice
+from failover.watch.signals import DRILL_REFERENCE, Notice
+
+if TYPE_CHECKING:  # failover.state opens this store: only its types are needed here
+    from failover.state import ControllerStore, RunJournal
 
 STORE_FILE_NAME = "watch.sqlite"
 SAME_DEADLINE = 0.001  # seconds: deadlines this close, for one provider, are one notice
@@ -59,6 +66,43 @@ def store_path(journal: Path) -> Path:
 
 def _move(data: str) -> Move:
     return Move(**json.loads(data))
+
+
+def approval(move: Move, by: str | None) -> Move:
+    """The move as approved now by ``by``."""
+    return replace(move, state="approved", approved=time.time(), approved_by=by)
+
+
+def unknown_move(move_id: str, moves: list[Move]) -> NotApprovable:
+    """The error for approving a move the store does not know (``moves``: the active ones)."""
+    known = ", ".join(m.id for m in moves if m.state == "proposed") or "none"
+    return NotApprovable(f"no move {move_id!r} is known to the controller; waiting for "
+                         f"approval: {known}")
+
+
+def not_waiting(move_id: str, now: Move | None) -> NotApprovable:
+    """The error for approving a move that is no longer proposed (``now``: as it is now)."""
+    return NotApprovable(f"move {move_id} is {now.state if now else 'gone'}, not waiting for "
+                         "approval")
+
+
+def recover_moves(store: ControllerStore, journal: RunJournal) -> None:
+    """After a restart: a move left started or preparing with no run to resume waits again."""
+    for move in store.moves():
+        if move.state not in ("started", "preparing"):
+            continue
+        run = None
+        if move.run_id:
+            try:
+                run = journal.run(move.run_id)
+            except FailoverError:
+                run = None
+        if run is not None and run.outcome == "ok":
+            store.save_move(replace(
+                move, state="prepared" if run.plan.kind == "prepare" else "done"))
+        elif run is None or run.settled or not run.changed_anything():
+            store.save_move(replace(move, state="scheduled", run_id=None))
+        # else: the journal holds it unfinished; the policy resumes it.
 
 
 class WatchStore:
@@ -120,6 +164,20 @@ class WatchStore:
             rows = db.execute(query + " ORDER BY deadline").fetchall()
         return [Notice.from_dict(json.loads(r[0])) for r in rows]
 
+    def withdraw_drill_notices(self, why: str) -> list[str]:
+        """Withdraw the drills' notices that no move answered; their ids.
+
+        A drill that ends (aborted, broken, its controller stopped) before the
+        move its notice asked for must not leave the notice behind: the next
+        controller to start would move the primary for a drill long over.
+        """
+        withdrawn = [n.id for n in self.notices() if n.reference.startswith(DRILL_REFERENCE)]
+        with self._db() as db:
+            for notice_id in withdrawn:
+                db.execute("UPDATE notices SET handled_by = ? WHERE id = ? AND handled_by IS NULL",
+                           (f"withdrawn: {why}", notice_id))
+        return withdrawn
+
     # -- moves ------------------------------------------------------------------
 
     def save_move(self, move: Move) -> None:
@@ -143,39 +201,21 @@ class WatchStore:
             rows = db.execute("SELECT data, state FROM moves ORDER BY rowid").fetchall()
         return [_move(d) for d, state in rows if not active or state in ACTIVE]
 
-    def recover_moves(self, journal: Journal) -> None:
+    def recover_moves(self, journal: RunJournal) -> None:
         """After a restart: a move left started or preparing with no run to resume waits again."""
-        for move in self.moves():
-            if move.state not in ("started", "preparing"):
-                continue
-            run = None
-            if move.run_id:
-                try:
-                    run = journal.run(move.run_id)
-                except FailoverError:
-                    run = None
-            if run is not None and run.outcome == "ok":
-                self.save_move(replace(
-                    move, state="prepared" if run.plan.kind == "prepare" else "done"))
-            elif run is None or run.settled or not run.changed_anything():
-                self.save_move(replace(move, state="scheduled", run_id=None))
-            # else: the journal holds it unfinished; the policy resumes it.
+        recover_moves(self, journal)
 
     def approve(self, move_id: str, by: str | None = None) -> Move:
         """Approve a proposed move (``failover approve``), naming who approved it."""
         move = self.move(move_id)
         if move is None:
-            known = ", ".join(m.id for m in self.moves() if m.state == "proposed") or "none"
-            raise NotApprovable(f"no move {move_id!r} is known to the controller; waiting for "
-                                f"approval: {known}")
-        approved = replace(move, state="approved", approved=time.time(), approved_by=by)
+            raise unknown_move(move_id, self.moves())
+        approved = approval(move, by)
         with self._db() as db:  # only if it is still proposed: the controller may have moved on
             cursor = db.execute("UPDATE moves SET state = 'approved', data = ? WHERE id = ? AND "
                                 "state = 'proposed'", (json.dumps(asdict(approved)), move_id))
         if cursor.rowcount != 1:
-            now = self.move(move_id)
-            raise NotApprovable(f"move {move_id} is {now.state if now else 'gone'}, not "
-                                "waiting for approval")
+            raise not_waiting(move_id, self.move(move_id))
         return approved
 
     # -- signatures ---------------------------------------------------------------

@@ -85,7 +85,7 @@ def _watch(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
         # the leader (infra.lab.etcd says why these times).
         "cluster": {"endpoints": etcd.endpoints(layout), "name": etcd.CLUSTER_NAME,
                     "ttl": etcd.TTL, "loop_wait": etcd.LOOP_WAIT,
-                    "retry_timeout": etcd.RETRY_TIMEOUT},
+                    "retry_timeout": etcd.RETRY_TIMEOUT, "agent_leases": layout.agent_leases},
     }
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +55,15 @@ _HIDDEN_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"
                "AWS_PROFILE", "INITIAL_NO_AUTH_ACTION_COUNT")
 
 
+def server_env() -> dict[str, str]:
+    """The environment of ``ec2@aws``'s server: ours without AWS credentials."""
+    return {k: v for k, v in os.environ.items() if k not in _HIDDEN_ENV}
+
+
 def start(layout: LabLayout, paths: LabPaths) -> ProcessRecord:
     """Start the moto server of ``ec2@aws`` (nothing checked until ``seed`` enforces IAM)."""
-    address, port = layout.listener(EC2_PART)
-    env = {k: v for k, v in os.environ.items() if k not in _HIDDEN_ENV}
-    argv = [sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)]
-    return spawn(EC2_PART, argv, log=paths.log(EC2_PART), env=env)
+    return spawn(EC2_PART, moto.server(layout, paths, EC2_PART).argv, log=paths.log(EC2_PART),
+                 env=server_env())
 
 
 def wait_ready(layout: LabLayout, timeout: float = 30.0) -> None:

@@ -12,7 +12,6 @@ boots under the lab's state dir (its agent recorded in ``servers/``, where
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from failover.processes import ProcessRecord, spawn
 from failover.waiting import wait_for
 from infra.lab.layout import HCLOUD_PART, HCLOUD_SITE, HCLOUD_SPARE_PART, SPARE_SITE, LabLayout
 from infra.lab.paths import LabPaths
+from infra.lab.prefork import Part
 from infra.lab.secrets import (
     LabSecrets,
     hcloud_admin_token_file,
@@ -67,19 +67,21 @@ def token_file(paths: LabPaths, part: str = HCLOUD_PART) -> Path:
     return _FAKES[part].token_file(paths)
 
 
+def server(layout: LabLayout, paths: LabPaths, part: str = HCLOUD_PART) -> Part:
+    """What a fake runs: hetzner's with its running server, spare's empty and able to boot."""
+    address, port = layout.listener(part)
+    args = ["--host", address, "--port", str(port), "--token-file", str(token_file(paths, part)),
+            "--admin-token-file", str(_FAKES[part].admin_token_file(paths))]
+    if part == HCLOUD_SPARE_PART:
+        args += ["--root", str(paths.root), "--address-pool", layout.address(SPARE_SITE)]
+    else:
+        args += ["--server", f"{server_name()}={layout.address(HCLOUD_SITE)}"]
+    return Part(part, "infra.lab.hcloud_fake", tuple(args), str(paths.log(part)))
+
+
 def start(layout: LabLayout, paths: LabPaths, part: str = HCLOUD_PART) -> ProcessRecord:
     """Start a fake: hetzner's with its running server, spare's empty and able to boot."""
-    address, port = layout.listener(part)
-    argv = [
-        sys.executable, "-m", "infra.lab.hcloud_fake", "--host", address, "--port", str(port),
-        "--token-file", str(token_file(paths, part)),
-        "--admin-token-file", str(_FAKES[part].admin_token_file(paths)),
-    ]
-    if part == HCLOUD_SPARE_PART:
-        argv += ["--root", str(paths.root), "--address-pool", layout.address(SPARE_SITE)]
-    else:
-        argv += ["--server", f"{server_name()}={layout.address(HCLOUD_SITE)}"]
-    return spawn(part, argv, log=paths.log(part))
+    return spawn(part, server(layout, paths, part).argv, log=paths.log(part))
 
 
 def _control(

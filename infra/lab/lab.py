@@ -27,7 +27,7 @@ from failover.exceptions import FailoverError
 from failover.processes import ProcessRecord, is_alive, log_tail, stop
 from failover.secretfiles import check_trusted_dir
 from failover.waiting import WaitTimeout, wait_for
-from infra.lab import agents, bind, ec2, etcd, hcloud_api, hcloud_boot, moto, refapp, tls
+from infra.lab import agents, bind, ec2, etcd, hcloud_api, hcloud_boot, moto, refapp, servers, tls
 from infra.lab.config import write_lab_config
 from infra.lab.exceptions import LabError, LabNotRunning
 from infra.lab.layout import (
@@ -291,17 +291,11 @@ class Lab:
         for site in layout.sites:
             started(etcd.start(layout, paths, site, token), layout.etcd_endpoint(site))
         motos = [*(f"moto@{site}" for site in layout.sites), ROUTE53_PART]
-        for part in motos:
-            started(moto.start(layout, paths, part), moto.endpoint(layout, part))
-        terminators = [f"tls@{site}" for site in layout.sites]  # each opens moto per connection
-        for site, part in zip(layout.sites, terminators, strict=True):
+        terminators = [f"tls@{site}" for site in layout.sites]
+        for site in layout.sites:
             tls.write_certificate(paths, layout.address(site))
-            started(tls.start(layout, paths, part),
-                    f"{layout.s3_tls_endpoint(site)} (TLS in front of moto@{site})")
-        started(ec2.start(layout, paths), layout.ec2_endpoint)
-        started(hcloud_api.start(layout, paths), f"{layout.hcloud_endpoint} (a fake)")
-        started(hcloud_api.start(layout, paths, HCLOUD_SPARE_PART),
-                f"{layout.hcloud_spare_endpoint} (a fake, no server yet)")
+        # moto, the TLS terminators, EC2 and the Hetzner fakes: forked from one parent.
+        servers.start(layout, paths, started)
         # EC2's first call costs moto a second or two of its own work, so the account
         # is seeded in a thread beside the databases' start rather than after it.
         # Leaving the block waits for the thread: no seeding outlives a failed start.
@@ -330,9 +324,7 @@ class Lab:
                 agents.write_agent(layout, paths, pg, SPARE_SITE, spare=True)
                 for site in (PRIMARY_SITE, STANDBY_SITE):
                     agents.write_agent(layout, paths, pg, site)
-                    started(agents.start(layout, paths, site),
-                            f"{agents.agent_url(layout, site)} (it starts postgres@{site} "
-                            f"and app@{site})")
+                servers.start_agents(layout, paths, (PRIMARY_SITE, STANDBY_SITE), started)
             finally:
                 seeding.cancel()  # not begun yet (a failure at once): it never will be
             for part in motos:

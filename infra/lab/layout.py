@@ -44,6 +44,9 @@ HCLOUD_PART = f"hcloud@{HCLOUD_SITE}"
 # The spare site's provider: a second fake Hetzner project, with no server, whose
 # create-server boots an agent at the spare site's address (a rebuild's target).
 HCLOUD_SPARE_PART = f"hcloud@{SPARE_SITE}"
+# The app's database and its owner, at every site that has a database.
+APP_DATABASE = "social"
+APP_USER = "app"
 # pgBackRest's bucket at every site (beside the app's media bucket, ``LabLayout.bucket``).
 BACKUP_BUCKET = "backups"
 # The sites that run a database, its app and an agent; the others have an object store only.
@@ -76,6 +79,9 @@ class LabLayout:
     bucket: str = "media"
     region: str = "eu-central-1"
     sites: tuple[str, ...] = field(default=tuple(SITE_OCTETS))
+    # The agents hold the primary's lease in etcd (their configs' cluster section) instead of
+    # the controller renewing it. Off until the controller writes the decision it needs.
+    agent_leases: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -11,7 +11,6 @@ creates the buckets and the Route 53 zone each time it starts a server.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from typing import Any
 
@@ -23,6 +22,7 @@ from failover.processes import ProcessRecord, spawn
 from failover.waiting import wait_for
 from infra.lab.layout import BACKUP_BUCKET, LabLayout
 from infra.lab.paths import LabPaths
+from infra.lab.prefork import Part
 from infra.lab.secrets import LabSecrets
 
 
@@ -32,11 +32,17 @@ def endpoint(layout: LabLayout, part: str) -> str:
     return f"http://{address}:{port}"
 
 
+def server(layout: LabLayout, paths: LabPaths, part: str) -> Part:
+    """What a moto part runs: moto's server (``infra.lab.moto_server``, EC2 offerings of the
+    lab's region only) where the layout puts it."""
+    address, port = layout.listener(part)
+    return Part(part, "infra.lab.moto_server",
+                ("--region", layout.region, "-H", address, "-p", str(port)), str(paths.log(part)))
+
+
 def start(layout: LabLayout, paths: LabPaths, part: str) -> ProcessRecord:
     """Start the moto server of a part where the layout puts it."""
-    address, port = layout.listener(part)
-    argv = [sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)]
-    return spawn(part, argv, log=paths.log(part))
+    return spawn(part, server(layout, paths, part).argv, log=paths.log(part))
 
 
 def wait_ready(layout: LabLayout, part: str, timeout: float = 30.0) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from failover.config import default_state_dir
+from failover.configpaths import default_state_dir
 
 __all__ = ["LabPaths", "default_state_dir"]
 

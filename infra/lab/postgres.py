@@ -25,13 +25,11 @@ from failover.processes import ProcessRecord, spawn
 from failover.secretfiles import write_private
 from failover.waiting import wait_for
 from infra.lab.exceptions import LabError
-from infra.lab.layout import LabLayout
+from infra.lab.layout import APP_DATABASE, APP_USER, LabLayout
 from infra.lab.paths import LabPaths
 from infra.lab.secrets import LabSecrets, pgpass_file
 from infra.lab.system import RunAs
 
-APP_DATABASE = "social"
-APP_USER = "app"
 REPLICATION_USER = "replicator"
 
 SERVER_SETTINGS = """

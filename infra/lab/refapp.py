@@ -8,9 +8,8 @@ import sys
 import httpx
 
 from failover.waiting import wait_for
-from infra.lab.layout import LabLayout
+from infra.lab.layout import APP_DATABASE, APP_USER, LabLayout
 from infra.lab.paths import LabPaths
-from infra.lab.postgres import APP_DATABASE, APP_USER
 from infra.lab.secrets import aws_credentials_file, pgpass_file
 
 # Credentials in the caller's environment would override the lab's own file.

@@ -19,7 +19,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from failover.secretfiles import write_private
 from failover.waiting import wait_for
 from infra.lab.layout import LabLayout
 from infra.lab.paths import LabPaths
+from infra.lab.prefork import Part
 
 CERT_DAYS = 30  # a lab lives hours; a fresh certificate is made at every `lab up`
 
@@ -89,15 +89,19 @@ def _upstream_part(part: str) -> str:
     return f"moto@{site}"
 
 
-def start(layout: LabLayout, paths: LabPaths, part: str) -> ProcessRecord:
-    """Start the terminator of a part (``tls@<site>``) with the certificate of its address."""
+def server(layout: LabLayout, paths: LabPaths, part: str) -> Part:
+    """What a part (``tls@<site>``) runs: the terminator, with the certificate of its address."""
     address, port = layout.listener(part)
     upstream, upstream_port = layout.listener(_upstream_part(part))
     cert_file, key_file = certificate_files(paths, address)
-    argv = [sys.executable, "-m", "infra.lab.tls_terminator", "--listen", f"{address}:{port}",
-            "--upstream", f"{upstream}:{upstream_port}",
-            "--cert", str(cert_file), "--key", str(key_file)]
-    return spawn(part, argv, log=paths.log(part))
+    return Part(part, "infra.lab.tls_terminator",
+                ("--listen", f"{address}:{port}", "--upstream", f"{upstream}:{upstream_port}",
+                 "--cert", str(cert_file), "--key", str(key_file)), str(paths.log(part)))
+
+
+def start(layout: LabLayout, paths: LabPaths, part: str) -> ProcessRecord:
+    """Start the terminator of a part (``tls@<site>``) with the certificate of its address."""
+    return spawn(part, server(layout, paths, part).argv, log=paths.log(part))
 
 
 def handshake(address: str, port: int, timeout: float) -> bool:

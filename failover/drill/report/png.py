@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from failover.drill.report.fmt import at, fmt, headline, number, verdict_word
 from failover.drill.results import DrillReport, Series, StepTiming
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 LABELLED_STEP = 0.5  # seconds: steps at least this long get their own row in the image
 ERROR_COLORS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
@@ -33,6 +33,11 @@ def _stack(ax: Axes, lefts: list[float], width: float, layers: list[tuple[str, l
 
 def render_timeline_png(report: DrillReport, path: Path) -> None:
     """Traffic, errors by cause and the engine's steps on one time axis, as a PNG at ``path``."""
+    # matplotlib costs a process some 40 MiB: imported when a drill draws, not by the
+    # controller that only might run one.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(12, 7), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)  # attaches itself to the figure: no pyplot, no global backend
     grid = fig.add_gridspec(3, 1, height_ratios=(3, 2, 1.6))

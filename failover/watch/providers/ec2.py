@@ -6,12 +6,12 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-import boto3
 import botocore.exceptions
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
 from failover.aws import load_credentials
+from failover.awssession import session
 from failover.exceptions import ConfigError
 from failover.watch.providers.answer import ApiAnswer, line, seconds
 
@@ -50,9 +50,13 @@ _EC2_CACHE_SIZE = 16
 
 
 def ec2_client(config: Ec2ApiConfig, creds: dict[str, str] | None, timeout: float,
-               attempts: int = 1) -> Any:
-    """A cached EC2 client of the account ``config`` names (``attempts`` per call)."""
-    key = (config.endpoint_url, config.region, timeout, attempts,
+               attempts: int = 1, operations: tuple[str, ...] = ()) -> Any:
+    """A cached EC2 client of the account ``config`` names (``attempts`` per call).
+
+    With ``operations``, a client of those only (``failover.awssession``: EC2's
+    whole model costs a process some 20 MiB, the check's one operation little).
+    """
+    key = (config.endpoint_url, config.region, timeout, attempts, operations,
            tuple(sorted(creds.items())) if creds else None)
     with _EC2_LOCK:
         client = _EC2_CLIENTS.get(key)
@@ -60,7 +64,7 @@ def ec2_client(config: Ec2ApiConfig, creds: dict[str, str] | None, timeout: floa
             if len(_EC2_CLIENTS) >= _EC2_CACHE_SIZE:  # old keys after rotations
                 _EC2_CLIENTS.clear()
             creds = creds or {}
-            client = boto3.session.Session().client(
+            client = session(operations).client(  # botocore's data read once (awssession)
                 "ec2", endpoint_url=config.endpoint_url, region_name=config.region,
                 aws_access_key_id=creds.get("aws_access_key_id"),
                 aws_secret_access_key=creds.get("aws_secret_access_key"),
@@ -82,7 +86,8 @@ def check_ec2(config: Ec2ApiConfig, timeout: float) -> ApiAnswer:
             return ApiAnswer("down", f"{EC2_CALL}: not asked: {exc}", None)
     where = config.endpoint_url or f"EC2 in {config.region}"
     try:
-        answer = ec2_client(config, creds, timeout).describe_instances(MaxResults=5)
+        answer = ec2_client(config, creds, timeout, operations=("DescribeInstances",)) \
+            .describe_instances(MaxResults=5)
     except botocore.exceptions.ClientError as exc:
         return ec2_error(exc)
     except botocore.exceptions.NoCredentialsError:

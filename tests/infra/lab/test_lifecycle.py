@@ -11,7 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from hcloud.server_types import ServerType
 
 from failover.processes import ProcessRecord, is_alive, stop
 from failover.waiting import wait_for
-from infra.lab import agents, hcloud_boot
+from infra.lab import agents, hcloud_boot, servers
 from infra.lab.exceptions import LabError, PortTaken
 from infra.lab.lab import Lab, LabState
 from infra.lab.layout import LabLayout
@@ -161,20 +161,19 @@ def test_a_taken_port_is_refused_before_anything_starts(
 def test_a_failure_half_way_stops_everything_already_started(
     state_dir: Path, recorded: list[ProcessRecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    start_agent = agents.start
     children: list[ProcessRecord] = []  # what agent@aws started before the failure
 
-    def second_agent_fails(layout: LabLayout, paths: LabPaths, site: str) -> ProcessRecord:
-        if site == "aws":
-            return start_agent(layout, paths, site)
+    def second_agent_fails(layout: LabLayout, paths: LabPaths, sites: Sequence[str],
+                           started: Callable[[ProcessRecord, str], None]) -> None:
+        started(agents.start(layout, paths, sites[0]), "the first agent")
         # Once the first agent has started its site's server and app, so that the
         # failure leaves children of an agent behind as well as the lab's own parts.
         wait_for(lambda: len(agents.children(paths, "aws", "agent@aws")) == len(SITE_PARTS),
                  timeout=30, what="agent@aws to start its children", retry_on=())
         children.extend(agents.children(paths, "aws", "agent@aws"))
-        raise RuntimeError(f"injected failure starting agent@{site}")
+        raise RuntimeError(f"injected failure starting agent@{sites[1]}")
 
-    monkeypatch.setattr(agents, "start", second_agent_fails)
+    monkeypatch.setattr(servers, "start_agents", second_agent_fails)
     with pytest.raises(LabError, match="lab up failed: RuntimeError: injected failure"):
         Lab(state_dir).up(LabLayout(subnet=SUBNET, dns_port=free_port()))
     assert {p.name for p in recorded} >= {"postgres-init@aws", "agent@aws", "bind9", "etcd@aws"}
