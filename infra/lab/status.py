@@ -191,12 +191,14 @@ def render(status: dict[str, Any]) -> str:
         f"lab in {status['state_dir']}: {verdict}; primary: {status['primary'] or 'NONE'}"
         + (f" (several: {', '.join(status['primaries'])})" if len(status["primaries"]) > 1 else ""),
         "",
-        f"  {'PART':<18}{'ADDRESS':<22}{'PID':>8}  {'HEALTH':<9}{'ROLE':<9}{'RSS':>8}  DETAIL",
+        # PSS: the lab's servers are forked from parents whose pages they share (RSS
+        # would count those pages once a process); PSS divides them, so the lines add up.
+        f"  {'PART':<18}{'ADDRESS':<22}{'PID':>8}  {'HEALTH':<9}{'ROLE':<9}{'PSS':>8}  DETAIL",
     ]
     for p in status["parts"]:
         lines.append(
             f"  {p['name']:<18}{p['address'] + ':' + str(p['port']):<22}{p['pid']:>8}  "
-            f"{p['health']:<9}{p['role'] or '-':<9}{p['rss_bytes'] / 2**20:>6.0f}Mi  "
+            f"{p['health']:<9}{p['role'] or '-':<9}{p['pss_bytes'] / 2**20:>6.0f}Mi  "
             f"{p['detail'] or ''}"
         )
     lines += ["", "  replication"]
