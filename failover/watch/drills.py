@@ -181,6 +181,18 @@ class DrillKeeper:
         if decision.action == "start" and decision.drill is not None:
             self._spawn(partial(self._run, decision.drill), "watch-drill")
 
+    def status(self) -> dict[str, Any]:
+        """The drills' part of ``/v1/status``: the schedule, the drill under way, the last word."""
+        drill = self._drill
+        return {
+            "scheduled": [{"scenario": d.scenario, "schedule": str(d.schedule)}
+                          for d in self.drills],
+            "under_way": None if drill is None else {
+                "scenario": drill.scenario.name, "from": drill.from_site, "to": drill.to_site},
+            "busy": self.busy,
+            "sentence": self.sentence or None,
+        }
+
     @property
     def busy(self) -> bool:
         """Whether a drill (or a fail back) of this controller's is under way."""

@@ -80,9 +80,16 @@ class NoticeRefused(FailoverError):
         self.reason = reason
 
 
+DRILL_REFERENCE = "drill-"  # what a drill's notices' references start with
+
+
 @dataclass(frozen=True)
 class Notice:
-    """A provider's word that it ends (or already ended) service for us."""
+    """A provider's word that it ends (or already ended) service for us.
+
+    A drill's notice has a reference starting ``DRILL_REFERENCE``: once its drill
+    ends, one no move answered is withdrawn (``WatchStore.withdraw_drill_notices``).
+    """
 
     provider: str  # as in sites.*.provider: aws, hetzner
     deadline: float  # time.time() when service ends; the past means it has ended

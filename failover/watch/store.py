@@ -25,7 +25,7 @@ from failover.engine.journal import Journal
 from failover.exceptions import FailoverError
 from failover.privatedb import private_db
 from failover.watch.policy import ACTIVE, Decision, Move
-from failover.watch.signals import Notice
+from failover.watch.signals import DRILL_REFERENCE, Notice
 
 STORE_FILE_NAME = "watch.sqlite"
 SAME_DEADLINE = 0.001  # seconds: deadlines this close, for one provider, are one notice
@@ -119,6 +119,20 @@ class WatchStore:
         with self._db() as db:
             rows = db.execute(query + " ORDER BY deadline").fetchall()
         return [Notice.from_dict(json.loads(r[0])) for r in rows]
+
+    def withdraw_drill_notices(self, why: str) -> list[str]:
+        """Withdraw the drills' notices that no move answered; their ids.
+
+        A drill that ends (aborted, broken, its controller stopped) before the
+        move its notice asked for must not leave the notice behind: the next
+        controller to start would move the primary for a drill long over.
+        """
+        withdrawn = [n.id for n in self.notices() if n.reference.startswith(DRILL_REFERENCE)]
+        with self._db() as db:
+            for notice_id in withdrawn:
+                db.execute("UPDATE notices SET handled_by = ? WHERE id = ? AND handled_by IS NULL",
+                           (f"withdrawn: {why}", notice_id))
+        return withdrawn
 
     # -- moves ------------------------------------------------------------------
 
