@@ -49,14 +49,24 @@ def config_with(lab: RunningLab, name: str, **watch: Any) -> Path:
 
 @contextmanager
 def watching(lab: RunningLab, config: Path, name: str) -> Iterator[DrillController]:
-    """A controller process over ``config``, stopped by PID whatever happens."""
+    """A controller process over ``config``, stopped by PID whatever happens.
+
+    When the test fails inside, the controller is stopped with SIGABRT first: Python's
+    fault handler writes where each of its threads stood into its log, shown below.
+    """
     controller = DrillController(open_deployment(config, None), lab.lab.paths.logs / f"{name}.log")
-    controller.start()
+    controller.start(env={"PYTHONFAULTHANDLER": "1"})
     try:
         yield controller
+    except BaseException:
+        record = controller.record
+        if record is not None and send(record, signal.SIGABRT):
+            wait_for(lambda: not is_alive(record), timeout=10, what="the controller to dump "
+                     "its threads", retry_on=())
+        raise
     finally:
         controller.stop()
-        print(controller.log.read_text()[-8000:])  # shown by pytest when a test fails
+        print(controller.log.read_text()[-20000:])  # shown by pytest when a test fails
 
 
 def history(lab: RunningLab) -> DrillHistory:
