@@ -96,7 +96,7 @@ class ControllerHands(DrillController):
         """Nothing to start: a line for the timeline."""
         return "the controller that scheduled this drill watches it (failover watch)"
 
-    def stop(self) -> str:
+    def stop(self, timeout: float = 15.0) -> str:
         """Wait until the controller's moves have ended; a line for the timeline."""
         asked = self.keeper.clock()
         if self.keeper.wait_quiet(after=asked, patience=QUIET_PATIENCE):
