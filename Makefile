@@ -32,7 +32,8 @@ typecheck: setup
 
 # Lint and types first: they take seconds and fail fast. Two workers, a file at a time:
 # the labs' tests mostly wait on servers (tests/conftest.py gives each worker's labs
-# subnets of their own).
+# subnets of their own). A third worker would save minutes, but the drills' timings
+# (a loaded machine's slow moves) made it flaky on two cores.
 test: setup lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 

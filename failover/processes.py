@@ -68,6 +68,16 @@ def state_of(pid: int) -> str | None:
     return fields[0] if fields else None
 
 
+def runs(pid: int, ticks: int) -> bool:
+    """Whether process ``pid``, started at ``ticks``, still runs (a zombie does not).
+
+    A process killed while its threads are still being torn down shows as a
+    zombie that no wait can reap yet: its start time alone would call it alive.
+    """
+    fields = _stat_fields(pid)
+    return fields is not None and int(fields[19]) == ticks and fields[0] not in ("Z", "X")
+
+
 def _reap(pid: int) -> None:
     # Our own children stay zombies until waited for; reaping them is harmless
     # when they are not ours (ChildProcessError).
@@ -78,10 +88,7 @@ def _reap(pid: int) -> None:
 def is_alive(record: ProcessRecord) -> bool:
     """Whether the recorded process (same PID, same start time) still runs."""
     _reap(record.pid)
-    fields = _stat_fields(record.pid)
-    if fields is None or int(fields[19]) != record.start_ticks:
-        return False
-    return fields[0] not in ("Z", "X")  # a zombie is dead but not yet reaped
+    return runs(record.pid, record.start_ticks)
 
 
 def spawn(

@@ -37,9 +37,11 @@ from infra.lab.layout import LabLayout
 from infra.lab.secrets import LabSecrets, pgpass_file
 
 # Far from the default lab (127.0.x) so that tests never touch a user's lab. `make test`
-# runs two pytest workers (pytest-xdist, a file at a time): each starts the shared labs
-# its files need, on subnets of its own (the modules' own labs have theirs).
-WORKER_SUBNETS = {"gw0": ("127.77", "127.66", "127.67"), "gw1": ("127.79", "127.68", "127.69")}
+# runs two pytest workers (pytest-xdist, a file at a time; a third can be given): each
+# starts the shared labs its files need, on subnets of its own (the modules' own labs
+# have theirs).
+WORKER_SUBNETS = {"gw0": ("127.77", "127.66", "127.67"), "gw1": ("127.79", "127.68", "127.69"),
+                  "gw2": ("127.74", "127.75", "127.76")}
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 if _WORKER not in WORKER_SUBNETS:
     raise pytest.UsageError(f"pytest worker {_WORKER}: the labs have subnets for "

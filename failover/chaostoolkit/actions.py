@@ -17,7 +17,7 @@ from typing import Any
 
 from failover.chaostoolkit import session
 from failover.drill.failback import fail_back as full_fail_back
-from failover.drill.failback import move_back
+from failover.drill.failback import move_back, withdraw_notices
 from failover.drill.recorded import fail_back_orphans, history_of, report_dir_for, run_recorded
 from failover.drill.runner import Drill, DrillOptions
 from failover.drill.workload import WorkloadSpec
@@ -77,6 +77,7 @@ def fail_back() -> str:
     if now is None or now.drill is None or not now.drill.fault_at:
         return "no fault was injected in this run: nothing to roll back"
     drill = now.drill
+    withdraw_notices(drill)  # an interrupted method may leave its notice unanswered
     if drill.failback is not None and drill.failback.done:
         done = move_back(drill)
         return "; ".join(done) or f"{drill.from_site} is the primary already"

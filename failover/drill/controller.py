@@ -74,11 +74,11 @@ class DrillController:
             raise ControllerFailed(f"{exc} (log: {self.log})") from exc
         return f"failover watch (pid {record.pid}) answers at {self.url}"
 
-    def stop(self) -> str:
-        """Stop the controller by its PID; a line for the timeline."""
+    def stop(self, timeout: float = 15.0) -> str:
+        """Stop the controller by its PID (SIGKILL after ``timeout``); a line for the timeline."""
         if self.record is None:
             return "failover watch was not started"
-        outcome = stop(self.record)
+        outcome = stop(self.record, timeout)
         pid, self.record = self.record.pid, None
         return f"failover watch (pid {pid}): {outcome}"
 

@@ -14,9 +14,17 @@ from typing import TYPE_CHECKING
 from failover.drill.results import Failback
 from failover.engine.executor import execute, run_lock, unfinished_run
 from failover.exceptions import FailoverError, StepFailed
+from failover.state import open_store
 
 if TYPE_CHECKING:  # the runner calls this module: only its type is needed here
     from failover.drill.runner import Drill
+
+
+def withdraw_notices(drill: Drill) -> None:
+    """Withdraw the drill's notice if no move answered it (the drill ended before its move)."""
+    store = open_store(drill.deployment.config)
+    for notice in store.withdraw_drill_notices(f"drill {drill.scenario.name} ended"):
+        drill.note("failback", f"notice {notice} withdrawn: no move answered it")
 
 
 def fail_back(drill: Drill) -> Failback:
@@ -25,6 +33,7 @@ def fail_back(drill: Drill) -> Failback:
     done: list[str] = []
     old, new = drill.from_site, drill.to_site
     try:
+        withdraw_notices(drill)
         drill.scenario.repair(drill)
         new_primary = primary_now(drill)
         for line in drill.faults.restore_site(old, new_primary):

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from failover.drill.results import DrillReport
 from failover.exceptions import FailoverError
 from failover.privatedb import private_db
-from failover.processes import start_ticks
+from failover.processes import runs, start_ticks
 
 HISTORY_FILE_NAME = "drills.sqlite"
 Trigger = Literal["cli", "schedule", "chaostoolkit"]
@@ -119,7 +119,7 @@ class UnderWay:
     @property
     def owner_alive(self) -> bool:
         """Whether the process that runs it still runs (same PID, same start time)."""
-        return self.owner_ticks is not None and start_ticks(self.owner_pid) == self.owner_ticks
+        return self.owner_ticks is not None and runs(self.owner_pid, self.owner_ticks)
 
 
 class DrillHistory:

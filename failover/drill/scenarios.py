@@ -32,7 +32,7 @@ from failover.drill.objectives import (
 )
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Step
-from failover.watch.signals import Notice
+from failover.watch.signals import DRILL_REFERENCE, Notice
 
 
 class DrillContext(Protocol):
@@ -137,7 +137,7 @@ def _notice(ctx: DrillContext) -> str:
     provider = ctx.provider(ctx.from_site)
     notice = Notice(provider, ctx.fault_at + ctx.notice_seconds, "webhook",
                     f"drill: {provider} ends service for {ctx.from_site} in "
-                    f"{ctx.notice_seconds:g}s", reference=f"drill-{ctx.fault_at:.0f}")
+                    f"{ctx.notice_seconds:g}s", reference=f"{DRILL_REFERENCE}{ctx.fault_at:.0f}")
     return (f"termination notice: {ctx.signal(notice)}; {ctx.from_site}'s processes are "
             "killed at the deadline")
 

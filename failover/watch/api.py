@@ -116,6 +116,7 @@ def controller_status(controller: Controller) -> dict[str, Any]:
         "moves": [m.__dict__ for m in snap.moves],
         "run": None if snap.run is None else snap.run.__dict__,
         "probes": controller.scheduler.stats(),
+        "drills": controller.drills.status(),
     }
 
 

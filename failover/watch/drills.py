@@ -96,7 +96,7 @@ class ControllerHands(DrillController):
         """Nothing to start: a line for the timeline."""
         return "the controller that scheduled this drill watches it (failover watch)"
 
-    def stop(self) -> str:
+    def stop(self, timeout: float = 15.0) -> str:
         """Wait until the controller's moves have ended; a line for the timeline."""
         asked = self.keeper.clock()
         if self.keeper.wait_quiet(after=asked, patience=QUIET_PATIENCE):
@@ -180,6 +180,18 @@ class DrillKeeper:
         self._say(decision.sentence)
         if decision.action == "start" and decision.drill is not None:
             self._spawn(partial(self._run, decision.drill), "watch-drill")
+
+    def status(self) -> dict[str, Any]:
+        """The drills' part of ``/v1/status``: the schedule, the drill under way, the last word."""
+        drill = self._drill
+        return {
+            "scheduled": [{"scenario": d.scenario, "schedule": str(d.schedule)}
+                          for d in self.drills],
+            "under_way": None if drill is None else {
+                "scenario": drill.scenario.name, "from": drill.from_site, "to": drill.to_site},
+            "busy": self.busy,
+            "sentence": self.sentence or None,
+        }
 
     @property
     def busy(self) -> bool:

@@ -45,8 +45,15 @@ def chaos(lab: RunningLab, experiment: Path, out: Path) -> subprocess.Popen[str]
                str(out / "journal.json"), str(experiment)]
     env = {**os.environ, "FAILOVER_STATE_DIR": str(lab.lab.paths.root),
            "PYTHONFAULTHANDLER": "1"}
+    # Ctrl-C as at a terminal: a run started in the background by a non-interactive shell
+    # (CI's, say) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, stdin=subprocess.DEVNULL, cwd=out, env=env)
+                            text=True, stdin=subprocess.DEVNULL, cwd=out, env=env,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def ended(process: subprocess.Popen[str], out: Path,

@@ -118,6 +118,11 @@ def test_a_due_drill_starts_under_the_controller_and_is_kept(keeper: DrillKeeper
     [begun] = history(keeper).under_way()
     assert (begun.trigger, begun.scenario, begun.owner_alive) == (
         "schedule", "termination-notice", True)
+    shown = keeper.status()  # /v1/status's "drills"
+    assert shown["under_way"] == {"scenario": "termination-notice", "from": "aws",
+                                  "to": "hetzner"}
+    assert shown["scheduled"] == [{"scenario": "termination-notice", "schedule": "* * * * *"}]
+    assert shown["busy"] and shown["sentence"] == keeper.sentence
     keeper.consider(snap(now=NOW + 10))  # one at a time: nothing else starts
     StandInDrill.released.set()
     wait_for(lambda: not keeper.busy, timeout=10, what="the drill to end", retry_on=())
@@ -127,6 +132,7 @@ def test_a_due_drill_starts_under_the_controller_and_is_kept(keeper: DrillKeeper
     assert entry.report_dir is not None and (Path(entry.report_dir) / "report.json").exists()
     keeper.consider(snap(now=NOW + 20))  # ran for this minute's time: not due again
     assert not keeper.busy and keeper.sentence == "no drill is due"
+    assert keeper.status()["under_way"] is None
     metrics = keeper.watching.metrics.text().decode()
     assert 'failover_drills_total{outcome="passed",scenario="termination-notice"} 1.0' in metrics
 

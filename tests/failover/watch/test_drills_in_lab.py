@@ -1,6 +1,7 @@
 """Scheduled drills in a lab of this module's own (127.84): the controller runs them, and
-each is failed back; an aborted drill is rolled back; a controller killed mid-drill fails
-its drill back when it starts again; `failover drill history --json` lists them all.
+each is failed back (one it stops in the middle of too); an aborted drill is rolled back; a
+controller killed mid-drill fails its drill back when it starts again, and a freeze window
+then holds the next one back; `failover drill history --json` lists them all.
 
 The controller runs as a real ``failover watch`` process over a copy of the lab's
 configuration with a ``watch.drills`` section; the tests wait on the drill history.
@@ -35,6 +36,7 @@ lab = own_lab("127.84", "failover-test-drill-schedule-")
 QUICK = {"notice": 20, "settle": 1, "rate": 20, "warmup": 2}  # a move takes ~9 s
 CLI_QUICK = ("--notice", "20", "--settle", "1", "--rate", "20")
 DRILL_TIME = 240.0  # seconds: one drill, its fail back and the controller's looks after
+MINUTELY = {"scenario": "termination-notice", "schedule": "* * * * *", "options": QUICK}
 
 
 def config_with(lab: RunningLab, name: str, **watch: Any) -> Path:
@@ -48,15 +50,27 @@ def config_with(lab: RunningLab, name: str, **watch: Any) -> Path:
 
 
 @contextmanager
-def watching(lab: RunningLab, config: Path, name: str) -> Iterator[DrillController]:
-    """A controller process over ``config``, stopped by PID whatever happens."""
+def watching(lab: RunningLab, config: Path, name: str,
+             stop_within: float = 15.0) -> Iterator[DrillController]:
+    """A controller process over ``config``, stopped by PID whatever happens (SIGTERM, then
+    SIGKILL after ``stop_within`` seconds).
+
+    When the test fails inside, the controller is stopped with SIGABRT first: Python's
+    fault handler writes where each of its threads stood into its log, shown below.
+    """
     controller = DrillController(open_deployment(config, None), lab.lab.paths.logs / f"{name}.log")
-    controller.start()
+    controller.start(env={"PYTHONFAULTHANDLER": "1"})
     try:
         yield controller
+    except BaseException:
+        record = controller.record
+        if record is not None and send(record, signal.SIGABRT):
+            wait_for(lambda: not is_alive(record), timeout=10, what="the controller to dump "
+                     "its threads", retry_on=())
+        raise
     finally:
-        controller.stop()
-        print(controller.log.read_text()[-8000:])  # shown by pytest when a test fails
+        controller.stop(stop_within)
+        print(controller.log.read_text()[-20000:])  # shown by pytest when a test fails
 
 
 def history(lab: RunningLab) -> DrillHistory:
@@ -76,21 +90,18 @@ def next_minute(after: float) -> datetime:
 
 def test_a_controller_with_a_one_minute_schedule_runs_two_drills_in_a_row(
         lab: RunningLab) -> None:
-    # The first drill fires at the next minute; a freeze window from two minutes after it
-    # lets exactly two start (the second right after the first, or at its own minute).
+    # The first drill fires at the next minute, the second at the one after (or at once, if
+    # the first ran past it: a loaded machine).
     if datetime.now(UTC).second > 50:  # so that the controller is up before the minute turns
         wait_for(lambda: datetime.now(UTC).second < 50, timeout=15, what="the minute to turn",
                  retry_on=())
     first = next_minute(time.time())
-    freeze = first + timedelta(minutes=2)
-    config = config_with(
-        lab, "failover-drills.yaml",
-        drills=[{"scenario": "termination-notice", "schedule": "* * * * *", "options": QUICK}],
-        freeze_windows=[{"cron": f"{freeze.minute} {freeze.hour} * * *",
-                         "duration_minutes": 30}])
-    with watching(lab, config, "watch-drills") as controller:
+    config = config_with(lab, "failover-drills.yaml", drills=[MINUTELY])
+    # Stopped on purpose, the controller aborts a third drill it may have begun and waits
+    # for its fail back: up to a drill's time.
+    with watching(lab, config, "watch-drills", stop_within=DRILL_TIME) as controller:
         drills = wait_for(lambda: ended(lab, "schedule", 2), timeout=2 * DRILL_TIME,
-                          what="two scheduled drills to end", retry_on=())
+                          what="two scheduled drills to end", retry_on=())[:2]
         assert [d.scenario for d in drills] == ["termination-notice"] * 2
         for drill in drills:
             assert drill.failed_back, drill
@@ -98,10 +109,6 @@ def test_a_controller_with_a_one_minute_schedule_runs_two_drills_in_a_row(
             assert drill.rto_seconds is not None and drill.acked_writes > 0
             assert drill.started >= first - timedelta(seconds=1)
             assert drill.report_dir and (Path(drill.report_dir) / "report.json").exists()
-        assert drills[1].started < freeze
-        # The freeze window holds the third back.
-        wait_for(lambda: "waits: freeze window" in controller.log.read_text(), timeout=60,
-                 what="the controller to hold the next drill back", retry_on=())
         metrics = httpx.get(f"{controller.url}/metrics", timeout=5).text
         label = '{scenario="termination-notice"}'
         if any(d.passed for d in drills):
@@ -109,7 +116,10 @@ def test_a_controller_with_a_one_minute_schedule_runs_two_drills_in_a_row(
         assert f"failover_drill_rto_seconds{label} {drills[1].rto_seconds}" in metrics
         assert f"failover_drill_lost_writes{label} {float(drills[1].lost_writes)}" in metrics
         assert "failover_drills_total{" in metrics
-    assert ended(lab, "schedule", 3) is None
+    for third in (ended(lab, "schedule", 3) or [])[2:]:
+        assert third.aborted is not None and "stopping" in third.aborted, third
+        assert third.failed_back, third
+    assert history(lab).under_way() == []
     assert_whole(lab, "aws")
 
 
@@ -135,14 +145,15 @@ def test_an_aborted_drill_rolls_back(lab: RunningLab) -> None:
     listed = failover(lab, "drill", "history", "--json")
     assert listed.returncode == 0, listed.stderr
     entries = json.loads(listed.stdout)["drills"]
-    assert [(e["trigger"], e["outcome"] == "aborted", e["failed_back"]) for e in entries] == [
-        ("schedule", False, True), ("schedule", False, True), ("cli", True, True)]
+    assert [(e["trigger"], e["outcome"] == "aborted") for e in entries][:2] == [
+        ("schedule", False), ("schedule", False)]
+    assert (entries[-1]["trigger"], entries[-1]["outcome"]) == ("cli", "aborted")
+    assert all(e["failed_back"] for e in entries), entries
 
 
 def test_a_controller_killed_mid_drill_fails_it_back_when_it_starts_again(
         lab: RunningLab) -> None:
-    config = config_with(lab, "failover-drills-again.yaml", drills=[
-        {"scenario": "termination-notice", "schedule": "* * * * *", "options": QUICK}])
+    config = config_with(lab, "failover-drills-again.yaml", drills=[MINUTELY])
     with watching(lab, config, "watch-killed") as controller:
         def notice_pending() -> bool:
             return any(n["provider"] == "aws" for n in controller.status()["notices"])
@@ -155,11 +166,17 @@ def test_a_controller_killed_mid_drill_fails_it_back_when_it_starts_again(
                  retry_on=())
     [left] = history(lab).under_way()
     assert not left.owner_alive
-    # Started again, without a schedule: it fails the drill back all the same.
-    plain = config_with(lab, "failover-plain.yaml")
-    with watching(lab, plain, "watch-restarted"):
+    # Started again inside a freeze window: it fails the drill back all the same (a fail
+    # back is no drill), then holds the next drill back.
+    began = (datetime.now(UTC) - timedelta(minutes=2)).replace(second=0, microsecond=0)
+    frozen = config_with(lab, "failover-frozen.yaml", drills=[MINUTELY], freeze_windows=[
+        {"cron": f"{began.minute} {began.hour} * * *", "duration_minutes": 60}])
+    with watching(lab, frozen, "watch-restarted") as restarted:
         [drill] = wait_for(lambda: [e for e in history(lab).entries() if e.id == left.id],
                            timeout=DRILL_TIME, what="the drill to be failed back", retry_on=())
+        wait_for(lambda: "waits: freeze window" in restarted.log.read_text(), timeout=90,
+                 what="the controller to hold the next drill back", retry_on=())
+        assert history(lab).under_way() == []  # held back: none begun
     assert drill.aborted is not None and drill.aborted.startswith("its runner (pid ")
     assert drill.failed_back, drill
     assert history(lab).under_way() == []

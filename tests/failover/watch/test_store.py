@@ -86,3 +86,15 @@ def test_seen_signatures_outlive_the_store_object_until_stale(tmp_path: Path) ->
     assert again.first_use("sig-2", NOW + 10, now=NOW + 10, max_age=300) is True
     # Once stale, it is forgotten (the request is refused as stale anyway).
     assert again.first_use("sig-1", NOW, now=NOW + 301, max_age=300) is True
+
+
+def test_a_drills_unanswered_notice_is_withdrawn_and_a_providers_is_kept(tmp_path: Path) -> None:
+    store = WatchStore(tmp_path / "watch.sqlite")
+    drill = Notice("aws", NOW + 20, "webhook", "drill: aws ends", reference="drill-1800000000")
+    real = Notice("hetzner", NOW + 86400, "webhook", "contract ends", reference="t-9")
+    store.add_notice(drill)
+    store.add_notice(real)
+    assert store.withdraw_drill_notices("drill termination-notice ended") == [drill.id]
+    assert [n.reference for n in store.notices()] == ["t-9"]  # a provider's stays pending
+    assert store.withdraw_drill_notices("again") == []
+    assert len(store.notices(pending=False)) == 2  # withdrawn, not forgotten
