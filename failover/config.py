@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyAddress,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -301,6 +302,20 @@ class FailoverConfig(_Strict):
     spares: dict[str, SpareConfig] = Field(
         default_factory=dict, description="sites `failover rebuild` can make from nothing")
     journal: Path = Field(description="the run journal (default: journal.sqlite beside the file)")
+    _local_state: bool = PrivateAttr(False)  # set by without_cluster(), never by the file
+
+    @property
+    def local_state(self) -> bool:
+        """Whether the store, run journal and run lock are the files beside the journal even
+        though ``watch.cluster`` is set (``without_cluster``; failover.state)."""
+        return self._local_state
+
+    def without_cluster(self) -> FailoverConfig:
+        """This configuration with its state in local files: for a run while the etcd
+        cluster has lost quorum (``failover rebuild --without-cluster``)."""
+        copy = self.model_copy()
+        copy._local_state = True
+        return copy
 
     @model_validator(mode="after")
     def _cross_checks(self) -> FailoverConfig:
@@ -338,6 +353,11 @@ class FailoverConfig(_Strict):
                         f"dns.records.{i}.type: {record.type} cannot carry the IPv"
                         f"{site.address.version} address {site.address} of site {name!r}"
                     )
+        cluster = self.watch.cluster
+        places = [*self.sites, *self.spares]
+        for name in sorted(set(cluster.controllers) - set(places)) if cluster else ():
+            problems.append(f"watch.cluster.controllers.{name}: no site or spare is called "
+                            f"{name!r}; there are: {', '.join(places)}")
         if self.watch.quorum and self.watch.quorum > len(self.watch.vantage_points):
             problems.append(
                 f"watch.quorum: {self.watch.quorum} is more than the "

@@ -19,6 +19,7 @@ import click
 import httpx
 
 from failover.cli.base import config_option, json_option, state_dir_option
+from failover.config import WatchConfig
 from failover.engine.deployment import open_deployment
 from failover.exceptions import ConfigError, FailoverError
 from failover.watch.signals import Notice
@@ -94,12 +95,7 @@ def termination(provider: str, deadline: str, text: str, config: Path | None,
     if problem is not None:  # the controller would refuse it too; say so before sending
         raise click.BadParameter(problem[1], param_hint="--deadline")
     secret = load_secret(deployment.config.watch)
-    url = controller_url(deployment.config.watch.listen)
-    try:
-        response = post_signal(url, secret, notice, TIMEOUT)
-    except httpx.TransportError:
-        raise FailoverError(f"failover watch is not answering at {url}: start it (failover "
-                            "watch) and send the notice again") from None
+    url, response = _deliver(deployment.config.watch, secret, notice)
     if response.status_code in (401, 403):
         reason, words = _refusal(response)
         # A stale signature is this machine's clock, not its secret: each sending is signed anew.
@@ -123,3 +119,19 @@ def termination(provider: str, deadline: str, text: str, config: Path | None,
     click.echo(f"notice {kept.get('id', notice.id)} ({provider}, deadline "
                f"{at:%Y-%m-%d %H:%M:%S} UTC) delivered to failover watch at {url}: "
                + ("new" if new else "it had it already"))
+
+
+def _deliver(config: WatchConfig, secret: bytes, notice: Notice) -> tuple[str, httpx.Response]:
+    """Post the notice to the controller; with a cluster, to the first controller that
+    answers (each keeps it in the shared store, where the leader acts on it)."""
+    cluster = config.cluster
+    places = list(cluster.controllers.values()) if cluster and cluster.controllers else []
+    urls = [controller_url(listen) for listen in places or [config.listen]]
+    for url in urls:
+        try:
+            return url, post_signal(url, secret, notice, TIMEOUT)
+        except httpx.TransportError:
+            continue
+    raise FailoverError(f"failover watch is not answering at {', '.join(urls)}: start it "
+                        "(failover watch) and send the notice again")
+

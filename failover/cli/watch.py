@@ -14,11 +14,13 @@ from pathlib import Path
 import click
 
 from failover.cli.base import config_option, json_option, state_dir_option
+from failover.config import FailoverConfig
 from failover.engine.deployment import open_deployment
 from failover.logs import log_event
 from failover.state import open_store
 from failover.watch.api import listening_socket, make_app, server
 from failover.watch.controller import Controller
+from failover.watch.leadership import Alone, Elected, Leadership
 from failover.watch.mailbox import MailboxPoller
 from failover.watch.webhook import load_notify_secret, load_secret
 
@@ -55,10 +57,14 @@ async def _serve(controller: Controller, secret: bytes, listen: str) -> None:
               help="auto: act on each decision; approve: moves wait for `failover approve` "
               "[default: watch.mode in the configuration].")
 @click.option("--listen", default=None, metavar="HOST:PORT",
-              help="Where the HTTP API listens [default: watch.listen].")
+              help="Where the HTTP API listens [default: watch.cluster.controllers[SITE], "
+              "else watch.listen].")
+@click.option("--site", default=None, metavar="SITE",
+              help="With watch.cluster: the site this controller runs at, its name in the "
+              "leader election (one controller per site).")
 @config_option
 @state_dir_option
-def watch(mode: str | None, listen: str | None, config: Path | None,
+def watch(mode: str | None, listen: str | None, site: str | None, config: Path | None,
           state_dir: Path | None) -> None:
     """The controller: probe every site, hear notices, decide each tick, act.
 
@@ -72,6 +78,13 @@ def watch(mode: str | None, listen: str | None, config: Path | None,
     its deadline and prepares it at once. Every decision is a logged sentence.
 
     \b
+    \b
+    With watch.cluster, run one per site (`--site aws`, `--site hetzner`, ...):
+    they elect a leader on etcd; only the leader decides and acts, the others
+    probe and take over when its key expires (watch.cluster.ttl). Signals
+    and approvals reach the leader whichever controller or CLI takes them.
+
+    \b
     HTTP API: GET /v1/status, POST /v1/signals, GET /metrics (Prometheus).
     Stops on SIGTERM or Ctrl-C, after the run under way (a killed controller
     resumes it from the journal when started again).
@@ -82,9 +95,29 @@ def watch(mode: str | None, listen: str | None, config: Path | None,
         logging.getLogger(chatty).setLevel(logging.WARNING)
     deployment = open_deployment(config, state_dir)
     secret = load_secret(deployment.config.watch)
+    leadership, listen = _leadership(deployment.config, site, listen)
     controller = Controller(deployment, mode=mode,
-                            notify_secret=load_notify_secret(deployment.config.watch))
-    asyncio.run(_serve(controller, secret, listen or deployment.config.watch.listen))
+                            notify_secret=load_notify_secret(deployment.config.watch),
+                            leadership=leadership)
+    leadership.changed = controller.wake
+    asyncio.run(_serve(controller, secret, listen))
+
+
+def _leadership(config: FailoverConfig, site: str | None,
+                listen: str | None) -> tuple[Leadership, str]:
+    """How this controller takes part (alone, or in the cluster as ``site``); where it listens."""
+    cluster = config.watch.cluster
+    if cluster is None:
+        if site is not None:
+            raise click.UsageError("--site is for a cluster of controllers; this configuration "
+                                   "has no watch.cluster, so one controller runs alone")
+        return Alone(), listen or config.watch.listen
+    places = [*config.sites, *config.spares]
+    if site is None or site not in places:
+        given = "no --site" if site is None else f"--site {site!r} is no site"
+        raise click.UsageError(f"{given}: with watch.cluster each controller names the site it "
+                               f"runs at, one of: {', '.join(places)}")
+    return Elected(cluster, site), listen or cluster.controllers.get(site, config.watch.listen)
 
 
 @click.command()

@@ -54,6 +54,10 @@ class ClusterConfig(BaseModel):
                              "controller: the leader renews its key, a follower looks at it")
     retry_timeout: float = Field(10.0, gt=0, le=600, description="seconds one request to "
                                  "etcd may take, all endpoints tried, before the cycle gives up")
+    controllers: dict[str, str] = Field(
+        default_factory=dict, description="site -> host:port where that site's controller "
+        "(`failover watch --site SITE`) serves its API; the CLI and the drills reach the "
+        "controllers there, and a follower names its leader's address")
     agent_leases: bool = Field(False, description="the primary's agent holds the primary's "
                                "lease in etcd itself (its config's cluster section) and a "
                                "promote waits on etcd for it (failover.cluster.primarylease); "
@@ -79,6 +83,18 @@ class ClusterConfig(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return [url.rstrip("/") for url in value]
+
+    @field_validator("controllers")
+    @classmethod
+    def _listen_addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for site, listen in value.items():
+            host, _, port = listen.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                problems.append(f"{site}: {listen!r} must be host:port, e.g. 10.0.0.5:8470")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @model_validator(mode="after")
     def _timing(self) -> ClusterConfig:

@@ -155,6 +155,12 @@ class EtcdLeases:
                 ends = max(ends, self._clock() + left + CLOCK_MARGIN)
         return ends
 
+    def adopt(self, site: str) -> bool:
+        """A new leader's first word: ``site``, the one primary it sees, holds the lease,
+        unless some decision is there already (a withheld one included: a promote is under
+        way). True when this call wrote it."""
+        return self.store.swap(DECISION_KEY, site, 0).succeeded
+
     def allow(self, site: str) -> None:
         """``site`` is being promoted: the decision names it, and its agent may hold the lease."""
         self.store.put(DECISION_KEY, site)

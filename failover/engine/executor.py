@@ -40,6 +40,7 @@ from failover.waiting import WaitTimeout
 Progress = Callable[[str], None]
 StepHook = Callable[[int, Step], None]
 CRASH_AFTER_STEP = "FAILOVER_CRASH_AFTER_STEP"  # chaos tests: an action's name
+FREEZE_BEFORE_STEP = "FAILOVER_FREEZE_BEFORE_STEP"  # drills: an action's name
 
 # Errors worth another try: the network or a server blinked. A StepFailed is a
 # judgement (the standby is too far behind), and judgements are not retried.
@@ -151,6 +152,10 @@ def _one(
     label = f"{index + 1}/{len(plan.steps)} {step.action}"
     progress(f"[{time.monotonic() - t0:6.2f}s] {label}: {step.title}")
     journal.step_started(run_id, index, step.action)
+    if os.environ.get(FREEZE_BEFORE_STEP) == step.action:
+        # Drill hook: the site went dark as the step began (journaled, not yet acted on):
+        # the process stops as SIGSTOP stops a site's; SIGCONT wakes it where it was.
+        os.kill(os.getpid(), signal.SIGSTOP)
     started = time.monotonic()
     ctx = StepContext(
         deployment, plan, index, step, dict(results), started + step.timeout,

@@ -109,6 +109,7 @@ def controller_status(controller: Controller) -> dict[str, Any]:
            if k == "dns" and h}
     return {
         "primary": controller.primary, "mode": controller.settings.mode,
+        "cluster": controller.leadership.status(),
         "started": controller.started,
         "sites": sites, "dns": dns,
         "decisions": list(controller.recent),

@@ -8,6 +8,10 @@ that ask for something, and carries them out. The engine's runs are
 blocking and long, so one worker thread runs them, one at a time, each
 under the journal's run lock. Restarted, the controller reads its store and
 the journal, so an interrupted move is resumed and a scheduled one kept.
+
+With ``watch.cluster`` a controller runs at each site; all of them probe and
+hear, only the elected leader decides and acts (``leadership``). A follower
+that takes over resumes the old leader's move from the shared journal.
 """
 
 from __future__ import annotations
@@ -21,18 +25,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from failover.data.replication import set_asynchronous
-from failover.engine.deployment import Deployment, Topology
-from failover.engine.executor import RunBusy, execute, one_line, run_lock, run_lock_held
+from failover.engine.deployment import Deployment
+from failover.engine.executor import execute, one_line, run_lock_held
 from failover.engine.journal import RunRecord
-from failover.engine.plan import Plan
-from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_switchover
-from failover.exceptions import FailoverError, UnsafePlan
+from failover.exceptions import FailoverError
 from failover.logs import log_event
 from failover.state import open_store
 from failover.watch.backups import BackupKeeper
 from failover.watch.drills import DrillKeeper
 from failover.watch.guard import PrimaryGuard
+from failover.watch.leadership import Alone, Leadership
 from failover.watch.metrics import WatchMetrics
 from failover.watch.notify import Notifier
 from failover.watch.policy import (
@@ -45,6 +47,7 @@ from failover.watch.policy import (
     run_cycle,
 )
 from failover.watch.probes import ProbeScheduler, build_probes
+from failover.watch.runs import RunActions
 from failover.watch.signals import Notice, NoticeRefused, Observation, ProbeKind
 
 log = logging.getLogger("failover.watch")
@@ -61,18 +64,24 @@ def _summary(record: RunRecord) -> RunSummary:
                       record.outcome, starts, record.ended, record.error)
 
 
-class Controller:
+class Controller(RunActions):
     """The controller of one deployment."""
 
     def __init__(self, deployment: Deployment, *, mode: str | None = None,
                  notify_secret: bytes | None = None,
                  clock: Callable[[], float] = time.time,
-                 executor: Callable[..., RunRecord] = execute) -> None:
+                 executor: Callable[..., RunRecord] = execute,
+                 leadership: Leadership | None = None) -> None:
         self.deployment = deployment
+        self.leadership = leadership or Alone()
+        self._led: int | None = None  # the token of the leadership this controller took over
+        if not self.leadership.alone:
+            deployment.use_token(lambda: self.leadership.token)
         self.execute = executor  # the engine's executor; tests give one that touches no host
         self.config = deployment.config.watch
         if mode is not None:
             self.config = self.config.model_copy(update={"mode": mode})
+        self.accept_data_loss = self.config.accept_data_loss
         self.clock = clock
         self.store = open_store(deployment.config)  # etcd with watch.cluster: every site's
         self.metrics = WatchMetrics()
@@ -95,7 +104,8 @@ class Controller:
         self._refused: dict[str, bool] = {}
         self.scheduler = ProbeScheduler(build_probes(deployment.config), self.hear)
         self.guard = PrimaryGuard(deployment, self._lease_holder)
-        self.copies = BackupKeeper(deployment, self.metrics, lambda: self.primary)
+        self.copies = BackupKeeper(deployment, self.metrics,
+                                   lambda: self.primary if self.leadership.leading else None)
         self.drills = DrillKeeper(self, clock)
 
     # -- hearing -------------------------------------------------------------------
@@ -124,7 +134,7 @@ class Controller:
             if looks := self._looks("database", site):
                 roles[site] = looks[-1].facts.get("role") if looks[-1].ok else None
         primaries = [s for s, role in roles.items() if role == "primary"]
-        if len(primaries) > 1 and self._running is None:
+        if len(primaries) > 1 and self._running is None and self.leadership.leading:
             self.guard.fence_second_primary()
         if len(primaries) == 1 and primaries[0] != self.primary and self._running is None:
             # Two answering as primary is a fenced old one mid-move: keep what we knew.
@@ -139,7 +149,7 @@ class Controller:
         to lapse, so that an emergency promote, if it comes, need not wait for it.
         """
         primary = self.primary
-        if primary is None or (self._running is not None
+        if primary is None or not self.leadership.leading or (self._running is not None
                                and self._running.kind in ("promote", "resume")):
             return None
         looks = self._looks("database", primary)
@@ -151,7 +161,8 @@ class Controller:
     def _api_refusal(self, site: str) -> None:
         notice = refusal_notice(self._looks("api", site), self.config.failures, self.sites[site])
         refused = notice is not None
-        if refused and not self._refused.get(site):
+        # Every controller sees the refusal; the leader's notice is the one kept.
+        if refused and not self._refused.get(site) and self.leadership.leading:
             assert notice is not None
             with contextlib.suppress(NoticeRefused):  # counted and logged; a sink must not raise
                 self.deliver(notice)
@@ -213,7 +224,11 @@ class Controller:
             lateness=max((t.lateness_last for t in self.scheduler.tracks), default=0.0))
 
     def cycle(self) -> Decision:
-        """One policy cycle: decide, log, keep, act."""
+        """One policy cycle: decide, log, keep, act (a follower only keeps its probes warm)."""
+        if not self.leadership.leading:
+            return self._follow()
+        if self._led != self.leadership.token:
+            self._take_over()
         snapshot = self.snapshot()
         decision = run_cycle(snapshot)
         self.metrics.cycles.inc()
@@ -230,6 +245,37 @@ class Controller:
         self._act(decision)
         self.drills.consider(snapshot)
         return decision
+
+    def _follow(self) -> Decision:
+        leader = self.leadership.leader()
+        decision = Decision("none", f"{self.leadership.name} follows "
+                            f"{leader or 'no leader yet'}: the leader decides and acts")
+        if decision.sentence != self.last_sentence:
+            log_event(log, "watch.decision", action="none", sentence=decision.sentence)
+            self.last_sentence = decision.sentence
+        self._led = None
+        return decision
+
+    def _take_over(self) -> None:
+        """Now leading: read what the last leader left (its moves, its run) before deciding."""
+        self._led = self.leadership.token
+        log_event(log, "watch.leading", controller=self.leadership.name, token=self._led,
+                  primary=self.primary or "unknown")
+        self.store.recover_moves(self.deployment.journal)
+        self._adopt_primary()
+
+    def _adopt_primary(self) -> None:
+        """With the agents holding the lease in etcd, make sure a decision names the primary
+        (the first leader of a new cluster writes it; later ones find it there)."""
+        cluster = self.deployment.config.watch.cluster
+        if cluster is None or not cluster.agent_leases or self.primary is None:
+            return
+        from failover.cluster.primarylease import EtcdLeases  # etcd's client: a cluster's only
+
+        leases = self.deployment.primary_leases
+        if isinstance(leases, EtcdLeases) and leases.adopt(self.primary):
+            log_event(log, "watch.lease", primary=self.primary,
+                      detail="the decision in etcd names it: its agent holds the lease")
 
     def _act(self, decision: Decision) -> None:
         if decision.supersedes:
@@ -281,112 +327,6 @@ class Controller:
             self._running = None
             self.wake()
 
-    def _plan(self, move: Move, kind: str, topology: Topology) -> Plan:
-        if kind == "prepare":
-            return plan_prepare(self.deployment, move.to_site, topology)
-        if kind == "switchover":
-            return plan_switchover(self.deployment, move.to_site, topology)
-        return plan_promote(self.deployment, move.to_site, topology,
-                            accept_data_loss=self.config.accept_data_loss)
-
-    def _run(self, move: Move | None, kind: str, run_id: str | None) -> None:
-        """Run a plan (or resume a run) in the worker thread; record how it ended.
-
-        Only the run this call began (or resumed) is ever tied to the move:
-        another process's run (a switchover by hand holding the run lock) is
-        none of its business.
-        """
-        d = self.deployment
-        begun: list[str] = [run_id] if run_id else []
-
-        def progress(message: str) -> None:
-            log_event(log, "watch.engine", message=message.strip())
-
-        def first_step(index: int, _step: object) -> None:
-            if index == 0 and not begun and (last := d.journal.last()) is not None:
-                begun.append(last.id)  # execute() journaled it under our lock just now
-                if move is not None:
-                    self.store.save_move(replace(move, run_id=last.id))
-
-        try:
-            with run_lock(d):
-                if run_id is not None:
-                    resume = d.journal.run(run_id)
-                    move = next((m for m in self.store.moves(active=False)
-                                 if m.run_id == run_id), None)
-                    self.execute(d, resume.plan, resume=resume, progress=progress)
-                else:
-                    assert move is not None
-                    plan = self._plan(move, kind, d.observe())
-                    log_event(log, "watch.run", kind=plan.kind, source=plan.from_site,
-                              target=plan.to_site, steps=len(plan.steps), move=move.id)
-                    self.execute(d, plan, progress=progress, before_step=first_step)
-        except RunBusy as busy:
-            log_event(log, "watch.run", outcome="busy", detail=one_line(busy))
-            self._put_back(move)
-            return
-        except NothingToDo as done:
-            log_event(log, "watch.run", outcome="nothing-to-do", detail=str(done))
-            if move is not None:
-                self.store.save_move(replace(move, state="done"))
-            return
-        except UnsafePlan as refused:
-            # The world may settle (a standby still streaming from a frozen primary
-            # until its receiver times out): the policy asks again in a moment.
-            log_event(log, "watch.run", outcome="refused", detail=one_line(refused))
-            self._put_back(move, refused=one_line(refused))
-            self.notifier.send({"event": "refused", "move": move.id if move else None,
-                                "detail": one_line(refused)})
-            return
-        except FailoverError as exc:
-            log_event(log, "watch.run", outcome="failed", detail=one_line(exc))
-        if not begun:
-            self._put_back(move)
-            return
-        self._ended(d.journal.run(begun[0]), move)
-
-    def _put_back(self, move: Move | None, refused: str = "") -> None:
-        """A move whose run never began waits again (an approval it had still counts)."""
-        if move is None:
-            return
-        self.store.save_move(replace(
-            move, state="approved" if move.approved is not None else "scheduled",
-            refused_at=self.clock() if refused else None, refusal=refused))
-
-    def _ended(self, record: RunRecord, move: Move | None) -> None:
-        """Count, tell and record a run that this controller ran."""
-        self.metrics.run_ended(record)
-        outcome = record.outcome
-        log_event(log, "watch.run", run=record.id, kind=record.plan.kind, outcome=outcome,
-                  error=record.error or "")
-        self.notifier.send({"event": "run", **{k: v for k, v in record.to_dict().items()
-                                               if k != "steps"}})
-        if move is None:
-            return
-        if outcome == "ok" and record.plan.kind == "prepare":
-            self.store.save_move(replace(move, state="prepared", run_id=record.id))
-        elif outcome == "ok":
-            self.primary = record.plan.to_site
-            self.store.save_move(replace(move, state="done", run_id=record.id))
-        else:
-            self.store.save_move(replace(move, run_id=record.id))
-
-    def _abandon(self, run_id: str, reason: str) -> None:
-        """Give up a failed preparation (the move repeats its steps)."""
-        with run_lock(self.deployment):
-            self.deployment.journal.ended(run_id, "abandoned", reason)
-        for move in self.store.moves():
-            if move.run_id == run_id:
-                self.store.save_move(replace(move, state="scheduled", run_id=None))
-        log_event(log, "watch.run", run=run_id, outcome="abandoned", detail=reason)
-
-    def _relax(self, move: Move) -> None:
-        """Commits at the primary stop waiting for a standby that is gone."""
-        with self.deployment.endpoint(move.from_site).connect(timeout=5.0) as conn:
-            set_asynchronous(conn)
-        self.store.save_move(replace(move, state="scheduled"))
-        log_event(log, "watch.relax", primary=move.from_site, standby=move.to_site)
-
     # -- the loop ------------------------------------------------------------------
 
     def initial_primary(self) -> None:
@@ -405,6 +345,7 @@ class Controller:
         await asyncio.to_thread(self.initial_primary)
         await asyncio.to_thread(self.store.recover_moves, self.deployment.journal)
         probes = asyncio.create_task(self.scheduler.run(stop))
+        election = asyncio.create_task(self.leadership.run(stop))
         self.guard.start()
         self.copies.start()
         if ready is not None:
@@ -430,11 +371,13 @@ class Controller:
                     task.cancel()
         finally:
             stop.set()
-            await asyncio.to_thread(self.guard.stop)
+            await election
+            await asyncio.to_thread(self.guard.stop, turn_off=self.leadership.alone)
             await asyncio.to_thread(self.copies.stop)
             await probes
             if self._worker is not None and not self._worker.done():
                 log_event(log, "watch.stop", detail="waiting for the run under way to end")
                 await self._worker
             await asyncio.to_thread(self.drills.stop)  # aborted, then failed back
+            await asyncio.to_thread(self.leadership.resign)  # a follower takes over at once
             await asyncio.to_thread(self.notifier.close)

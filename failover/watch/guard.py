@@ -70,11 +70,14 @@ class PrimaryGuard:
             raise FailoverError(f"site {site} has no agent")
         agent.status(timeout=timeout)
 
-    def stop(self) -> None:
-        """Stop renewing and turn the primary's lease off (a controller stopping on purpose)."""
+    def stop(self, *, turn_off: bool = True) -> None:
+        """Stop renewing and, with ``turn_off``, turn the primary's lease off (a lone
+        controller stopping on purpose; one of a cluster leaves it to the next leader)."""
         if self.leases is None:
             return
         self.leases.stop()
+        if not turn_off:
+            return
         held = self.leases.held
         agent = None if held is None else self.deployment.agent(held)
         if agent is None:

@@ -85,7 +85,11 @@ def _watch(layout: LabLayout, paths: LabPaths) -> dict[str, Any]:
         # the leader (infra.lab.etcd says why these times).
         "cluster": {"endpoints": etcd.endpoints(layout), "name": etcd.CLUSTER_NAME,
                     "ttl": etcd.TTL, "loop_wait": etcd.LOOP_WAIT,
-                    "retry_timeout": etcd.RETRY_TIMEOUT, "agent_leases": layout.agent_leases},
+                    "retry_timeout": etcd.RETRY_TIMEOUT, "agent_leases": layout.agent_leases,
+                    # One controller per site (`failover watch --site S`), at the site's
+                    # address: a site that goes dark takes its controller with it.
+                    "controllers": {site: f"{layout.address(site)}:{layout.watch_port}"
+                                    for site in layout.sites}},
     }
 
 

@@ -80,8 +80,8 @@ class LabLayout:
     region: str = "eu-central-1"
     sites: tuple[str, ...] = field(default=tuple(SITE_OCTETS))
     # The agents hold the primary's lease in etcd (their configs' cluster section) instead of
-    # the controller renewing it. Off until the controller writes the decision it needs.
-    agent_leases: bool = False
+    # the controller renewing it: losing the leading controller fences no primary.
+    agent_leases: bool = True
 
     def __post_init__(self) -> None:
         problems = []
