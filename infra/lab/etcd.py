@@ -31,12 +31,13 @@ from infra.lab.paths import LabPaths
 from infra.lab.system import install_command
 
 # The lab's values of watch.cluster: a leader whose site goes dark is replaced within
-# some 5 s (its key's TTL) plus a loop, well inside the lab's 15 s RTO. etcd grants no
-# lease under about 2 s with its default 1 s election timeout.
+# some 4 s (its key's TTL) plus a loop, inside the lab's 15 s RTO with the promote and
+# DNS's 5 s TTL after it (Patroni's rule: loop_wait + 2 * retry_timeout <= ttl). etcd
+# grants no lease under about 2 s with its default 1 s election timeout.
 CLUSTER_NAME = "lab"
-TTL = 5
+TTL = 4
 LOOP_WAIT = 1.0
-RETRY_TIMEOUT = 2.0
+RETRY_TIMEOUT = 1.5
 LEAN = ("--snapshot-count", "1000", "--auto-compaction-mode", "revision",
         "--auto-compaction-retention", "1000", "--quota-backend-bytes", str(64 * 2**20))
 
