@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -39,7 +40,6 @@ from infra.lab import prefork
 from infra.lab.prefork import Part
 
 MIB = 2**20
-WATCH_PORT = 8470  # the layout's; the controllers take it and the ports above it
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,7 +48,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def controllers(state_dir: Path, subnet: str, count: int,
+def controllers(state_dir: Path, count: int,
                 forked: bool = False) -> Iterator[list[ProcessRecord]]:
     """``count`` controllers on the lab's configuration, each answering; stopped by PID after.
 
@@ -56,11 +56,16 @@ def controllers(state_dir: Path, subnet: str, count: int,
     or with ``forked`` forked from one parent that imported it first
     (``infra.lab.prefork``, as the lab starts its servers).
     """
-    listens = [f"{subnet}.0.1:{WATCH_PORT + i}" for i in range(count)]
-    parts = [Part(f"watch-{i + 1}", "failover",
-                  ("watch", "--config", str(state_dir / CONFIG_FILE_NAME), "--listen", listen),
-                  str(state_dir / "logs" / f"watch-{i + 1}.log"), run="failover.cli")
-             for i, listen in enumerate(listens)]
+    # One controller per site, as a deployment runs them (watch.cluster.controllers).
+    config = yaml.safe_load((state_dir / CONFIG_FILE_NAME).read_text())
+    places = list(config["watch"]["cluster"]["controllers"].items())[:count]
+    if len(places) < count:
+        sys.exit(f"the lab has controllers for {len(places)} sites, not {count}")
+    listens = [listen for _site, listen in places]
+    parts = [Part(f"watch@{site}", "failover",
+                  ("watch", "--config", str(state_dir / CONFIG_FILE_NAME), "--site", site),
+                  str(state_dir / "logs" / f"watch@{site}.log"), run="failover.cli")
+             for site, _listen in places]
     records: list[ProcessRecord] = []
     try:
         if forked:
@@ -140,7 +145,7 @@ def main() -> None:
             rss.append(status["memory_rss_bytes"] / MIB)
             pss.append(status["memory_pss_bytes"] / MIB)
             if args.controllers:
-                with controllers(state_dir, args.subnet, args.controllers,
+                with controllers(state_dir, args.controllers,
                                  args.forked) as watches:
                     time.sleep(args.settle)  # a benchmark's pacing: probes make their clients
                     status = json.loads(_cli("status", "--state-dir", str(state_dir),
