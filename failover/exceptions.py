@@ -45,9 +45,9 @@ class StaleToken(FailoverError):
     Nothing was done. Not a failure to retry: the sender stops acting.
     """
 
-    def __init__(self, token: int, newest: int, holder: str) -> None:
-        super().__init__(f"token {token} is older than {newest}, the newest {holder} has "
-                         "seen: a deposed leader's request; nothing was done")
+    def __init__(self, token: int, newest: int, holder: str, why: str | None = None) -> None:
+        super().__init__(why or f"token {token} is older than {newest}, the newest {holder} "
+                         "has seen: a deposed leader's request; nothing was done")
         self.token = token
         self.newest = newest
 

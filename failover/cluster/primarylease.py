@@ -23,11 +23,14 @@ primary has fenced itself, whether it answers or not.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from failover.cluster.election import LEADER_KEY
 from failover.cluster.etcd import Entry, Outcome
-from failover.exceptions import FailoverError
+from failover.cluster.ops import Compare, Delete, Put, TxnResult
+from failover.exceptions import FailoverError, StaleToken
+from failover.leadertoken import TokenSource, no_token
 
 DECISION_KEY = "primary"
 HOLDER_KEY = "primary-lease"
@@ -47,6 +50,8 @@ class DecisionStore(Protocol):
              lease: int | None = None) -> Outcome: ...
     def ttl(self, lease: int) -> int: ...
     def revision(self) -> int: ...
+    def txn(self, compares: Sequence[Compare], success: Sequence[Put | Delete],
+            failure: Sequence[Put | Delete] = ()) -> TxnResult: ...
 
 
 class VouchingAgent(Protocol):
@@ -74,12 +79,17 @@ class EtcdLeases:
 
     ``agents`` gives every site's agent (the deployment's clients); each
     request to one is bounded by ``timeout`` seconds. ``clock`` is the wall
-    clock (Unix seconds), what ``lapsed_by`` answers in.
+    clock (Unix seconds), what ``lapsed_by`` answers in. ``token`` is the
+    leading controller's fencing token: with one, the decision is written only
+    while the leader key is still that leader's (one transaction), so that a
+    deposed leader thawed mid-move cannot withhold a later primary's lease.
     """
 
     def __init__(self, store: DecisionStore, agents: Callable[[], Mapping[str, VouchingAgent]],
-                 *, timeout: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+                 *, timeout: float = 2.0, clock: Callable[[], float] = time.time,
+                 token: TokenSource = no_token) -> None:
         self.store = store
+        self._token = token
         self._agents = agents
         self.timeout = timeout
         self._clock = clock
@@ -125,7 +135,7 @@ class EtcdLeases:
                 return self.store.revision()
             if entry.value != site:
                 return entry.mod_revision
-            if self.store.swap(DECISION_KEY, WITHHELD, entry.mod_revision).succeeded:
+            if self._write(WITHHELD, Compare.unchanged(DECISION_KEY, entry.mod_revision)):
                 return entry.mod_revision
         raise FailoverError(f"the primary's decision kept changing while {site} was withheld "
                             f"from it ({WITHHOLD_TRIES} tries): is another controller moving "
@@ -159,8 +169,30 @@ class EtcdLeases:
         """A new leader's first word: ``site``, the one primary it sees, holds the lease,
         unless some decision is there already (a withheld one included: a promote is under
         way). True when this call wrote it."""
-        return self.store.swap(DECISION_KEY, site, 0).succeeded
+        return self._write(site, Compare.absent(DECISION_KEY))
 
     def allow(self, site: str) -> None:
         """``site`` is being promoted: the decision names it, and its agent may hold the lease."""
-        self.store.put(DECISION_KEY, site)
+        self._write(site)
+
+    def _write(self, value: str, condition: Compare | None = None) -> bool:
+        """Write the decision if ``condition`` holds and, with a token, while its leader
+        leads; whether it was written. Raises StaleToken when another leads."""
+        token = self._token()
+        if token is None:
+            if condition is None:
+                self.store.put(DECISION_KEY, value)
+                return True
+            return self.store.swap(DECISION_KEY, value, int(condition.against)).succeeded
+        compares = [Compare(LEADER_KEY, "CREATE", token)]
+        if condition is not None:
+            compares.append(condition)
+        if self.store.txn(compares, [Put(DECISION_KEY, value)]).succeeded:
+            return True
+        leader = self.store.get(LEADER_KEY)
+        if leader is None:
+            raise StaleToken(token, token, "etcd", why=f"the leader key of token {token} is "
+                             "gone: this controller no longer leads; the decision is unchanged")
+        if leader.create_revision != token:
+            raise StaleToken(token, leader.create_revision, "etcd's leader key")
+        return False

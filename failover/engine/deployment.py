@@ -207,7 +207,8 @@ class Deployment:
         from failover.cluster.primarylease import EtcdLeases
 
         return EtcdLeases(EtcdCluster.from_config(cluster), lambda: {
-            name: agent for name in self.config.sites if (agent := self.agent(name)) is not None})
+            name: agent for name in self.config.sites if (agent := self.agent(name)) is not None},
+            token=self.fencing_token)
 
     @cached_property
     def journal(self) -> RunJournal:

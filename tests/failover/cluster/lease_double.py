@@ -9,8 +9,10 @@ tested against real members (the lab tests of the lease).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from failover.cluster.etcd import Entry, Outcome
+from failover.cluster.ops import Compare, Delete, Put, TxnResult
 from tests.failover.cluster.etcd_double import EtcdDouble, Link
 
 
@@ -38,6 +40,29 @@ class LeaseLink(Link):
     def revision(self) -> int:
         """The double's current revision."""
         return self._reach("revision").revision
+
+    def txn(self, compares: Sequence[Compare], success: Sequence[Put | Delete],
+            failure: Sequence[Put | Delete] = ()) -> TxnResult:
+        """The transactions the decision needs: EQUAL on CREATE or MOD; puts."""
+        etcd = self._reach("txn")
+
+        def holds(compare: Compare) -> bool:
+            entry = etcd.keys.get(compare.key)
+            have = 0 if entry is None else (
+                entry.create_revision if compare.target == "CREATE" else entry.mod_revision)
+            assert compare.result == "EQUAL" and compare.target in ("CREATE", "MOD")
+            return have == compare.against
+
+        succeeded = all(holds(c) for c in compares)
+        ops = success if succeeded else failure
+        if ops:
+            etcd.revision += 1
+        for op in ops:
+            assert isinstance(op, Put)
+            old = etcd.keys.get(op.key)
+            created = old.create_revision if old is not None else etcd.revision
+            etcd.keys[op.key] = Entry(op.key, op.value, created, etcd.revision, op.lease or 0)
+        return TxnResult(succeeded, etcd.revision)
 
 
 def lease_link(etcd: EtcdDouble) -> LeaseLink:

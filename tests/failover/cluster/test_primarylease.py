@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from failover.cluster.election import LEADER_KEY
 from failover.cluster.primarylease import (
     CLOCK_MARGIN,
     DECISION_KEY,
@@ -21,7 +22,7 @@ from failover.cluster.primarylease import (
     EtcdLeases,
     decided,
 )
-from failover.exceptions import FailoverError, ProviderError
+from failover.exceptions import FailoverError, ProviderError, StaleToken
 from tests.failover.cluster.etcd_double import Clock, EtcdDouble
 from tests.failover.cluster.lease_double import LeaseLink, lease_link
 
@@ -155,3 +156,41 @@ def test_allow_names_the_promoted_site(etcd: EtcdDouble) -> None:
     engine.withhold("aws")
     engine.allow("hetzner")
     assert decided(lease_link(etcd)) == "hetzner"
+
+
+# -- the decision under a leader's token --------------------------------------------
+
+def _leader(etcd: EtcdDouble, name: str) -> int:
+    """``name`` takes the leader key (no other holds it now); its token."""
+    link = lease_link(etcd)
+    etcd.keys.pop(LEADER_KEY, None)
+    link.create(LEADER_KEY, name, link.grant(TTL))
+    return etcd.keys[LEADER_KEY].create_revision
+
+
+def test_a_leaders_decisions_are_written_while_its_key_is_its_own(etcd: EtcdDouble) -> None:
+    token = _leader(etcd, "aws")
+    mine = EtcdLeases(lease_link(etcd), dict, clock=etcd.clock, token=lambda: token)
+    assert mine.adopt("aws") and not mine.adopt("hetzner")  # a decision is there already
+    mine.withhold("aws")
+    assert etcd.keys[DECISION_KEY].value == WITHHELD
+    mine.allow("hetzner")
+    assert etcd.keys[DECISION_KEY].value == "hetzner"
+
+
+def test_a_deposed_leaders_withhold_and_allow_change_nothing(etcd: EtcdDouble) -> None:
+    old = _leader(etcd, "spare")
+    deposed = EtcdLeases(lease_link(etcd), dict, clock=etcd.clock, token=lambda: old)
+    deposed.adopt("aws")
+    new = _leader(etcd, "hetzner")  # spare's key expired while it was frozen
+    assert new > old
+    # Thawed long after, its run goes on where it was: it would withhold aws's lease.
+    with pytest.raises(StaleToken, match=f"token {old} is older than {new}"):
+        deposed.withhold("aws")
+    with pytest.raises(StaleToken):
+        deposed.allow("hetzner")
+    assert etcd.keys[DECISION_KEY].value == "aws"
+    etcd.keys.pop(LEADER_KEY)  # no one leads
+    with pytest.raises(StaleToken, match="no longer leads"):
+        deposed.allow("hetzner")
+    assert etcd.keys[DECISION_KEY].value == "aws"
