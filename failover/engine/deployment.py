@@ -201,7 +201,8 @@ class Deployment:
         """The primary's lease as moves see it: in etcd when the agents hold it there
         (``watch.cluster.agent_leases``), else the controller's lease book."""
         cluster = self.config.watch.cluster
-        if cluster is None or not cluster.agent_leases:
+        # Without the cluster (its quorum lost, failover.state) no agent can hold it there.
+        if cluster is None or not cluster.agent_leases or self.config.local_state:
             return self.lease_book
         from failover.cluster.etcd import EtcdCluster  # etcd's client only when used
         from failover.cluster.primarylease import EtcdLeases

@@ -113,12 +113,26 @@ def deployment_status(deployment: Deployment) -> dict[str, Any]:
             warnings.append(f"{name}'s lease has lapsed, so it has fenced itself; if it is "
                             "still the primary, start the controller (failover watch): once "
                             "it sees no other primary it renews the lease and lifts the fence")
+    cluster, leases_said = None, (
+        "on: a controller renews the primary's lease" if leases_on else
+        "off: no controller renews the primary's lease (moves by hand only)")
+    config = deployment.config
+    if config.watch.cluster is not None and not config.local_state:
+        from failover.cluster.status import cluster_status  # etcd's client: a cluster's only
+
+        cluster, said = cluster_status(config.watch.cluster)
+        warnings += said
+        if config.watch.cluster.agent_leases:
+            holder = cluster["lease_holder"]
+            leases_said = (f"on: {holder}'s agent holds the primary's lease in etcd"
+                           if holder else "off: no agent holds the primary's lease in etcd "
+                           f"(the decision names {cluster['decision'] or 'no site'})")
     last = deployment.journal.last()
     return {
         "config": deployment.source,
         "primary": primary,
-        "leases": "on: a controller renews the primary's lease" if leases_on else
-                  "off: no controller renews the primary's lease (moves by hand only)",
+        "leases": leases_said,
+        "cluster": cluster,
         "healthy": not warnings,
         "sites": sites,
         "dns": dns,
@@ -131,6 +145,12 @@ def render(status: dict[str, Any]) -> str:
     """The status as a few lines for a terminal."""
     lines = [f"primary: {status['primary'] or 'NONE'}   ({status['config']})",
              f"  leases {status['leases']}"]
+    if (cluster := status.get("cluster")) is not None:
+        serving = sum(1 for why in cluster["members"].values() if why is None)
+        leader = (f"{cluster['leader']} leads (token {cluster['token']})" if cluster["leader"]
+                  else "none leads (start `failover watch --site SITE` at each site)")
+        lines.append(f"  controllers: {leader}; etcd {serving} of {len(cluster['members'])} "
+                     f"members serve")
     for name, site in status["sites"].items():
         facts = [f"streams from {site['upstream']}"] if site["upstream"] else []
         if site["lag_bytes"] is not None:
