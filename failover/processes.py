@@ -201,7 +201,10 @@ def stop(record: ProcessRecord, timeout: float = 15.0) -> str:
                  retry_on=())
         return "stopped"
     except WaitTimeout:
-        send(record, signal.SIGKILL)
+        # The whole tree: a child left behind (PostgreSQL's archiver, blocked on an
+        # archive_command whose repository went dark) keeps what the next start needs
+        # (the shared memory block) until it ends by itself.
+        signal_tree(record, signal.SIGKILL)
         wait_for(lambda: not is_alive(record), timeout=5, what=f"{record.name} to die",
                  retry_on=())
         return "killed"

@@ -38,11 +38,11 @@ from failover.data.postgres import (
 from failover.dns.base import DnsProvider
 from failover.dns.records import Record
 from failover.dns.registry import build_providers
-from failover.exceptions import ConfigError
+from failover.exceptions import ConfigError, StaleToken
 from failover.leadertoken import TokenSource, no_token
 from failover.lease import LeaseBook, PrimaryLeases
 from failover.secretfiles import check_trusted_dir
-from failover.state import RunJournal, open_journal
+from failover.state import RunJournal, cluster_client, open_journal
 
 # How long a database server may take to answer the protocol's first message
 # before it counts as unreachable for this look. A live server answers in a
@@ -137,6 +137,27 @@ class Deployment:
     def fencing_token(self) -> int | None:
         """The token requests and journal writes carry now (None: not an elected leader's)."""
         return self._token()
+
+    def assert_leading(self) -> None:
+        """Raise StaleToken unless etcd's leader key is still the one our token is of.
+
+        Asked before each step of a leader's run: a leader deposed while a step
+        waited (its process frozen, its site dark) does nothing of the next, even
+        where no token can be checked (a DNS provider, SQL sent to a database).
+        Moves by hand carry no token and are not asked.
+        """
+        token = self.fencing_token()
+        cluster = self.config.watch.cluster
+        if token is None or cluster is None or self.config.local_state:
+            return
+        from failover.cluster.election import LEADER_KEY  # etcd's client: a cluster's only
+
+        entry = cluster_client(cluster).get(LEADER_KEY)
+        if entry is None or entry.create_revision != token:
+            raise StaleToken(token, token if entry is None else entry.create_revision,
+                             "etcd's leader key", why=None if entry is not None else (
+                                 f"the leader key of token {token} is gone: this controller "
+                                 "no longer leads; nothing more is done"))
 
     def endpoint(self, site: str) -> PgEndpoint:
         """How the engine reaches a site's database (as a superuser)."""

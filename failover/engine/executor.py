@@ -157,6 +157,9 @@ def _one(
         # the process stops as SIGSTOP stops a site's; SIGCONT wakes it where it was.
         os.kill(os.getpid(), signal.SIGSTOP)
     started = time.monotonic()
+    # A leader deposed since it journaled the start does nothing of the step, and writes
+    # nothing more: the step stays started, for the new leader's resume to do.
+    deployment.assert_leading()
     ctx = StepContext(
         deployment, plan, index, step, dict(results), started + step.timeout,
         lambda message: progress(f"          {message}"),

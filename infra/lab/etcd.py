@@ -31,13 +31,17 @@ from infra.lab.paths import LabPaths
 from infra.lab.system import install_command
 
 # The lab's values of watch.cluster: a leader whose site goes dark is replaced within
-# some 4 s (its key's TTL) plus a loop, inside the lab's 15 s RTO with the promote and
-# DNS's 5 s TTL after it (Patroni's rule: loop_wait + 2 * retry_timeout <= ttl). etcd
-# grants no lease under about 2 s with its default 1 s election timeout.
+# its key's TTL (3 s) plus a loop, inside the lab's 15 s RTO with the promote and DNS's
+# 5 s TTL after it (Patroni's rule: loop_wait + 2 * retry_timeout <= ttl).
 CLUSTER_NAME = "lab"
-TTL = 4
-LOOP_WAIT = 1.0
-RETRY_TIMEOUT = 1.5
+TTL = 3
+LOOP_WAIT = 0.5
+RETRY_TIMEOUT = 1.0
+# When the dark site's member was raft's leader, the others first elect one (an election
+# timeout) and the new leader extends every lease by as much: a 1 s timeout (etcd's
+# default) made a dark leader's key outlive it by some 2.3 s. Loopback answers in
+# microseconds, so 100 ms heartbeats and 600 ms are still ample (etcd: at least 5 beats).
+RAFT = ("--heartbeat-interval", "100", "--election-timeout", "600")
 LEAN = ("--snapshot-count", "1000", "--auto-compaction-mode", "revision",
         "--auto-compaction-retention", "1000", "--quota-backend-bytes", str(64 * 2**20))
 
@@ -83,7 +87,7 @@ def start(layout: LabLayout, paths: LabPaths, site: str, token: str) -> ProcessR
         "--listen-peer-urls", layout.etcd_peer_url(site),
         "--initial-advertise-peer-urls", layout.etcd_peer_url(site),
         "--initial-cluster", peers, "--initial-cluster-token", token,
-        "--initial-cluster-state", "new", "--logger", "zap", *LEAN,
+        "--initial-cluster-state", "new", "--logger", "zap", *RAFT, *LEAN,
     ]
     # A clean environment: etcd reads any ETCD_* variable as a flag. Its heap is let grow
     # half as much over what it holds before Go collects it (GOGC 100 by default): a few

@@ -41,6 +41,27 @@ def test_a_process_that_ignores_its_stop_signal_is_killed(tmp_path: Path) -> Non
     assert not is_alive(record)
 
 
+STUBBORN_PARENT = (
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+    "print('ready', child.pid, flush=True)\ntime.sleep(60)\n"
+)
+
+
+def test_a_killed_process_takes_its_children_with_it(tmp_path: Path) -> None:
+    # As PostgreSQL's archiver, blocked in its archive_command, outlives a killed postmaster.
+    log = tmp_path / "parent.log"
+    record = spawn("parent", [sys.executable, "-c", STUBBORN_PARENT], log=log)
+    wait_for(lambda: "ready" in log.read_text(), timeout=10, what="the child to start",
+             retry_on=())
+    [child] = descendants(record.pid)
+    assert stop(record, timeout=0.5) == "killed"
+    wait_for(lambda: state_of(child) in (None, "Z"), timeout=5, what="the child to die",
+             retry_on=())
+
+
 def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
     record = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"],
                    log=tmp_path / "s.log")
