@@ -45,6 +45,10 @@ class LeaseWithheld(FailoverError):
 class PrimaryLeases(Protocol):
     """The primary's lease as moves see it, wherever it is kept."""
 
+    # Whether withholding the lease is what ends it: its holder keeps it alive by itself
+    # (an agent that reaches etcd) until a promote withholds it, and then fences itself.
+    ended_by_withhold: bool
+
     def withhold(self, site: str) -> None:
         """No more renewals for ``site``: a promote replaces it (until ``allow``)."""
 
@@ -58,6 +62,8 @@ class PrimaryLeases(Protocol):
 
 class LeaseBook:
     """When each site's lease ends at the latest, as far as any renewal sent could make it."""
+
+    ended_by_withhold = False  # a controller that no longer reaches its holder renews nothing
 
     def __init__(self, path: Path) -> None:
         self.path = path

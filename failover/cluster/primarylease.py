@@ -85,6 +85,8 @@ class EtcdLeases:
     deposed leader thawed mid-move cannot withhold a later primary's lease.
     """
 
+    ended_by_withhold = True  # the holder's agent renews it itself, until withheld
+
     def __init__(self, store: DecisionStore, agents: Callable[[], Mapping[str, VouchingAgent]],
                  *, timeout: float = 2.0, clock: Callable[[], float] = time.time,
                  token: TokenSource = no_token) -> None:

@@ -44,7 +44,11 @@ def emergency_problem(deployment: Deployment, topology: Topology, target: str) -
     view = topology.sites[target]
     if not view.reachable:
         return f"{target}'s database does not answer ({view.error}); it cannot be promoted"
-    if view.upstream is not None and not _lease_lapsed(deployment, view.upstream):
+    # A primary whose agent holds its lease in etcd keeps it until a promote withholds it
+    # (the plan's await_lease: it then fences itself, and only then is the standby
+    # promoted); it must not be waited for before the plan begins.
+    if view.upstream is not None and not deployment.primary_leases.ended_by_withhold and \
+            not _lease_lapsed(deployment, view.upstream):
         return (f"{target} still streams from {view.upstream}: that primary is alive as "
                 f"{target} sees it; for a planned move use: failover switchover --to {target}"
                 " (an emergency promote waits until its lease has lapsed)")
