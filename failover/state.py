@@ -9,6 +9,13 @@ lead; what one leader did, the next must see, and a file at one site
 excludes no one at another: all three live in the etcd cluster then, under
 the deployment's prefix, shared by every controller and the CLI.
 
+Unless the run says otherwise (``FailoverConfig.without_cluster``, ``failover
+rebuild --without-cluster``): when two of the three members were lost with
+two providers, etcd has no quorum, and a rebuild at the third must run on
+the files. That is safe then, and only then: without quorum no controller
+can be elected or act (a leader that cannot renew its lease steps down), so
+the operator is the only actor (``local_state_note``).
+
 Everything that opens one comes here (``open_store``, ``open_journal``,
 ``run_lock``), so that ``failover approve``, ``failover status``, the drills
 and the controller always read the same one. Each kind has one interface
@@ -27,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from failover.engine.journal import Journal, Outcome, RunRecord
 from failover.engine.plan import Plan
@@ -90,6 +98,37 @@ class RunBusy(FailoverError):
     """Another run holds the deployment's run lock."""
 
 
+def state_cluster(config: FailoverConfig) -> ClusterConfig | None:
+    """The cluster that keeps the store, the journal and the run lock; None: the files."""
+    return None if config.local_state else config.watch.cluster
+
+
+def local_state_note(config: FailoverConfig) -> str:
+    """What a run on local state despite ``watch.cluster`` says first, and why it is safe."""
+    return (f"without the etcd cluster: the run lock, the run journal and the controller's "
+            f"store are the files beside {config.journal}, not etcd's. Safe only while etcd "
+            "has no quorum: then no controller can be elected or act (a leader that cannot "
+            "renew its lease steps down), so the operator is the only actor. Restore the etcd "
+            "cluster before any controller runs again.")
+
+
+def quorum_lost_with(config: FailoverConfig, sites: tuple[str, ...]) -> str | None:
+    """How the cluster loses its quorum when ``sites`` are lost, or None if it keeps one.
+
+    A member is lost with a site when its endpoint's host is the site's address
+    (one member per site, as the lab runs them).
+    """
+    cluster = state_cluster(config)
+    if cluster is None:
+        return None
+    hosts = {str(config.site(site).address) for site in sites}
+    lost = [url for url in cluster.endpoints if urlsplit(url).hostname in hosts]
+    if 2 * len(lost) < len(cluster.endpoints):  # a majority is left: etcd still answers
+        return None
+    return (f"etcd lost {len(lost)} of its {len(cluster.endpoints)} members with "
+            f"{' and '.join(sites)} ({', '.join(lost)}), and with them its quorum")
+
+
 @functools.cache
 def _client(endpoints: tuple[str, ...], name: str, retry_timeout: float) -> EtcdCluster:
     from failover.cluster.etcd import EtcdCluster
@@ -105,16 +144,16 @@ def cluster_client(config: ClusterConfig) -> EtcdCluster:
 
 def open_store(config: FailoverConfig) -> ControllerStore:
     """The controller's store: in etcd with ``watch.cluster``, else beside the journal."""
-    if config.watch.cluster is None:
+    if (cluster := state_cluster(config)) is None:
         return WatchStore(store_path(config.journal))
     from failover.cluster.store import EtcdStore
 
-    return EtcdStore(cluster_client(config.watch.cluster))
+    return EtcdStore(cluster_client(cluster))
 
 
 def existing_store(config: FailoverConfig) -> ControllerStore | None:
     """The store to read from, or None where no controller ever wrote one (no file made)."""
-    if config.watch.cluster is None and not store_path(config.journal).exists():
+    if state_cluster(config) is None and not store_path(config.journal).exists():
         return None
     return open_store(config)
 
@@ -122,16 +161,16 @@ def existing_store(config: FailoverConfig) -> ControllerStore | None:
 def open_journal(config: FailoverConfig, token: TokenSource = no_token) -> RunJournal:
     """The run journal, whose writes carry ``token``: in etcd with ``watch.cluster``, else
     the file ``journal``."""
-    if config.watch.cluster is None:
+    if (cluster := state_cluster(config)) is None:
         return Journal(config.journal, token=token)
     from failover.cluster.journal import EtcdJournal
 
-    return EtcdJournal(cluster_client(config.watch.cluster), token=token)
+    return EtcdJournal(cluster_client(cluster), token=token)
 
 
 def existing_journal(config: FailoverConfig) -> RunJournal | None:
     """The journal to read from, or None where nothing was ever run (no file made)."""
-    if config.watch.cluster is None and not config.journal.exists():
+    if state_cluster(config) is None and not config.journal.exists():
         return None
     return open_journal(config)
 
@@ -145,7 +184,7 @@ def run_lock(config: FailoverConfig, source: str) -> Iterator[None]:
     renews while the run lasts: controllers at other sites and the CLI
     anywhere see it, and a holder that dies frees it within the lease's TTL.
     """
-    cluster = config.watch.cluster
+    cluster = state_cluster(config)
     if cluster is None:
         with _file_lock(config.journal.with_suffix(".lock"), source):
             yield
@@ -167,7 +206,7 @@ def run_lock(config: FailoverConfig, source: str) -> Iterator[None]:
 
 def run_lock_held(config: FailoverConfig, source: str) -> bool:
     """Whether a run holds the deployment's run lock now (this process's or another's)."""
-    cluster = config.watch.cluster
+    cluster = state_cluster(config)
     if cluster is not None:
         from failover.cluster.runlock import RunLock
 

@@ -125,11 +125,14 @@ class Vouches:
     It vouches only for ``peers`` (the sites that can be a primary).
     ``not_standby`` says why this host could serve as a primary now (its
     server is one, or would start as one), or None when it could not.
+    ``clock``: Unix seconds (a vouch outlives the agent: it is journaled).
     """
 
     def __init__(self, journal: AgentJournal, site: str, peers: list[str],
-                 not_standby: Callable[[], str | None]) -> None:
+                 not_standby: Callable[[], str | None], *,
+                 clock: Callable[[], float] = time.time) -> None:
         self._journal = journal
+        self._clock = clock
         self.site = site
         self.peers = sorted(peers)
         self._not_standby = not_standby
@@ -153,7 +156,7 @@ class Vouches:
             if withheld is not None and revision <= withheld:
                 return {"vouch": False, "why": f"a promote replaces {primary} (its grant at "
                         f"revision {revision} is withheld)"}
-            self._journal.set(_VOUCHED + primary, json.dumps({"at": time.time(), "ttl": ttl}))
+            self._journal.set(_VOUCHED + primary, json.dumps({"at": self._clock(), "ttl": ttl}))
         return {"vouch": True}
 
     def withhold(self, body: Body, say: Callable[[str], None] | None = None) -> Body:
@@ -178,7 +181,7 @@ class Vouches:
         if text is None:
             return None
         given = json.loads(text)
-        left = float(given["at"]) + float(given["ttl"]) - time.time()
+        left = float(given["at"]) + float(given["ttl"]) - self._clock()
         return round(left, 3) if left > 0 else None
 
     def status(self) -> Body:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -10,9 +12,12 @@ import yaml
 
 from failover.cli.base import config_option, json_option, say, state_dir_option, yes_option
 from failover.cli.engine import EXITS, plan, run_move, show_plan
+from failover.cluster.exceptions import ClusterUnavailable
 from failover.engine.deployment import Deployment
 from failover.engine.journal import RunRecord
 from failover.engine.rebuild import ROLES, plan_rebuild, rebuild_deployment
+from failover.exceptions import FailoverError
+from failover.state import local_state_note
 
 _site_option = click.option("--site", required=True, metavar="SITE",
                             help="The spare to rebuild (spares: in the config).")
@@ -23,6 +28,39 @@ _time_option = click.option("--to-time", metavar="TIME", default=None,
                             help="Restore to this time (ISO 8601 with offset, e.g. "
                             "2026-11-29T16:30:00+00:00) instead of the archive's end; "
                             "primary only.")
+_without_cluster_option = click.option(
+    "--without-cluster", is_flag=True,
+    help="Keep the run lock and journal in the files beside the journal, not in the etcd "
+    "cluster of watch.cluster: only when etcd lost its quorum with the lost providers (no "
+    "controller can act then); restore etcd before controllers run again.")
+
+
+class ClusterLost(FailoverError):
+    """The etcd cluster that keeps the run lock and journal does not answer."""
+
+
+def _prepare(site: str, without_cluster: bool) -> Callable[[Deployment], Deployment]:
+    """The deployment a rebuild of ``site`` works on (with local state if asked: said so)."""
+    def prepare(deployment: Deployment) -> Deployment:
+        rebuilt = rebuild_deployment(deployment, site, without_cluster=without_cluster)
+        if without_cluster and deployment.config.watch.cluster is not None:
+            say(local_state_note(rebuilt.config))
+        return rebuilt
+    return prepare
+
+
+@contextmanager
+def _cluster_answers(without_cluster: bool) -> Iterator[None]:
+    """An unreachable cluster as one line that names --without-cluster."""
+    try:
+        yield
+    except ClusterUnavailable as exc:
+        if without_cluster:  # not the run lock nor the journal: its own words say what asked
+            raise
+        raise ClusterLost(
+            "the etcd cluster (watch.cluster) that keeps the run lock and journal does not "
+            "answer; if it lost its quorum with the lost providers, run again with "
+            f"--without-cluster ({exc})") from None
 
 
 def _check_time(value: str | None) -> str | None:
@@ -54,12 +92,13 @@ def registration(deployment: Deployment, site: str) -> str:
 @_site_option
 @_as_option
 @_time_option
+@_without_cluster_option
 @config_option
 @state_dir_option
 @yes_option
 @json_option
-def rebuild(site: str, role: str | None, to_time: str | None, config: Path | None,
-            state_dir: Path | None, yes: bool, as_json: bool) -> None:
+def rebuild(site: str, role: str | None, to_time: str | None, without_cluster: bool,
+            config: Path | None, state_dir: Path | None, yes: bool, as_json: bool) -> None:
     """Rebuild SITE at a provider that had nothing: host, database, objects, DNS.
 
     Provisions the host through the provider's API (cloud-init starts the site
@@ -72,29 +111,32 @@ def rebuild(site: str, role: str | None, to_time: str | None, config: Path | Non
     seen: dict[str, Deployment] = {}
 
     def prepare(deployment: Deployment) -> Deployment:
-        seen["d"] = rebuild_deployment(deployment, site)
+        seen["d"] = _prepare(site, without_cluster)(deployment)
         return seen["d"]
 
     def after(record: RunRecord) -> None:
         if record.outcome == "ok":
             say(registration(seen["d"], site))
 
-    run_move(config, state_dir, "rebuild", site,
-          lambda d, t: plan_rebuild(d, site, t, role=role, to_time=when), yes, as_json,
-          prepare=prepare, after=after)
+    with _cluster_answers(without_cluster):
+        run_move(config, state_dir, "rebuild", site,
+                 lambda d, t: plan_rebuild(d, site, t, role=role, to_time=when), yes, as_json,
+                 prepare=prepare, after=after)
 
 
 @plan.command("rebuild")
 @_site_option
 @_as_option
 @_time_option
+@_without_cluster_option
 @config_option
 @state_dir_option
 @json_option
-def plan_rebuild_cmd(site: str, role: str | None, to_time: str | None, config: Path | None,
-                     state_dir: Path | None, as_json: bool) -> None:
+def plan_rebuild_cmd(site: str, role: str | None, to_time: str | None, without_cluster: bool,
+                     config: Path | None, state_dir: Path | None, as_json: bool) -> None:
     """The rebuild of spare SITE, with its checksum."""
     when = _check_time(to_time)
-    show_plan(config, state_dir, "rebuild", site,
-          lambda d, t: plan_rebuild(d, site, t, role=role, to_time=when), as_json,
-          prepare=lambda d: rebuild_deployment(d, site))
+    with _cluster_answers(without_cluster):
+        show_plan(config, state_dir, "rebuild", site,
+                  lambda d, t: plan_rebuild(d, site, t, role=role, to_time=when), as_json,
+                  prepare=_prepare(site, without_cluster))

@@ -352,7 +352,11 @@ class EtcdCluster:
 
     def ttl(self, lease: int) -> int:
         """Seconds the lease has left; 0 when it is gone."""
-        return max(self._call(f"ask lease {lease:x}'s TTL", lambda c: Lease(lease, c).ttl()), 0)
+        # Not etcd3gw's Lease.ttl(): the gateway leaves out a field that is zero, as TTL is
+        # in a lease's last second, and that one reads it unconditionally (KeyError).
+        answer = self._call(f"ask lease {lease:x}'s TTL", lambda c: c.post(
+            c.get_url("/kv/lease/timetolive"), json={"ID": lease}))
+        return max(int(answer.get("TTL", 0)), 0)
 
     def revoke(self, lease: int) -> None:
         """End the lease now: every key bound to it goes. A lease already gone is no error."""

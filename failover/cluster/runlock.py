@@ -10,6 +10,11 @@ goes dark, stops renewing: etcd deletes the key within the TTL, and the next
 leader may resume the run (the journal's fencing tokens refuse whatever the
 old holder still writes).
 
+A holder that died on this host (a run killed mid-plan, then the same
+command again) is known dead by its PID, which the key records with the
+host's name: its lease is revoked and the lock taken at once, as the file
+lock's would be, rather than after the TTL.
+
 A holder that loses its lease while running (etcd out of its reach for a
 TTL) is told in its log (``runlock.lost``) and runs on: what keeps two runs
 apart then is the fencing token every step's writes carry, not the lock.
@@ -20,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -35,6 +42,24 @@ log = logging.getLogger("failover.cluster")
 
 class LockHeld(FailoverError):
     """Another process holds the run lock; the message says who and since when."""
+
+
+def _dead_here(entry: Entry) -> bool:
+    """Whether the entry's holder was a process of this host that no longer runs."""
+    try:
+        data = json.loads(entry.value)
+        host, pid = data["host"], int(data["pid"])
+    except (ValueError, KeyError, TypeError):
+        return False  # written by another version: left to its lease
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _holder(entry: Entry) -> str:
@@ -58,20 +83,27 @@ class RunLock:
         self._keeper: threading.Thread | None = None
 
     def holder(self) -> str | None:
-        """Who holds the lock now, and since when; None: no one."""
+        """Who holds the lock now, and since when; None: no one (or a process here that died)."""
         entry = self.cluster.get(RUN_LOCK_KEY)
-        return None if entry is None else _holder(entry)
+        return None if entry is None or _dead_here(entry) else _holder(entry)
 
     def acquire(self) -> None:
         """Take the lock and keep it until ``release``; LockHeld when another has it."""
         lease = self.cluster.grant(self.ttl)
-        value = json.dumps({"holder": self.name, "since": time.time()})
+        value = json.dumps({"holder": self.name, "since": time.time(),
+                            "host": socket.gethostname(), "pid": os.getpid()})
         try:
             outcome = self.cluster.create(RUN_LOCK_KEY, value, lease)
+            entry = outcome.entry
+            if entry is not None and entry.lease != lease and _dead_here(entry):
+                # Its key goes with its lease; a third process that takes the lock first
+                # wins the create below, and this one is refused as usual.
+                logs.log_event(log, "runlock.dead_holder", holder=_holder(entry))
+                self._revoke(entry.lease)
+                entry = self.cluster.create(RUN_LOCK_KEY, value, lease).entry
         except (ClusterUnavailable, LeaseNotFound):
             self._revoke(lease)
             raise
-        entry = outcome.entry
         # Ours also when a retried create saw its own first try's key (etcd.Outcome).
         if entry is None or entry.lease != lease:
             self._revoke(lease)

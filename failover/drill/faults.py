@@ -43,6 +43,10 @@ class FaultInjector(Protocol):
         """Undo ``freeze_process``."""
         ...
 
+    def kill_process(self, name: str) -> str:
+        """End one part abruptly (e.g. an etcd member); ``restore_site`` starts it again."""
+        ...
+
     def process_at(self, address: str, port: int) -> str:
         """The name of the part that serves ``address:port``."""
         ...

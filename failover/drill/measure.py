@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from failover.drill.events import Event, WorkloadLog
+from failover.drill.leadership import ClusterFacts
 from failover.drill.losses import Losses
 from failover.drill.objectives import REPLICATION_GRACE, Measured, judge
 from failover.drill.probes import DnsChange
@@ -182,6 +183,7 @@ class Observed:
     notice_seconds: float
     from_address: str | None = None  # the old primary's, for answers that name no site
     archive_age: float | None = None  # a rebuild's: the newest archived WAL's age at the fault
+    cluster: ClusterFacts | None = None  # what the drill saw of the controllers' cluster
 
 
 def archive_note(archive_age: float | None, ages: tuple[float, ...]) -> str:
@@ -228,9 +230,9 @@ def report(seen: Observed) -> DrillReport:
     verdicts = judge(seen.scenario.objectives(), Measured(
         fault, seen.ended, rto, lost, len(split), run, seen.promise, seen.notice_seconds,
         settled_media_lost=len(settled), lost_write_ages=ages,
-        archive_age=seen.archive_age))
+        archive_age=seen.archive_age, longest_write_outage=longest, cluster=seen.cluster))
     timings = steps(run, fault)
-    notes = list(losses.notes)
+    notes = list(losses.notes) + (seen.cluster.summary() if seen.cluster else [])
     if run is not None and run.plan.kind == "rebuild":
         notes.append(rebuild_phases(run))
         notes.append(archive_note(seen.archive_age, ages))

@@ -43,6 +43,7 @@ from failover.engine.plans import (
 )
 from failover.engine.rebuild import plan_rebuild, rebuild_deployment
 from failover.exceptions import FailoverError, ProviderError, StepFailed, UnsafePlan
+from failover.state import local_state_note, quorum_lost_with
 from failover.waiting import WaitTimeout, wait_for
 from failover.watch.signals import Notice
 
@@ -246,18 +247,6 @@ class Drill:
                 f"{r['name']}: {r['status']}" for r in seen)
                 + "; see failover backup status") from None
 
-    def lost_dns_provider(self) -> str:
-        """The lab part serving the DNS provider the clients do not resolve through."""
-        providers = self.deployment.config.dns_providers
-        name, spec = next(((n, p) for n, p in providers.items() if p.kind != "rfc2136"),
-                          list(providers.items())[-1])
-        if spec.kind == "rfc2136":
-            return self.faults.process_at(spec.server, spec.port)
-        url = urlsplit(getattr(spec, "endpoint_url", None) or "")
-        if not url.hostname or not url.port:
-            raise DrillRefused(f"DNS provider {name} has no local endpoint the lab serves")
-        return self.faults.process_at(url.hostname, url.port)
-
     # -- the drill ------------------------------------------------------------
 
     def _sites(self) -> tuple[str, str]:
@@ -351,7 +340,9 @@ class Drill:
         """Start the controller and the load, and let writes flow before the fault."""
         if self.scenario.watched:
             group = self.faults.controller_group() if self.scenario.cuts else None
-            self.note("drill", self.controller.start(group=group))
+            self.note("drill", self.controller.start(
+                group=group, leader=self.scenario.leads(self),
+                leader_env=dict(self.scenario.leader_env)))
         workload.start()
         self.abort.start(workload.log)
         watcher.start()
@@ -387,9 +378,14 @@ class Drill:
                 "of unknown age" if self.archive_age is None else f"{self.archive_age:.1f}s old"))
         self.fault_at = time.time()
         self.note("drill", self.scenario.inject(self))
+        config, lost = self.deployment.config, (self.from_site, self.standby_site)
+        if self.scenario.rebuilds and (why := quorum_lost_with(config, lost)):  # both are lost
+            self.deployment = Deployment(config.without_cluster(), self.deployment.source)
+            self.note("drill", f"{why}; the rebuild and fail back run {local_state_note(config)}")
         self.run_record = self.scenario.act(self)
         self.abort.check()
-        self._await_first_ack(workload, to_address)
+        if self.scenario.moves:
+            self._await_first_ack(workload, to_address)
         self.wait_until(time.time() + self.options.settle_seconds)
 
     def _await_first_ack(self, workload: Workload, address: str) -> None:
@@ -437,9 +433,14 @@ class Drill:
             detected_at=self.detected_at, run=self.run_record, log=log,
             dns_changes=tuple(watcher.changes), notes=tuple(self.timeline),
             refusals=tuple(self.refusals),
-            losses=find_losses(self.deployment, self.to_site, log),
+            # Nothing meant to move: what the primary kept, not what its standby copied.
+            losses=find_losses(self.deployment, self.to_site if self.scenario.moves
+                               else self.from_site, log),
             promise=Promise(promised.rto_seconds, promised.rpo_writes),
             from_address=str(self.deployment.config.site(self.from_site).address),
             workload=self.options.workload, notice_seconds=self.notice_seconds,
             archive_age=self.archive_age,
+            # Only a watched drill's controllers ran (and a total loss leaves etcd no quorum).
+            cluster=self.controller.cluster_facts(self.fault_at, self.run_record)
+            if self.scenario.watched else None,
         )

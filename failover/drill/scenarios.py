@@ -15,24 +15,51 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
+from failover.drill.clusterfaults import (
+    MIDDLE_STEP,
+    lose_member,
+    member_back,
+    nothing_happens,
+    notice_to_follower,
+    switch_losing_the_leader,
+    termination_notice,
+    thaw_with_controller,
+    third_site,
+    third_site_back,
+)
+from failover.drill.controller import DrillController
 from failover.drill.faults import FaultInjector
 from failover.drill.objectives import (
     Objective,
     archive_fresh,
     archived_writes_kept,
+    deposed_leader_changed_nothing,
+    leader_kept,
     move_finished_before_deadline,
+    move_ran_once,
+    no_decision_to_act,
+    no_move_made,
     no_split_brain_writes,
     nothing_lost,
     rebuild_rto_met,
+    resumed_once_by_new_leader,
+    resumed_within_ttl,
     rpo_met,
     rto_met,
     run_ok,
     settled_media_kept,
+    writes_kept_flowing,
 )
+from failover.engine.deployment import Deployment
+from failover.engine.executor import FREEZE_BEFORE_STEP
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Step
-from failover.watch.signals import DRILL_REFERENCE, Notice
+from failover.exceptions import ConfigError
+from failover.watch.signals import Notice
+
+__all__ = ["MIDDLE_STEP", "SCENARIOS", "DrillContext", "Scenario"]
 
 
 class DrillContext(Protocol):
@@ -41,7 +68,9 @@ class DrillContext(Protocol):
     from_site: str
     to_site: str
     standby_site: str  # the standby when the fault came (the move's target, unless a rebuild)
+    deployment: Deployment
     faults: FaultInjector
+    controller: DrillController  # the controllers: one, or one per site in a cluster
     notice_seconds: float
     fault_at: float  # time.time() when the fault was injected (or the notice given)
 
@@ -67,9 +96,6 @@ class DrillContext(Protocol):
     def primary_now(self) -> str:
         """The move's target if it answers as the primary now, else the old primary."""
 
-    def lost_dns_provider(self) -> str:
-        """The lab process that serves the DNS provider the drill takes away."""
-
     def provider(self, site: str) -> str:
         """The provider a site runs at."""
 
@@ -91,9 +117,17 @@ class Scenario:
     # nothing older than the archive's bound, not on a warm standby's promises.
     rebuilds: bool = False
     teardown: Callable[[DrillContext], None] = field(default=lambda _ctx: None)
+    # With controllers in a cluster: the site whose controller leads when the fault comes,
+    # and more environment for that one alone (the engine's chaos hooks).
+    leads: Callable[[DrillContext], str] = field(default=lambda ctx: ctx.to_site)
+    leader_env: tuple[tuple[str, str], ...] = ()
+    moves: bool = True  # False: nothing is meant to move (no recovery to wait for)
+    judged_on: tuple[Objective, ...] | None = None  # instead of the usual (RTO, RPO, run)
 
     def objectives(self) -> tuple[Objective, ...]:
         """What the drill is judged on: RTO, RPO (none lost if planned), the run, its own."""
+        if self.judged_on is not None:
+            return (*self.judged_on, *self.expects)
         if self.rebuilds:
             # Media objects lost are reported, not judged: the copies are the warm standby's
             # promise (provider-blackout keeps it), and one run found them stalled, not yet
@@ -134,12 +168,8 @@ def _spare_gone(ctx: DrillContext) -> None:
 # -- termination notice -------------------------------------------------------
 
 def _notice(ctx: DrillContext) -> str:
-    provider = ctx.provider(ctx.from_site)
-    notice = Notice(provider, ctx.fault_at + ctx.notice_seconds, "webhook",
-                    f"drill: {provider} ends service for {ctx.from_site} in "
-                    f"{ctx.notice_seconds:g}s", reference=f"{DRILL_REFERENCE}{ctx.fault_at:.0f}")
-    return (f"termination notice: {ctx.signal(notice)}; {ctx.from_site}'s processes are "
-            "killed at the deadline")
+    return (f"termination notice: {ctx.signal(termination_notice(ctx))}; "
+            f"{ctx.from_site}'s processes are killed at the deadline")
 
 
 def _switch_then_cut(ctx: DrillContext) -> RunRecord | None:
@@ -152,7 +182,12 @@ def _switch_then_cut(ctx: DrillContext) -> RunRecord | None:
 # -- blackout and crash ---------------------------------------------------------
 
 def _freeze(ctx: DrillContext) -> str:
-    return f"{ctx.from_site} goes dark: {ctx.faults.freeze_site(ctx.from_site)} (SIGSTOP)"
+    said = ctx.faults.freeze_site(ctx.from_site)
+    if ctx.from_site in ctx.controller.sites:  # its controller goes dark with it
+        said += f"; {ctx.controller.freeze(ctx.from_site)}"
+    return f"{ctx.from_site} goes dark: {said} (SIGSTOP)"
+
+
 
 
 def _crash(ctx: DrillContext) -> str:
@@ -169,8 +204,8 @@ def _promoted_then_resumed(ctx: DrillContext) -> RunRecord | None:
     """The promote; then the old site comes back (its provider's network returns) while
     clients that cached its address still write to it: it must take none of them."""
     run = _promoted(ctx)
-    ctx.note("drill", f"{ctx.from_site} comes back: {ctx.faults.thaw_site(ctx.from_site)} "
-             "(SIGCONT)")
+    ctx.note("drill", f"{ctx.from_site} comes back: "
+             f"{thaw_with_controller(ctx, ctx.from_site)}")
     return run
 
 
@@ -203,13 +238,26 @@ def _restore_credentials(ctx: DrillContext) -> None:
 
 # -- DNS provider loss --------------------------------------------------------------
 
+def _lost_dns_provider(ctx: DrillContext) -> str:
+    """The lab part serving the DNS provider the clients do not resolve through."""
+    providers = ctx.deployment.config.dns_providers
+    name, spec = next(((n, p) for n, p in providers.items() if p.kind != "rfc2136"),
+                      list(providers.items())[-1])
+    if spec.kind == "rfc2136":
+        return ctx.faults.process_at(spec.server, spec.port)
+    url = urlsplit(getattr(spec, "endpoint_url", None) or "")
+    if not url.hostname or not url.port:
+        raise ConfigError(f"DNS provider {name} has no local endpoint the lab serves")
+    return ctx.faults.process_at(url.hostname, url.port)
+
+
 def _plain_notice(ctx: DrillContext) -> str:
     return (f"planned switchover {ctx.from_site} -> {ctx.to_site}; one DNS provider "
-            f"({ctx.lost_dns_provider()}) will stop answering as the promote begins")
+            f"({_lost_dns_provider(ctx)}) will stop answering as the promote begins")
 
 
 def _switch_losing_dns(ctx: DrillContext) -> RunRecord | None:
-    process = ctx.lost_dns_provider()
+    process = _lost_dns_provider(ctx)
     frozen: list[str] = []
 
     def freeze_at_promote(_index: int, step: Step) -> None:
@@ -221,7 +269,7 @@ def _switch_losing_dns(ctx: DrillContext) -> RunRecord | None:
 
 
 def _thaw_dns(ctx: DrillContext) -> None:
-    ctx.note("drill", ctx.faults.thaw_process(ctx.lost_dns_provider()))
+    ctx.note("drill", ctx.faults.thaw_process(_lost_dns_provider(ctx)))
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -239,7 +287,8 @@ SCENARIOS: dict[str, Scenario] = {
             "so connections hang): the controller detects it and promotes the standby; then "
             "the old site comes back while clients still write to it, and takes none",
             planned=False, inject=_freeze, act=_promoted_then_resumed,
-            expects=(no_split_brain_writes,),
+            expects=(no_split_brain_writes, move_ran_once),
+            leads=lambda ctx: ctx.from_site,  # the leading controller goes dark with it
         ),
         Scenario(
             "total-loss",
@@ -278,6 +327,30 @@ SCENARIOS: dict[str, Scenario] = {
             "the primary's provider API starts refusing our credentials (the account is "
             "blocked): the controller takes it as a termination and switches over",
             planned=True, inject=_revoke, act=_moved, repair=_restore_credentials,
+        ),
+        Scenario(
+            "controller-site-loss",
+            "a termination notice reaches a follower controller; the leading controller's "
+            "site (the third, neither primary nor standby) goes dark in the middle of the "
+            "switchover, once the old primary is fenced: a new leader takes the lead when "
+            "the lease expires and resumes the move, which finishes once; the old leader, "
+            "back, is refused and changes nothing",
+            planned=True, inject=notice_to_follower, act=switch_losing_the_leader,
+            repair=third_site_back, leads=third_site,
+            leader_env=((FREEZE_BEFORE_STEP, MIDDLE_STEP),),
+            judged_on=(nothing_lost, run_ok),
+            expects=(move_ran_once, resumed_once_by_new_leader, resumed_within_ttl,
+                     deposed_leader_changed_nothing),
+        ),
+        Scenario(
+            "etcd-member-loss",
+            "the etcd member at the leading controller's own site dies (SIGKILL): the other "
+            "two keep the cluster's quorum, so nothing happens: the same leader with the "
+            "same token, no move, no decision to act, no write lost or held up; the "
+            "member is started again and rejoins",
+            planned=True, inject=lose_member, act=nothing_happens, repair=member_back,
+            moves=False, judged_on=(nothing_lost,),
+            expects=(no_move_made, no_decision_to_act, leader_kept, writes_kept_flowing),
         ),
     )
 }

@@ -52,9 +52,17 @@ def spare_of(deployment: Deployment, site: str) -> SpareConfig:
     return spec
 
 
-def rebuild_deployment(deployment: Deployment, site: str) -> Deployment:
-    """The deployment with the spare among its sites, so that every step can reach it."""
-    return Deployment(deployment.config.with_spare(site), deployment.source)
+def rebuild_deployment(deployment: Deployment, site: str, *,
+                       without_cluster: bool = False) -> Deployment:
+    """The deployment with the spare among its sites, so that every step can reach it.
+
+    ``without_cluster``: its run lock, journal and store are the files beside the
+    journal even with ``watch.cluster`` (``FailoverConfig.without_cluster``), for a
+    rebuild while etcd has no quorum.
+    """
+    config = deployment.config.with_spare(site)
+    return Deployment(config.without_cluster() if without_cluster else config,
+                      deployment.source)
 
 
 def repositories_in_order(config: FailoverConfig, site: str) -> list[str]:

@@ -92,7 +92,8 @@ class ControllerHands(DrillController):
         self.keeper = keeper
 
     def start(self, timeout: float = 30.0, *, args: tuple[str, ...] = (),
-              env: Any = None, group: int | None = None) -> str:
+              env: Any = None, group: int | None = None, leader: str | None = None,
+              leader_env: Any = None) -> str:
         """Nothing to start: a line for the timeline."""
         return "the controller that scheduled this drill watches it (failover watch)"
 
@@ -107,8 +108,8 @@ class ControllerHands(DrillController):
         """The controller's decisions (the part of /v1/status a drill reads)."""
         return {"decisions": self.keeper.watching.store.decisions(limit=50)}
 
-    def signal(self, notice: Notice) -> dict[str, Any]:
-        """Deliver a notice to the controller's intake, as the webhook would."""
+    def signal(self, notice: Notice, site: str | None = None) -> dict[str, Any]:
+        """Deliver a notice to the controller's intake, as the webhook would (any site's)."""
         self.keeper.watching.deliver(notice)
         return {"notice": {"id": notice.id}, "via": "the controller's notice intake"}
 

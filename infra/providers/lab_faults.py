@@ -170,6 +170,12 @@ class LabFaults:
         """SIGCONT what ``freeze_process`` stopped; returns a sentence."""
         return self._signal([self._part(name)], signal.SIGCONT, part=name)
 
+    def kill_process(self, name: str, timeout: float = 10) -> str:
+        """SIGKILL one recorded part (and what it forked), e.g. ``etcd@aws``; a sentence."""
+        count = self._kill([self._part(name)], timeout)
+        log_event("faults.kill", part=name, processes=count)
+        return f"killed {name} ({count} processes)"
+
     def freeze_site(self, site: str) -> str:
         """SIGSTOP every recorded process of the site and what it forked; returns a sentence."""
         return self._signal(self._site_records(site), signal.SIGSTOP, site=site)

@@ -9,6 +9,7 @@ vouch is also driven directly, with the local server's role as a double.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,17 +52,36 @@ def role() -> RoleDouble:
     return RoleDouble()
 
 
+class Clock:
+    """Unix seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def vouches(tmp_path: Path, role: RoleDouble) -> Vouches:
-    return Vouches(AgentJournal(tmp_path / "agent.sqlite"), "hetzner", ["aws", "gcp"], role)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def vouches(tmp_path: Path, role: RoleDouble, clock: Clock) -> Vouches:
+    return Vouches(AgentJournal(tmp_path / "agent.sqlite"), "hetzner", ["aws", "gcp"], role,
+                   clock=clock)
 
 
 def test_a_standby_vouches_and_a_primary_or_a_stranger_does_not(
-    vouches: Vouches, role: RoleDouble
+    vouches: Vouches, role: RoleDouble, clock: Clock
 ) -> None:
     assert vouches.answer({"primary": "aws", "revision": 7, "ttl": 5}) == {"vouch": True}
-    assert 4.0 < (vouches.vouched("aws") or 0) <= 5.0
-    assert vouches.status() == {"vouched": {"aws": vouches.vouched("aws")}, "withheld": {}}
+    assert vouches.vouched("aws") == 5.0  # the round's TTL, from when it was answered
+    clock.now += 1.5
+    assert vouches.status() == {"vouched": {"aws": 3.5}, "withheld": {}}
+    clock.now += 3.5
+    assert vouches.vouched("aws") is None and vouches.status()["vouched"] == {}  # run out
     said = vouches.answer({"primary": "azure", "revision": 7, "ttl": 5})
     assert said == {"vouch": False,
                     "why": "azure is not a peer of hetzner's agent (its cluster.peers)"}
@@ -72,7 +92,7 @@ def test_a_standby_vouches_and_a_primary_or_a_stranger_does_not(
 
 
 def test_a_withhold_refuses_grants_up_to_its_revision_and_says_what_runs_on(
-    vouches: Vouches
+    vouches: Vouches, clock: Clock
 ) -> None:
     assert vouches.withhold({"primary": "aws", "revision": 7}) == {
         "withheld": 7, "peer": True, "vouched": None}
@@ -81,8 +101,9 @@ def test_a_withhold_refuses_grants_up_to_its_revision_and_says_what_runs_on(
     assert vouches.vouched("aws") is None
     # A later grant to aws (a controller made it the primary again) is vouched for.
     assert vouches.answer({"primary": "aws", "revision": 9, "ttl": 5}) == {"vouch": True}
+    clock.now += 2.0
     left = vouches.withhold({"primary": "aws", "revision": 5})  # never lowers the floor
-    assert left["withheld"] == 7 and 4.0 < left["vouched"] <= 5.0
+    assert left["withheld"] == 7 and left["vouched"] == 3.0  # what the vouch has left
     assert vouches.status()["withheld"] == {"aws": 7}
 
 
@@ -164,10 +185,12 @@ def test_a_round_between_two_agents_vouches_only_for_a_standby(
     assert "would start as a primary" in round_.answers[0].why
     (hetzner.agent.config.postgres.data_dir / "standby.signal").parent.mkdir(parents=True)
     (hetzner.agent.config.postgres.data_dir / "standby.signal").touch()
+    asked = time.time()
     round_ = aws.agent.cluster._round(body, 2.0)
     assert round_.vouched and round_.answers == (Answer("hetzner", True),)
     status = hetzner.client().status()
-    assert 8.0 < status["cluster"]["failsafe"]["vouched"]["aws"] <= 9.0
+    # The vouch runs for the round's TTL from its answer, which came between the two reads.
+    assert 9.0 - (time.time() - asked) <= status["cluster"]["failsafe"]["vouched"]["aws"] <= 9.0
     assert status["cluster"]["failsafe"]["on"] is True
 
 

@@ -66,8 +66,15 @@ def test_a_key_on_a_lease_goes_when_the_lease_lapses_and_not_while_renewed(
     wait_for(renewed_past_two_ttls, timeout=3 * SHORT_TTL, what="two TTLs of renewals",
              retry_on=(), interval=0.5)
     started = time.monotonic()
-    wait_for(lambda: cluster.get("leased") is None, timeout=SHORT_TTL + 5,
-             what="the key to go with its lease", retry_on=(), interval=0.1)
+    left: list[int] = []  # asked throughout: its last second too, when etcd says TTL 0
+
+    def gone() -> bool:
+        left.append(cluster.ttl(lease))
+        return cluster.get("leased") is None
+
+    wait_for(gone, timeout=SHORT_TTL + 5, what="the key to go with its lease", retry_on=(),
+             interval=0.1)
+    assert left == sorted(left, reverse=True) and left[-1] == 0, left
     assert time.monotonic() - started > SHORT_TTL - 1  # it lapsed, not vanished
     assert cluster.refresh(lease) == 0 and cluster.ttl(lease) == 0
     with pytest.raises(LeaseNotFound, match="etcd has no such lease for put again"):

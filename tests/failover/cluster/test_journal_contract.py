@@ -8,6 +8,7 @@ one; a child process (``state_child``) is a controller at another site.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -19,11 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from failover.cluster.runlock import RUN_LOCK_KEY
 from failover.config import FailoverConfig, load_config
 from failover.engine.journal import RunRecord
 from failover.engine.plan import Plan, Step
 from failover.exceptions import ConfigError, StaleToken
-from failover.state import RunBusy, RunJournal, run_lock, run_lock_held
+from failover.state import RunBusy, RunJournal, cluster_client, run_lock, run_lock_held
 from failover.waiting import wait_for
 from infra.lab import etcd
 from tests.failover.cluster.state_child import open_journal
@@ -195,13 +197,34 @@ def test_one_run_at_a_time_and_a_holder_that_dies_lets_go(config: FailoverConfig
         assert run_lock_held(config, "here")
         with pytest.raises(RunBusy), run_lock(config, "here"):
             pass
-        holder.kill()  # a site gone dark: nothing is released on purpose
+        holder.kill()  # killed mid-run: nothing is released on purpose
         holder.wait(timeout=10)
-        wait_for(lambda: not run_lock_held(config, "here"), timeout=LOCK_TTL + 10,
-                 what="the dead holder's run lock to go", retry_on=(), interval=0.2)
+        # A holder of this host that died holds nothing: the same command goes on at once
+        # (in etcd its key would otherwise outlive it by the lock's TTL).
+        assert not run_lock_held(config, "here")
+        with run_lock(config, "here"):
+            assert run_lock_held(config, "here")
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait(timeout=10)
+    with run_lock(config, "here"):
+        assert run_lock_held(config, "here")
+
+
+@pytest.mark.parametrize("config", [pytest.param("etcd", marks=pytest.mark.lab)],
+                         indirect=True)
+def test_a_holder_elsewhere_that_goes_dark_lets_go_within_the_ttl(
+        config: FailoverConfig) -> None:
+    assert config.watch.cluster is not None
+    cluster = cluster_client(config.watch.cluster)
+    # What a holder at another site leaves when its site goes dark: its key, on its lease.
+    held = json.dumps({"holder": "elsewhere pid 1", "since": time.time(), "host": "elsewhere",
+                       "pid": 1})
+    assert cluster.create(RUN_LOCK_KEY, held, cluster.grant(LOCK_TTL)).succeeded
+    with pytest.raises(RunBusy, match="elsewhere pid 1"), run_lock(config, "here"):
+        pass
+    wait_for(lambda: not run_lock_held(config, "here"), timeout=LOCK_TTL + 10,
+             what="the dark holder's run lock to go", retry_on=(), interval=0.2)
     with run_lock(config, "here"):
         assert run_lock_held(config, "here")

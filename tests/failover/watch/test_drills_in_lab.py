@@ -29,6 +29,7 @@ from failover.processes import is_alive, send
 from failover.waiting import wait_for
 from tests.conftest import RunningLab, own_lab
 from tests.failover.engine.test_moves_in_lab import assert_whole, failover
+from tests.failover.watch.test_controller_in_lab import log_tails
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]  # drills take minutes
 
@@ -70,7 +71,7 @@ def watching(lab: RunningLab, config: Path, name: str,
         raise
     finally:
         controller.stop(stop_within)
-        print(controller.log.read_text()[-20000:])  # shown by pytest when a test fails
+        print(log_tails(controller, 20000))  # shown by pytest when a test fails
 
 
 def history(lab: RunningLab) -> DrillHistory:
@@ -174,7 +175,7 @@ def test_a_controller_killed_mid_drill_fails_it_back_when_it_starts_again(
     with watching(lab, frozen, "watch-restarted") as restarted:
         [drill] = wait_for(lambda: [e for e in history(lab).entries() if e.id == left.id],
                            timeout=DRILL_TIME, what="the drill to be failed back", retry_on=())
-        wait_for(lambda: "waits: freeze window" in restarted.log.read_text(), timeout=90,
+        wait_for(lambda: "waits: freeze window" in log_tails(restarted, 10**9), timeout=90,
                  what="the controller to hold the next drill back", retry_on=())
         assert history(lab).under_way() == []  # held back: none begun
     assert drill.aborted is not None and drill.aborted.startswith("its runner (pid ")

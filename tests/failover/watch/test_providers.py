@@ -172,10 +172,12 @@ def test_lab_status_shows_the_apis_and_what_the_controller_would_get(
     assert parts[HCLOUD_PART]["health"] == "ok"  # it answers; it is the account that refuses
     assert parts[HCLOUD_PART]["detail"].startswith("fake; forbidden")
     # The lab's own parts (every site's object store with TLS in front, the spare's
-    # provider API), and each site's agent with the server and app it runs.
-    assert len(parts) == 17
+    # provider API, every site's etcd member), and each site's agent with the server
+    # and app it runs.
+    assert len(parts) == 20
     assert {f"{kind}@{site}" for kind in ("agent", "postgres", "app")
             for site in ("aws", "hetzner")} <= set(parts)
+    assert {f"etcd@{site}" for site in ("aws", "hetzner", "spare")} <= set(parts)
 
 
 def test_wrong_and_unreadable_credentials(
