@@ -126,11 +126,13 @@ class RunningLab:
 
 
 @contextmanager
-def running_lab(subnet: str, prefix: str = "failover-test-lab-") -> Iterator[RunningLab]:
-    """A lab of its own on ``subnet``, stopped by PID on the way out whatever happened."""
+def running_lab(subnet: str, prefix: str = "failover-test-lab-",
+                agent_leases: bool = True) -> Iterator[RunningLab]:
+    """A lab of its own on ``subnet``, stopped by PID on the way out whatever happened
+    (``agent_leases``: the agents hold the primary's lease in etcd, as the lab's default)."""
     state_dir = private_tmpdir(prefix)
     the_lab = Lab(state_dir)
-    layout = LabLayout(subnet=subnet, dns_port=free_port())
+    layout = LabLayout(subnet=subnet, dns_port=free_port(), agent_leases=agent_leases)
     try:
         the_lab.up(layout)
         yield RunningLab(the_lab, layout, LabSecrets.load(the_lab.paths))
@@ -321,7 +323,7 @@ def drill_lab() -> Iterator[RunningLab]:
         yield started
 
 
-def own_lab(subnet: str, prefix: str) -> Any:
+def own_lab(subnet: str, prefix: str, agent_leases: bool = True) -> Any:
     """A module's own lab on ``subnet``, for a module that breaks it on purpose.
 
     Assign it to the fixture's name in the module: ``lab = own_lab("127.97", "...")``.
@@ -330,7 +332,7 @@ def own_lab(subnet: str, prefix: str) -> Any:
     @starts_servers
     def fixture() -> Iterator[RunningLab]:
         """A lab of this module's own, stopped by PID at the end whatever happened."""
-        with running_lab(subnet, prefix) as started:
+        with running_lab(subnet, prefix, agent_leases) as started:
             yield started
 
     return fixture

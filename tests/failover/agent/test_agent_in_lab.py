@@ -41,7 +41,9 @@ SUBNET = "127.71"
 SITES = ("aws", "hetzner")
 PROBE = "agent_probe"
 
-lab = own_lab(SUBNET, "failover-test-agent-")
+# The lease as a controller renews it through the agent (no watch.cluster.agent_leases):
+# what a deployment without etcd runs; test_clusterlease_in_lab.py has the etcd one.
+lab = own_lab(SUBNET, "failover-test-agent-", agent_leases=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Three real etcd members on loopback 127.86 (one per lab site), as the lab starts them.
+"""Three real etcd members on loopback (one per lab site), as the lab starts them.
 
 Only the etcd cluster, not a whole lab: the wrapper and the election need
 nothing else. Members are started and stopped by PID (``infra.lab.etcd``),
@@ -25,8 +25,11 @@ from infra.lab.paths import LabPaths
 from infra.lab.system import check_free
 from tests.conftest import private_tmpdir, starts_servers
 
-# Loopback 127.86.x.y is this directory's (other test modules use other subnets).
-SUBNET = os.environ.get("FAILOVER_CLUSTER_TEST_SUBNET", "127.86")
+# Loopback 127.86.x.y is this directory's (other test modules use other subnets); each
+# pytest-xdist worker starts members of its own (a session fixture is one per worker).
+_WORKER_SUBNETS = {"gw0": "127.86", "gw1": "127.89", "gw2": "127.80"}
+SUBNET = os.environ.get("FAILOVER_CLUSTER_TEST_SUBNET") or _WORKER_SUBNETS.get(
+    os.environ.get("PYTEST_XDIST_WORKER", "gw0"), "127.86")
 
 
 @dataclass
