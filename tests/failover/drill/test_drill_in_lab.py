@@ -136,6 +136,15 @@ def test_provider_blackout_is_detected_promoted_and_rolled_back(lab: RunningLab)
     # Detected by the controller: both vantage points, several looks in a row.
     assert any(e["source"] == "controller" and "aws is down: 2 of 2 vantage points" in e["event"]
                for e in report["timeline"])
+    # The dark site's controller led (a controller at each site, the lab's watch.cluster):
+    # the blackout froze it too, the next leader promoted, and the promote ran once.
+    drill = [e["event"] for e in report["timeline"] if e["source"] == "drill"]
+    assert any("aws leads" in e for e in drill) and \
+        any("froze aws's controller" in e for e in drill), drill
+    took = [n for n in report["notes"] if "took the lead" in n]
+    assert took and not took[0].startswith("aws"), report["notes"]
+    runs = next(v for v in report["verdicts"] if v["objective"] == "move_runs")
+    assert (runs["measured"], runs["met"]) == (1, True), runs
     assert_consistent(report)
     assert_whole(lab, "aws")
 
