@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -155,7 +156,9 @@ def _one(
     if os.environ.get(FREEZE_BEFORE_STEP) == step.action:
         # Drill hook: the site went dark as the step began (journaled, not yet acted on):
         # the process stops as SIGSTOP stops a site's; SIGCONT wakes it where it was.
-        os.kill(os.getpid(), signal.SIGSTOP)
+        # Sent to this thread: sent to the process, the kernel may hand it to another
+        # thread, and this one would run on into the step until that one stopped them all.
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
     started = time.monotonic()
     # A leader deposed since it journaled the start does nothing of the step, and writes
     # nothing more: the step stays started, for the new leader's resume to do.
