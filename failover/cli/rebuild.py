@@ -12,12 +12,13 @@ import yaml
 
 from failover.cli.base import config_option, json_option, say, state_dir_option, yes_option
 from failover.cli.engine import EXITS, plan, run_move, show_plan
+from failover.cluster.config import ClusterConfig
 from failover.cluster.exceptions import ClusterUnavailable
 from failover.engine.deployment import Deployment
 from failover.engine.journal import RunRecord
 from failover.engine.rebuild import ROLES, plan_rebuild, rebuild_deployment
 from failover.exceptions import FailoverError
-from failover.state import local_state_note
+from failover.state import cluster_client, local_state_note
 
 _site_option = click.option("--site", required=True, metavar="SITE",
                             help="The spare to rebuild (spares: in the config).")
@@ -42,11 +43,26 @@ class ClusterLost(FailoverError):
 def _prepare(site: str, without_cluster: bool) -> Callable[[Deployment], Deployment]:
     """The deployment a rebuild of ``site`` works on (with local state if asked: said so)."""
     def prepare(deployment: Deployment) -> Deployment:
+        cluster = deployment.config.watch.cluster
+        if without_cluster and cluster is not None:
+            _refuse_a_cluster_that_answers(cluster)
         rebuilt = rebuild_deployment(deployment, site, without_cluster=without_cluster)
-        if without_cluster and deployment.config.watch.cluster is not None:
+        if without_cluster and cluster is not None:
             say(local_state_note(rebuilt.config))
         return rebuilt
     return prepare
+
+
+def _refuse_a_cluster_that_answers(cluster: ClusterConfig) -> None:
+    """--without-cluster is for a cluster without quorum: one that answers would have a
+    leader acting beside this rebuild, on another journal and lock."""
+    try:
+        revision = cluster_client(cluster).revision()
+    except ClusterUnavailable:
+        return
+    raise FailoverError(f"the etcd cluster (watch.cluster) answers (revision {revision}): "
+                        "run again without --without-cluster, so that this rebuild and the "
+                        "controllers share one run lock and journal")
 
 
 @contextmanager

@@ -219,7 +219,10 @@ class DrillController:
         said = []
         for member in self.members:
             if member.record is not None:
-                outcome = stop(member.record, timeout)
+                try:  # each on its own: one that will not die must not spare the others
+                    outcome = stop(member.record, timeout)
+                except WaitTimeout as exc:
+                    outcome = f"NOT stopped ({exc})"
                 said.append(f"{member.site + ' ' if member.site else ''}(pid {member.record.pid})"
                             f": {outcome}")
                 member.record = None

@@ -75,6 +75,7 @@ class Controller(RunActions):
         self.deployment = deployment
         self.leadership = leadership or Alone()
         self._led: int | None = None  # the token of the leadership this controller took over
+        self._adopted = False  # whether a decision in etcd names the primary (agent leases)
         if not self.leadership.alone:
             deployment.use_token(lambda: self.leadership.token)
         self.execute = executor  # the engine's executor; tests give one that touches no host
@@ -229,6 +230,8 @@ class Controller(RunActions):
             return self._follow()
         if self._led != self.leadership.token:
             self._take_over()
+        if not self._adopted:
+            self._adopted = self._adopt_primary()
         snapshot = self.snapshot()
         decision = run_cycle(snapshot)
         self.metrics.cycles.inc()
@@ -254,28 +257,40 @@ class Controller(RunActions):
             log_event(log, "watch.decision", action="none", sentence=decision.sentence)
             self.last_sentence = decision.sentence
         self._led = None
+        self._adopted = False
         return decision
 
     def _take_over(self) -> None:
-        """Now leading: read what the last leader left (its moves, its run) before deciding."""
-        self._led = self.leadership.token
-        log_event(log, "watch.leading", controller=self.leadership.name, token=self._led,
+        """Now leading: read what the last leader left (its moves, its run) before deciding.
+
+        Marked done only once it succeeded: a store that did not answer is asked
+        again at the next cycle, before anything is decided.
+        """
+        token = self.leadership.token
+        log_event(log, "watch.leading", controller=self.leadership.name, token=token,
                   primary=self.primary or "unknown")
         self.store.recover_moves(self.deployment.journal)
-        self._adopt_primary()
+        self._led = token
 
-    def _adopt_primary(self) -> None:
+    def _adopt_primary(self) -> bool:
         """With the agents holding the lease in etcd, make sure a decision names the primary
-        (the first leader of a new cluster writes it; later ones find it there)."""
+        (the first leader of a new cluster writes it; later ones find it there); whether
+        one does, or none is needed. Asked each cycle until then (the primary may not be
+        known yet)."""
         cluster = self.deployment.config.watch.cluster
-        if cluster is None or not cluster.agent_leases or self.primary is None:
-            return
+        if cluster is None or not cluster.agent_leases:
+            return True
+        if self.primary is None:
+            return False
         from failover.cluster.primarylease import EtcdLeases  # etcd's client: a cluster's only
 
         leases = self.deployment.primary_leases
-        if isinstance(leases, EtcdLeases) and leases.adopt(self.primary):
+        if not isinstance(leases, EtcdLeases):
+            return True
+        if leases.adopt(self.primary):
             log_event(log, "watch.lease", primary=self.primary,
                       detail="the decision in etcd names it: its agent holds the lease")
+        return True
 
     def _act(self, decision: Decision) -> None:
         if decision.supersedes:
@@ -322,7 +337,10 @@ class Controller(RunActions):
         except Exception as exc:  # a bug or a broken server must not leave a move "started"
             log_event(log, "watch.error", kind=kind, detail=one_line(exc))
             if move is not None and kind not in ("relax",):
-                self._put_back(move)
+                try:
+                    self._put_back(move)
+                except FailoverError as lost:  # the store is out of reach: the next leader's
+                    log_event(log, "watch.error", kind="put back", detail=one_line(lost))
         finally:
             self._running = None
             self.wake()
@@ -343,9 +361,13 @@ class Controller(RunActions):
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         await asyncio.to_thread(self.initial_primary)
-        await asyncio.to_thread(self.store.recover_moves, self.deployment.journal)
+        if self.leadership.alone:  # with a cluster, the leader does it when it takes over
+            await asyncio.to_thread(self.store.recover_moves, self.deployment.journal)
         probes = asyncio.create_task(self.scheduler.run(stop))
-        election = asyncio.create_task(self.leadership.run(stop))
+        # The lead is kept until the run under way and a drill have ended: a key left to
+        # expire mid-run would hand the move over half done.
+        elected = asyncio.Event()
+        election = asyncio.create_task(self.leadership.run(elected))
         self.guard.start()
         self.copies.start()
         if ready is not None:
@@ -371,7 +393,6 @@ class Controller(RunActions):
                     task.cancel()
         finally:
             stop.set()
-            await election
             await asyncio.to_thread(self.guard.stop, turn_off=self.leadership.alone)
             await asyncio.to_thread(self.copies.stop)
             await probes
@@ -379,5 +400,7 @@ class Controller(RunActions):
                 log_event(log, "watch.stop", detail="waiting for the run under way to end")
                 await self._worker
             await asyncio.to_thread(self.drills.stop)  # aborted, then failed back
+            elected.set()
+            await election
             await asyncio.to_thread(self.leadership.resign)  # a follower takes over at once
             await asyncio.to_thread(self.notifier.close)

@@ -104,7 +104,11 @@ class Elected:
     async def run(self, stop: asyncio.Event) -> None:
         """Run a cycle every ``loop_wait`` until ``stop``; then give the key up."""
         while not stop.is_set():
-            await asyncio.to_thread(self.cycle)
+            try:
+                await asyncio.to_thread(self.cycle)
+            except Exception as exc:  # an answer not understood: the next cycle tries again
+                log_event(log, "watch.election", controller=self.name, outcome="error",
+                          detail=" ".join(f"{type(exc).__name__}: {exc}".split())[:300])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.config.loop_wait)
 

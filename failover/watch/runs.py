@@ -21,6 +21,7 @@ from failover.engine.plans import NothingToDo, plan_prepare, plan_promote, plan_
 from failover.exceptions import FailoverError, StaleToken, UnsafePlan
 from failover.logs import log_event
 from failover.state import ControllerStore
+from failover.watch.leadership import Leadership
 from failover.watch.metrics import WatchMetrics
 from failover.watch.notify import Notifier
 from failover.watch.policy import Move
@@ -39,6 +40,15 @@ class RunActions:
     clock: Callable[[], float]
     primary: str | None
     accept_data_loss: bool
+    leadership: Leadership
+
+    def _owns_moves(self, why: str) -> bool:
+        """Whether this controller may write the moves in the store: alone, or leading. A
+        deposed leader's run leaves them to the leader (the store is every site's)."""
+        if self.leadership.alone or self.leadership.leading:
+            return True
+        log_event(log, "watch.run", outcome="not-leading", detail=f"{why}: left to the leader")
+        return False
 
     def _plan(self, move: Move, kind: str, topology: Topology) -> Plan:
         if kind == "prepare":
@@ -64,7 +74,7 @@ class RunActions:
         def first_step(index: int, _step: object) -> None:
             if index == 0 and not begun and (last := d.journal.last()) is not None:
                 begun.append(last.id)  # execute() journaled it under our lock just now
-                if move is not None:
+                if move is not None and self._owns_moves("tying the move to its run"):
                     self.store.save_move(replace(move, run_id=last.id))
 
         try:
@@ -110,7 +120,7 @@ class RunActions:
 
     def _put_back(self, move: Move | None, refused: str = "") -> None:
         """A move whose run never began waits again (an approval it had still counts)."""
-        if move is None:
+        if move is None or not self._owns_moves(f"putting move {move.id} back"):
             return
         self.store.save_move(replace(
             move, state="approved" if move.approved is not None else "scheduled",
@@ -124,7 +134,7 @@ class RunActions:
                   error=record.error or "")
         self.notifier.send({"event": "run", **{k: v for k, v in record.to_dict().items()
                                                if k != "steps"}})
-        if move is None:
+        if move is None or not self._owns_moves(f"recording move {move.id}'s run"):
             return
         if outcome == "ok" and record.plan.kind == "prepare":
             self.store.save_move(replace(move, state="prepared", run_id=record.id))

@@ -107,7 +107,7 @@ def test_a_rebuild_whose_cluster_does_not_answer_names_the_flag_in_one_line(
     assert not deployment.config.journal.exists()  # nothing ran, nothing was journaled
 
 
-def test_with_the_flag_the_rebuild_says_why_it_is_safe_and_asks_no_etcd(
+def test_with_the_flag_the_rebuild_says_why_it_is_safe_once_etcd_does_not_answer(
         tmp_path: Path) -> None:
     root = _with_cluster(tmp_path)
     code, err, out = _run_out("plan", "rebuild", "--without-cluster", "--site", "spare",
@@ -116,7 +116,8 @@ def test_with_the_flag_the_rebuild_says_why_it_is_safe_and_asks_no_etcd(
     assert first.startswith("without the etcd cluster: the run lock, the run journal")
     assert "no controller can be elected or act" in first
     assert "Restore the etcd cluster before any controller runs again." in first
-    # No site answers at 127.99, so it plans the spare as the primary, etcd never asked.
+    # etcd was asked only whether it answers (a cluster that does refuses the flag); no
+    # site answers at 127.99, so it plans the spare as the primary.
     assert code == 0 and out.startswith("plan: rebuild - -> spare"), (err, out)
     assert rebuild_deployment(open_deployment(None, root), "spare",
                               without_cluster=True).config.local_state

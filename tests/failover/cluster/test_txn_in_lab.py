@@ -1,13 +1,22 @@
-"""The wrapper's general transaction and range reads, against three real etcd members."""
+"""The wrapper's general transaction and range reads, against three real etcd members; and
+a rebuild's --without-cluster refused while they answer."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from failover.cli import cli
 from failover.cluster.journal import EtcdJournal
 from failover.cluster.ops import Compare, Delete, Put
+from failover.engine.deployment import open_deployment
 from failover.exceptions import ConfigError
+from infra.lab import etcd
 from tests.failover.cluster.conftest import Members
+from tests.failover.handbuilt import lab_files
 
 pytestmark = pytest.mark.lab
 
@@ -69,3 +78,20 @@ def test_the_etcd_journal_refuses_an_event_of_a_run_it_does_not_hold(
     with pytest.raises(ConfigError, match="no run"):
         journal.ended("../runs/x", "ok")
     assert journal.cluster.range() == []  # nothing written
+
+
+def test_a_rebuild_without_the_cluster_is_refused_while_the_cluster_answers(
+        members: Members, tmp_path: Path) -> None:
+    # The flag is for etcd without quorum: with a leader possible, the rebuild and the
+    # controllers would keep two journals and two run locks.
+    root = lab_files(tmp_path / "lab")
+    data = yaml.safe_load((root / "failover.yaml").read_text())
+    data["watch"]["cluster"] = {"endpoints": etcd.endpoints(members.layout), "ttl": 10,
+                                "loop_wait": 2.0, "retry_timeout": 3.0}
+    (root / "failover.yaml").write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(cli, ["plan", "rebuild", "--without-cluster", "--site",
+                                      "spare", "--state-dir", str(root)])
+    assert result.exit_code == 1, result.output
+    assert "the etcd cluster (watch.cluster) answers" in result.stderr
+    assert "run again without --without-cluster" in result.stderr
+    assert not open_deployment(None, root).config.journal.exists()

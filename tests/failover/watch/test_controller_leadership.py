@@ -150,3 +150,17 @@ def test_a_deposed_leader_keeps_sending_its_old_token_so_that_it_is_refused() ->
     assert not aws.leading and aws.token == old
     aws.cycle()
     assert changes == ["aws", "aws"] and aws.leader() == "hetzner" and aws.token == old
+
+
+def test_a_deposed_leader_leaves_the_moves_to_the_leader(
+        deployment: HandBuiltDeployment) -> None:
+    executor, leadership = JournalingExecutor(), Flipped()
+    controller = _controller(deployment, executor, leadership)
+    started = move("started")
+    controller.store.save_move(started)
+    # Its run found the lock held (the new leader runs the move): not put back, not tied.
+    controller._put_back(started)
+    assert controller.store.move("m1") == started
+    leadership.leading = True
+    controller._put_back(started)
+    assert controller.store.move("m1") == move("scheduled")
