@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from failover.cli.base import (
+    FailoverGroup,
     config_option,
     confirm,
     json_option,
@@ -199,9 +200,13 @@ def abandon(run_id: str, reason: str, config: Path | None, state_dir: Path | Non
     say(f"run {run_id} abandoned; the deployment stays as it left it")
 
 
-@click.group()
+@click.group(cls=FailoverGroup)
 def plan() -> None:
     """Print what a move would do, step by step; touches nothing."""
+
+
+# Registered by its module, imported when asked for (failover.cli imports commands lazily).
+plan.lazy["rebuild"] = "failover.cli.rebuild:plan_rebuild_cmd"
 
 
 def show_plan(config: Path | None, state_dir: Path | None, kind: PlanKind, target: str,

@@ -47,3 +47,15 @@ def test_an_unknown_command_is_still_one_clear_usage_error() -> None:
     result = CliRunner().invoke(cli, ["no-such-command"])
     assert result.exit_code == 2
     assert "No such command 'no-such-command'" in result.output
+
+
+def test_a_subcommand_another_module_adds_is_there_in_a_fresh_process() -> None:
+    # `failover plan rebuild` is registered by failover.cli.rebuild, which nothing else
+    # imports when `plan` runs first.
+    done = subprocess.run([sys.executable, "-m", "failover", "plan", "rebuild", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: failover plan rebuild")
+    listed = subprocess.run([sys.executable, "-m", "failover", "plan", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert "rebuild" in listed.stdout.split("Commands:")[1]
