@@ -266,7 +266,9 @@ def assert_backed_up_off_provider(lab: RunningLab, site: str) -> None:
         return done.returncode == 0 and seen["site"] == site and all(
             (r["last_wal"] or "").startswith(timeline) for r in seen["repositories"])
 
-    wait_for(backed_up, timeout=60, what=f"{site}'s repositories to take its WAL", retry_on=())
+    # A full backup first, to each repository new to it: a minute or more on a loaded machine.
+    wait_for(backed_up, timeout=150, what=f"{site}'s repositories to take its WAL",
+             retry_on=())
     providers = {r["provider"] for r in seen["repositories"]}
     assert providers and site not in providers, seen  # the lab's providers are its sites
     assert all(r["last_full"] for r in seen["repositories"]), seen
