@@ -42,7 +42,8 @@ from failover import logs
 from failover.agent.failsafe import Round
 from failover.agent.journal import AgentJournal
 from failover.cluster.config import MARGIN
-from failover.cluster.etcd import Entry, Outcome
+from failover.cluster.election import LeaderStore
+from failover.cluster.etcd import Entry
 from failover.cluster.exceptions import ClusterUnavailable, LeaseNotFound
 from failover.cluster.primarylease import DECISION_KEY, HOLDER_KEY, WITHHELD
 from failover.waiting import WaitTimeout, wait_for
@@ -52,14 +53,8 @@ _LEASE_ID = "cluster.lease"  # the journal's note of our etcd lease (hex)
 Failsafe = Callable[[dict[str, Any], float], Round]  # (the round's body, timeout)
 
 
-class LeaseStore(Protocol):
-    """What the hold needs of etcd (``etcd.EtcdCluster`` has it)."""
-
-    def get(self, key: str) -> Entry | None: ...
-    def create(self, key: str, value: str, lease: int | None = None) -> Outcome: ...
-    def grant(self, ttl: int) -> int: ...
-    def refresh(self, lease: int) -> int: ...
-    def revoke(self, lease: int) -> None: ...
+# What the hold needs of etcd is what the leader key needs: get, create-if-absent, leases.
+LeaseStore = LeaderStore
 
 
 class Holding(Protocol):

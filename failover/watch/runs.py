@@ -155,6 +155,8 @@ class RunActions:
 
     def _relax(self, move: Move) -> None:
         """Commits at the primary stop waiting for a standby that is gone."""
+        if not self._owns_moves(f"relaxing {move.from_site}'s commits"):
+            return
         with self.deployment.endpoint(move.from_site).connect(timeout=5.0) as conn:
             set_asynchronous(conn)
         self.store.save_move(replace(move, state="scheduled"))
